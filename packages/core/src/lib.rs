@@ -1,0 +1,16 @@
+//! Domain types of jobwire, shared by every other package. No I/O lives here:
+//! values are validated once, at the edge, and then carried as these types.
+
+mod ids;
+mod job;
+mod update;
+
+pub use ids::{JobId, TenantId};
+pub use job::{Job, JobType, NewJob, Priority, Status};
+pub use update::JobUpdate;
+
+/// A value from outside (a request, a token, a Redis message) that is not a valid
+/// domain value. The message is meant for the person who sent it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);

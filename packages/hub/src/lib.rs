@@ -1,0 +1,236 @@
+//! The realtime hub: who is connected, per tenant, and what each of them
+//! wants. One published update is handed to each interested client's bounded
+//! queue without waiting; a client whose queue is full is kicked (its
+//! [`Subscription::kicked`] token fires) rather than slowing anyone else.
+//!
+//! The hub is generic over the message it carries, so the server can pass its
+//! ready-to-send WebSocket text and clone it cheaply per client.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use dashmap::DashMap;
+use jobwire_core::{JobId, TenantId};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+type ClientId = u64;
+
+/// Which jobs a client wants: all of its tenant's, or only some.
+type Filter = Arc<RwLock<Option<HashSet<JobId>>>>;
+
+struct Client<M> {
+    tx: mpsc::Sender<M>,
+    filter: Filter,
+    kicked: CancellationToken,
+}
+
+impl<M> Client<M> {
+    fn wants(&self, job: JobId) -> bool {
+        // A poisoned lock only means a writer panicked mid-update; the set is still usable.
+        let filter = self.filter.read().unwrap_or_else(|e| e.into_inner());
+        filter.as_ref().is_none_or(|jobs| jobs.contains(&job))
+    }
+}
+
+struct Inner<M> {
+    tenants: DashMap<TenantId, HashMap<ClientId, Client<M>>>,
+    next_id: AtomicU64,
+}
+
+/// Cheap to clone; all clones share the same clients.
+pub struct Hub<M> {
+    inner: Arc<Inner<M>>,
+}
+
+impl<M> Clone for Hub<M> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<M> std::fmt::Debug for Hub<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("tenants", &self.inner.tenants.len())
+            .finish()
+    }
+}
+
+impl<M: Clone> Default for Hub<M> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What one [`Hub::publish`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivery {
+    pub delivered: usize,
+    pub kicked: usize,
+}
+
+impl<M: Clone> Hub<M> {
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                tenants: DashMap::new(),
+                next_id: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Adds a client of `tenant` with an outbound queue of `capacity` messages.
+    /// The client is removed when the returned subscription is dropped.
+    pub fn register(&self, tenant: TenantId, capacity: usize) -> Subscription<M> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let filter: Filter = Arc::default();
+        let kicked = CancellationToken::new();
+        let client = Client {
+            tx,
+            filter: Arc::clone(&filter),
+            kicked: kicked.clone(),
+        };
+        self.inner
+            .tenants
+            .entry(tenant.clone())
+            .or_default()
+            .insert(id, client);
+        Subscription {
+            hub: self.clone(),
+            tenant,
+            id,
+            rx,
+            filter,
+            kicked,
+        }
+    }
+
+    /// Hands `message` (about `job` of `tenant`) to every client of that tenant
+    /// that wants it. Never waits: a full queue gets its client kicked.
+    pub fn publish(&self, tenant: &TenantId, job: JobId, message: &M) -> Delivery {
+        let mut delivery = Delivery::default();
+        let mut gone = Vec::new();
+        if let Some(clients) = self.inner.tenants.get(tenant) {
+            for (id, client) in clients.iter() {
+                if !client.wants(job) {
+                    continue;
+                }
+                match client.tx.try_send(message.clone()) {
+                    Ok(()) => delivery.delivered += 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        client.kicked.cancel();
+                        delivery.kicked += 1;
+                        gone.push(*id);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => gone.push(*id),
+                }
+            }
+        }
+        // The read guard above is dropped before removing, which takes a write guard.
+        for id in gone {
+            self.unregister(tenant, id);
+        }
+        delivery
+    }
+
+    /// How many clients a tenant has connected.
+    pub fn client_count(&self, tenant: &TenantId) -> usize {
+        self.inner.tenants.get(tenant).map_or(0, |c| c.len())
+    }
+
+    fn unregister(&self, tenant: &TenantId, id: ClientId) {
+        self.inner
+            .tenants
+            .remove_if_mut(tenant, |_, clients| {
+                clients.remove(&id);
+                clients.is_empty()
+            });
+    }
+}
+
+/// One connected client's end: its queue, its filter and its kick signal.
+pub struct Subscription<M: Clone> {
+    hub: Hub<M>,
+    tenant: TenantId,
+    id: ClientId,
+    rx: mpsc::Receiver<M>,
+    filter: Filter,
+    kicked: CancellationToken,
+}
+
+impl<M: Clone> Subscription<M> {
+    /// The next message for this client; `None` once it has been removed.
+    pub async fn recv(&mut self) -> Option<M> {
+        self.rx.recv().await
+    }
+
+    /// Fires when the hub dropped this client for not keeping up.
+    pub fn kicked(&self) -> CancellationToken {
+        self.kicked.clone()
+    }
+
+    /// A handle to narrow this client to some jobs, usable from another task.
+    pub fn filter_handle(&self) -> FilterHandle {
+        FilterHandle(Arc::clone(&self.filter))
+    }
+}
+
+/// Changes a subscription's filter from outside the task that reads it.
+#[derive(Clone)]
+pub struct FilterHandle(Filter);
+
+impl FilterHandle {
+    /// Narrows the client to these jobs (`None`: every job of its tenant).
+    pub fn set(&self, jobs: Option<HashSet<JobId>>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = jobs;
+    }
+}
+
+impl<M: Clone> Drop for Subscription<M> {
+    fn drop(&mut self) {
+        self.hub.unregister(&self.tenant, self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(name: &str) -> TenantId {
+        name.parse().expect("valid tenant")
+    }
+
+    #[tokio::test]
+    async fn a_full_client_is_kicked_and_the_others_keep_receiving() {
+        let hub: Hub<u32> = Hub::new();
+        let mut fast = hub.register(tenant("a"), 4);
+        let slow = hub.register(tenant("a"), 2);
+        let job = JobId::new();
+        for n in 0..3 {
+            hub.publish(&tenant("a"), job, &n);
+            assert_eq!(fast.recv().await, Some(n));
+        }
+        assert!(slow.kicked().is_cancelled());
+        assert_eq!(hub.client_count(&tenant("a")), 1);
+    }
+
+    #[tokio::test]
+    async fn tenants_and_filters_narrow_delivery() {
+        let hub: Hub<u32> = Hub::new();
+        let (wanted, other) = (JobId::new(), JobId::new());
+        let mut narrowed = hub.register(tenant("a"), 8);
+        narrowed.filter_handle().set(Some(HashSet::from([wanted])));
+        let mut stranger = hub.register(tenant("b"), 8);
+        hub.publish(&tenant("a"), other, &1);
+        hub.publish(&tenant("a"), wanted, &2);
+        assert_eq!(narrowed.recv().await, Some(2));
+        assert!(stranger.rx.try_recv().is_err());
+        drop(narrowed);
+        assert_eq!(hub.client_count(&tenant("a")), 0);
+    }
+}

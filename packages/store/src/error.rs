@@ -1,0 +1,33 @@
+use jobwire_core::{JobId, Status};
+
+/// Everything the store can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot reach Postgres at {url} (is PostgreSQL running? set DATABASE_URL)")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot apply the Postgres migrations")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("Postgres query `{op}` failed")]
+    Query {
+        op: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("a row of table jobs does not hold a valid job: {0}")]
+    Corrupt(String),
+    #[error("job {id} not found")]
+    NotFound { id: JobId },
+    #[error("job {id} is {status}; only a queued job can be cancelled")]
+    NotCancellable { id: JobId, status: Status },
+}
+
+impl StoreError {
+    /// Wraps a failed query, naming the operation for context.
+    pub(crate) fn query(op: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
+        move |source| Self::Query { op, source }
+    }
+}

@@ -1,0 +1,75 @@
+use jobwire_core::{Job, JobId, JobType, Status, TenantId};
+
+use crate::row::{JobRow, columns, fetch_optional_job};
+use crate::{Store, StoreError};
+
+/// What to list: one tenant's jobs, newest first, optionally narrowed.
+#[derive(Debug, Clone)]
+pub struct ListFilter {
+    pub status: Option<Status>,
+    pub job_type: Option<JobType>,
+    /// Only jobs older than this one (the previous page's `next_cursor`).
+    pub before: Option<JobId>,
+    pub limit: u32,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub jobs: Vec<Job>,
+    /// Pass as `before` for the next page; `None` on the last page.
+    pub next_cursor: Option<JobId>,
+}
+
+impl Store {
+    /// A tenant's job; `None` for an unknown ID and for another tenant's job alike.
+    pub async fn get(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>, StoreError> {
+        let query = sqlx::query_as(concat!(
+            "select ",
+            columns!(),
+            " from jobs where tenant_id = $1 and id = $2"
+        ))
+        .bind(tenant.as_str())
+        .bind(id.as_uuid());
+        fetch_optional_job(query, &self.pool, "get job").await
+    }
+
+    pub async fn list(&self, tenant: &TenantId, filter: &ListFilter) -> Result<Page, StoreError> {
+        let limit = i64::from(filter.limit);
+        let rows: Vec<JobRow> = sqlx::query_as(concat!(
+            "select ",
+            columns!(),
+            " from jobs where tenant_id = $1 ",
+            "and ($2::text is null or status = $2) ",
+            "and ($3::text is null or job_type = $3) ",
+            "and ($4::uuid is null or id < $4) ",
+            "order by id desc limit $5"
+        ))
+        .bind(tenant.as_str())
+        .bind(filter.status.map(Status::as_str))
+        .bind(filter.job_type.as_ref().map(JobType::as_str))
+        .bind(filter.before.map(|id| id.as_uuid()))
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("list jobs"))?;
+        let mut jobs: Vec<Job> = rows.into_iter().map(Job::try_from).collect::<Result<_, _>>()?;
+        let next_cursor = if jobs.len() as i64 > limit {
+            jobs.truncate(filter.limit as usize);
+            jobs.last().map(|job| job.id)
+        } else {
+            None
+        };
+        Ok(Page { jobs, next_cursor })
+    }
+
+    /// How many jobs a tenant has (for operators and tests).
+    pub async fn count(&self, tenant: &TenantId) -> Result<i64, StoreError> {
+        sqlx::query_scalar("select count(*) from jobs where tenant_id = $1")
+            .bind(tenant.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::query("count jobs"))
+    }
+}
+

@@ -1,0 +1,60 @@
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::{JobContext, JobError};
+
+/// What a handler returns: the job's result, or why it failed.
+pub type HandlerResult = Result<Value, JobError>;
+
+/// Runs one job type. Any `async fn(JobContext, Value) -> HandlerResult`
+/// (or closure returning such a future) is a handler.
+pub trait Handler: Send + Sync + 'static {
+    fn call(&self, ctx: JobContext, payload: Value)
+    -> Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(JobContext, Value) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = HandlerResult> + Send + 'static,
+{
+    fn call(
+        &self,
+        ctx: JobContext,
+        payload: Value,
+    ) -> Pin<Box<dyn Future<Output = HandlerResult> + Send>> {
+        Box::pin(self(ctx, payload))
+    }
+}
+
+/// Handlers by job type.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<String, Arc<dyn Handler>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.handlers.keys()).finish()
+    }
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers (or replaces) the handler of `job_type`.
+    pub fn register(&mut self, job_type: &str, handler: impl Handler) -> &mut Self {
+        self.handlers.insert(job_type.to_owned(), Arc::new(handler));
+        self
+    }
+
+    pub fn get(&self, job_type: &str) -> Option<Arc<dyn Handler>> {
+        self.handlers.get(job_type).cloned()
+    }
+}
