@@ -1,1 +1,57 @@
+//! jobwire's HTTP and WebSocket API.
+//!
+//! [`serve`] takes a bound listener and a shutdown token (so tests bind port 0),
+//! runs the one `job_updates` subscriber of this instance ([`fanout`]) and the
+//! axum router, and on shutdown closes every WebSocket with 1001, drains
+//! in-flight requests and returns.
 
+mod auth;
+mod error;
+mod extract;
+mod fanout;
+mod health;
+mod jobs;
+mod state;
+mod ws;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use auth::{Claims, JwtKeys};
+pub use error::ApiError;
+pub use state::{AppState, Limits, WsConfig};
+
+/// The routes of the API, on `state`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/v1/jobs", post(jobs::create).get(jobs::list))
+        .route("/v1/jobs/batch", post(jobs::create_batch))
+        .route("/v1/jobs/{id}", get(jobs::get))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/ws", get(ws::upgrade))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` fires, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let subscriber = tokio::spawn(fanout::run(state.clone(), shutdown.clone()));
+    let result = axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    state.close_sessions().await;
+    // The subscriber ends on `shutdown`; a panic inside it is reported here.
+    if let Err(e) = subscriber.await {
+        tracing::error!(error = %e, "the job_updates subscriber task failed");
+    }
+    result
+}

@@ -1,0 +1,91 @@
+//! Extractors whose rejections are [`ApiError`]s, so every bad request gets
+//! the same problem+json body.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use jobwire_core::{JobId, TenantId};
+use serde::de::DeserializeOwned;
+
+use crate::{ApiError, AppState};
+
+/// A JSON body: 415 without a JSON content type, 413 over the body limit,
+/// 400 for malformed JSON, 422 for JSON of the wrong shape.
+pub(crate) struct AppJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for AppJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| {
+                let mime = mime.trim();
+                mime == "application/json" || mime.ends_with("+json")
+            });
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType(
+                "send the body as JSON with `Content-Type: application/json`".into(),
+            ));
+        }
+        let limit = state.limits().max_body_bytes;
+        let body = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| {
+                ApiError::PayloadTooLarge(format!("the request body is over {limit} bytes"))
+            })?;
+        parse_json(&body).map(AppJson)
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::Unprocessable(e.to_string()),
+        _ => ApiError::BadRequest(format!("malformed JSON: {e}")),
+    })
+}
+
+/// The tenant of the request's `Authorization: Bearer <JWT>`.
+pub(crate) struct Tenant(pub TenantId);
+
+impl FromRequestParts<AppState> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| {
+                ApiError::Unauthorized("missing `Authorization: Bearer <token>` header".into())
+            })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
+            })?;
+        state.keys().verify(token.trim()).map(Tenant)
+    }
+}
+
+/// The `{id}` of a job route.
+pub(crate) struct JobIdPath(pub JobId);
+
+impl FromRequestParts<AppState> for JobIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        raw.parse()
+            .map(JobIdPath)
+            .map_err(|e: jobwire_core::InvalidValue| ApiError::BadRequest(e.to_string()))
+    }
+}

@@ -1,0 +1,154 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use jobwire_broker::Broker;
+use jobwire_hub::Hub;
+use jobwire_store::Store;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::JwtKeys;
+
+/// Limits on what a request may carry.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest payload of one job, in bytes of JSON.
+    pub max_payload_bytes: usize,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most jobs in one batch.
+    pub max_batch: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 1024 * 1024,
+            max_body_bytes: 16 * 1024 * 1024,
+            max_batch: 1000,
+        }
+    }
+}
+
+/// WebSocket tuning.
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    /// Updates queued per client before it counts as too slow and is dropped.
+    pub queue_capacity: usize,
+    /// How often the server pings; a client silent for two intervals is dropped.
+    pub ping_interval: Duration,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 1024,
+            ping_interval: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    broker: Broker,
+    hub: Hub<Utf8Bytes>,
+    keys: JwtKeys,
+    limits: Limits,
+    ws: WsConfig,
+    /// Fires when the server shuts down, so each WebSocket session closes.
+    shutdown: CancellationToken,
+    sessions: TaskTracker,
+    subscribed: AtomicBool,
+}
+
+/// How long shutdown waits for WebSocket sessions to say goodbye.
+const SESSION_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl AppState {
+    pub fn new(
+        store: Store,
+        broker: Broker,
+        keys: JwtKeys,
+        limits: Limits,
+        ws: WsConfig,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                broker,
+                hub: Hub::new(),
+                keys,
+                limits,
+                ws,
+                shutdown,
+                sessions: TaskTracker::new(),
+                subscribed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn broker(&self) -> &Broker {
+        &self.inner.broker
+    }
+
+    pub fn hub(&self) -> &Hub<Utf8Bytes> {
+        &self.inner.hub
+    }
+
+    pub(crate) fn keys(&self) -> &JwtKeys {
+        &self.inner.keys
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    pub(crate) fn ws(&self) -> &WsConfig {
+        &self.inner.ws
+    }
+
+    pub(crate) fn shutdown(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    pub(crate) fn sessions(&self) -> &TaskTracker {
+        &self.inner.sessions
+    }
+
+    /// Whether this instance's `job_updates` subscription is in place.
+    pub fn is_subscribed(&self) -> bool {
+        self.inner.subscribed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_subscribed(&self, subscribed: bool) {
+        self.inner.subscribed.store(subscribed, Ordering::Release);
+    }
+
+    /// Waits (bounded) for every WebSocket session to close after shutdown.
+    pub(crate) async fn close_sessions(&self) {
+        self.inner.sessions.close();
+        if tokio::time::timeout(SESSION_CLOSE_TIMEOUT, self.inner.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = self.inner.sessions.len(),
+                "WebSocket sessions still open after shutdown"
+            );
+        }
+    }
+}
