@@ -1,1 +1,107 @@
-fn main(){}
+//! `jobwire`: the all-in-one (API and a worker pool in one process), plus
+//! small subcommands for operators.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use jobwire_runtime::{ApiArgs, BackendArgs, Backends, WorkerArgs};
+use jobwire_server::JwtKeys;
+use jobwire_store::redact;
+use jobwire_worker::Registry;
+
+/// A real-time job service: REST in, workers out, every status change pushed over WebSocket.
+#[derive(Debug, Parser)]
+#[command(name = "jobwire", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    backends: BackendArgs,
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a signed token for a tenant.
+    Token {
+        /// The tenant the token grants access to.
+        #[arg(long)]
+        tenant: String,
+        /// How long the token is valid (e.g. 30m, 1h, 7d).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// The API's HS256 secret.
+        #[arg(long, env = "JOBWIRE_JWT_SECRET", hide_env_values = true)]
+        jwt_secret: String,
+    },
+    /// Apply the database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        backends: BackendArgs,
+    },
+}
+
+/// Lifetime of the development token printed at startup.
+const DEV_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Token {
+            tenant,
+            ttl,
+            jwt_secret,
+        }) => {
+            let tenant = tenant.parse().context("bad --tenant")?;
+            println!("{}", JwtKeys::new(jwt_secret.as_bytes()).issue(&tenant, ttl));
+            Ok(())
+        }
+        Some(Command::Migrate { backends }) => {
+            jobwire_runtime::init_tracing();
+            jobwire_store::Store::connect(&backends.database_url, 1).await?;
+            println!("migrations applied to {}", redact(&backends.database_url));
+            Ok(())
+        }
+        None => serve(cli.backends, cli.api, cli.worker).await,
+    }
+}
+
+async fn serve(backends: BackendArgs, api: ApiArgs, worker: WorkerArgs) -> anyhow::Result<()> {
+    jobwire_runtime::init_tracing();
+    let shutdown = jobwire_runtime::shutdown_on_signal();
+    let secret = match &api.jwt_secret {
+        Some(secret) => secret.clone(),
+        None => {
+            tracing::warn!(
+                "JOBWIRE_JWT_SECRET is unset: using a random secret; tokens stop working on restart"
+            );
+            format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+        }
+    };
+    let keys = JwtKeys::new(secret.as_bytes());
+    let connected = Backends::connect(&backends).await?;
+    let listener = jobwire_runtime::bind(api.addr).await?;
+    let dev_tenant = "dev".parse().context("the dev tenant name is valid")?;
+    println!("jobwire listening on http://{}", listener.local_addr()?);
+    println!("  store:  Postgres {}", redact(&backends.database_url));
+    println!("  broker: Redis {}", redact(&backends.redis_url));
+    println!(
+        "  dev token (tenant \"dev\", 24h): {}",
+        keys.issue(&dev_tenant, DEV_TOKEN_TTL)
+    );
+    jobwire_runtime::run_all(
+        listener,
+        connected,
+        &api,
+        keys,
+        &worker,
+        Registry::with_builtins(),
+        shutdown,
+    )
+    .await
+}

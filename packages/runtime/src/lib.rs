@@ -1,1 +1,11 @@
+//! Configuration and wiring shared by the jobwire binaries (and the tests):
+//! every setting comes from a flag or an environment variable, and each role
+//! (API, worker, both) runs until its shutdown token fires.
 
+mod config;
+mod run;
+mod telemetry;
+
+pub use config::{ApiArgs, BackendArgs, WorkerArgs};
+pub use run::{Backends, bind, run_all, run_api, run_worker, shutdown_on_signal};
+pub use telemetry::init_tracing;

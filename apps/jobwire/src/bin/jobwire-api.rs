@@ -1,0 +1,38 @@
+//! `jobwire-api`: the HTTP and WebSocket API, holding this instance's one
+//! `job_updates` subscriber. Run any number of them against one Postgres and Redis.
+
+use anyhow::Context;
+use clap::Parser;
+use jobwire_runtime::{ApiArgs, BackendArgs, Backends};
+use jobwire_server::JwtKeys;
+
+/// jobwire's HTTP and WebSocket API.
+#[derive(Debug, Parser)]
+#[command(name = "jobwire-api", version)]
+struct Cli {
+    #[command(flatten)]
+    backends: BackendArgs,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    jobwire_runtime::init_tracing();
+    let shutdown = jobwire_runtime::shutdown_on_signal();
+    let secret = cli.api.jwt_secret.clone().context(
+        "set JOBWIRE_JWT_SECRET (or --jwt-secret): every API instance must share one secret",
+    )?;
+    let backends = Backends::connect(&cli.backends).await?;
+    let listener = jobwire_runtime::bind(cli.api.addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "jobwire-api listening");
+    jobwire_runtime::run_api(
+        listener,
+        backends,
+        &cli.api,
+        JwtKeys::new(secret.as_bytes()),
+        shutdown,
+    )
+    .await
+}

@@ -1,0 +1,26 @@
+//! `jobwire-worker`: pops and runs jobs with the built-in handlers. Run any
+//! number of them against one Postgres and Redis.
+
+use clap::Parser;
+use jobwire_runtime::{BackendArgs, Backends, WorkerArgs};
+use jobwire_worker::Registry;
+
+/// jobwire's worker: pops job IDs, runs their handlers, publishes every change.
+#[derive(Debug, Parser)]
+#[command(name = "jobwire-worker", version)]
+struct Cli {
+    #[command(flatten)]
+    backends: BackendArgs,
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    jobwire_runtime::init_tracing();
+    let shutdown = jobwire_runtime::shutdown_on_signal();
+    let backends = Backends::connect(&cli.backends).await?;
+    jobwire_runtime::run_worker(backends, &cli.worker, Registry::with_builtins(), shutdown).await;
+    Ok(())
+}

@@ -1,0 +1,118 @@
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use jobwire_broker::Broker;
+use jobwire_server::{AppState, JwtKeys};
+use jobwire_store::Store;
+use jobwire_worker::{Registry, Worker};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{ApiArgs, BackendArgs, WorkerArgs};
+
+/// Connected Postgres and Redis.
+#[derive(Debug, Clone)]
+pub struct Backends {
+    pub store: Store,
+    pub broker: Broker,
+}
+
+impl Backends {
+    /// Connects to both (creating and migrating the database if needed).
+    pub async fn connect(args: &BackendArgs) -> anyhow::Result<Self> {
+        let store = Store::connect(&args.database_url, args.db_max_connections).await?;
+        let broker = Broker::connect(&args.redis_url, &args.prefix).await?;
+        Ok(Self { store, broker })
+    }
+}
+
+/// Binds the API's address, saying which one when it cannot.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (in use? set JOBWIRE_ADDR)"))
+}
+
+/// Serves the API on `listener` until `shutdown`.
+pub async fn run_api(
+    listener: TcpListener,
+    backends: Backends,
+    api: &ApiArgs,
+    keys: JwtKeys,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let state = AppState::new(
+        backends.store,
+        backends.broker,
+        keys,
+        api.limits(),
+        api.ws(),
+        shutdown.clone(),
+    );
+    jobwire_server::serve(listener, state, shutdown)
+        .await
+        .context("the HTTP server failed")
+}
+
+/// Runs a worker with `registry` until `shutdown`, then lets running jobs finish.
+pub async fn run_worker(
+    backends: Backends,
+    worker: &WorkerArgs,
+    registry: Registry,
+    shutdown: CancellationToken,
+) {
+    Worker::new(backends.store, backends.broker, registry, worker.config())
+        .run(shutdown)
+        .await;
+}
+
+/// The API and a worker pool in one process, under one shutdown token.
+pub async fn run_all(
+    listener: TcpListener,
+    backends: Backends,
+    api: &ApiArgs,
+    keys: JwtKeys,
+    worker: &WorkerArgs,
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let worker_task = run_worker(backends.clone(), worker, registry, shutdown.clone());
+    let api_task = async {
+        let result = run_api(listener, backends, api, keys, shutdown.clone()).await;
+        // An API that failed takes the workers down with it.
+        shutdown.cancel();
+        result
+    };
+    let (api_result, ()) = tokio::join!(api_task, worker_task);
+    api_result
+}
+
+/// A token that fires on SIGTERM or Ctrl-C.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let fire = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                    let _ = ctrl_c.await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown requested");
+        fire.cancel();
+    });
+    token
+}
