@@ -58,7 +58,10 @@ async fn main() -> anyhow::Result<()> {
             jwt_secret,
         }) => {
             let tenant = tenant.parse().context("bad --tenant")?;
-            println!("{}", JwtKeys::new(jwt_secret.as_bytes()).issue(&tenant, ttl));
+            println!(
+                "{}",
+                JwtKeys::new(jwt_secret.as_bytes()).issue(&tenant, ttl)
+            );
             Ok(())
         }
         Some(Command::Migrate { backends }) => {
@@ -80,7 +83,11 @@ async fn serve(backends: BackendArgs, api: ApiArgs, worker: WorkerArgs) -> anyho
             tracing::warn!(
                 "JOBWIRE_JWT_SECRET is unset: using a random secret; tokens stop working on restart"
             );
-            format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+            format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            )
         }
     };
     let keys = JwtKeys::new(secret.as_bytes());

@@ -144,12 +144,10 @@ impl<M: Clone> Hub<M> {
     }
 
     fn unregister(&self, tenant: &TenantId, id: ClientId) {
-        self.inner
-            .tenants
-            .remove_if_mut(tenant, |_, clients| {
-                clients.remove(&id);
-                clients.is_empty()
-            });
+        self.inner.tenants.remove_if_mut(tenant, |_, clients| {
+            clients.remove(&id);
+            clients.is_empty()
+        });
     }
 }
 
@@ -167,6 +165,10 @@ impl<M: Clone> Subscription<M> {
     /// The next message for this client; `None` once it has been removed.
     pub async fn recv(&mut self) -> Option<M> {
         self.rx.recv().await
+    }
+
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
     }
 
     /// Fires when the hub dropped this client for not keeping up.

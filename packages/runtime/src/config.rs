@@ -9,7 +9,11 @@ use jobwire_worker::WorkerConfig;
 #[derive(Debug, Clone, Args)]
 pub struct BackendArgs {
     /// Postgres URL (the database is created if missing).
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/jobwire")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/jobwire"
+    )]
     pub database_url: String,
 
     /// Redis URL.

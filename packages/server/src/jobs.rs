@@ -31,7 +31,9 @@ pub(crate) struct CreateBatch {
 
 impl CreateJob {
     fn into_new_job(self, tenant: &TenantId, limits: &Limits) -> Result<NewJob, ApiError> {
-        let payload = self.payload.unwrap_or_else(|| Value::Object(Default::default()));
+        let payload = self
+            .payload
+            .unwrap_or_else(|| Value::Object(Default::default()));
         let size = json_len(&payload);
         if size > limits.max_payload_bytes {
             return Err(ApiError::PayloadTooLarge(format!(
@@ -154,7 +156,11 @@ pub(crate) async fn cancel(
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<Job>, ApiError> {
     let job = state.store().cancel(&tenant, id).await?;
-    if let Err(e) = state.broker().publish(&JobUpdate::from(&job).to_json()).await {
+    if let Err(e) = state
+        .broker()
+        .publish(&JobUpdate::from(&job).to_json())
+        .await
+    {
         tracing::warn!(job = %id, error = ?e, "cannot publish the cancellation");
     }
     Ok(Json(job))

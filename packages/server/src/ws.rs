@@ -3,7 +3,7 @@
 //! A session is two tasks: the send task drains the client's hub queue (and
 //! replies) into the socket and pings; the receive task reads client frames.
 //! When one ends the other is aborted. Server-originated control frames carry
-//! an `event` field (`subscribed`, `error`); updates never do.
+//! an `event` field (`connected`, `subscribed`, `error`); updates never do.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -30,8 +30,11 @@ pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Most job IDs one `subscribe` may name.
 const MAX_SUBSCRIBE_IDS: usize = 10_000;
-/// How long a close frame may take to leave before the socket is just dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a slow consumer's close frame may wait behind what it has not
+/// read yet; a client that reads again within it learns why it was dropped.
+const SLOW_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the close frame may take on shutdown.
+const SHUTDOWN_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Deserialize)]
 pub(crate) struct WsQuery {
@@ -69,7 +72,9 @@ enum End {
 }
 
 async fn session(state: AppState, tenant: TenantId, socket: WebSocket) {
-    let subscription = state.hub().register(tenant.clone(), state.ws().queue_capacity);
+    let subscription = state
+        .hub()
+        .register(tenant.clone(), state.ws().queue_capacity);
     let filter = subscription.filter_handle();
     let (sink, stream) = socket.split();
     let (replies_tx, replies_rx) = mpsc::channel(16);
@@ -84,7 +89,9 @@ async fn session(state: AppState, tenant: TenantId, socket: WebSocket) {
         started,
         Arc::clone(&last_heard),
     ));
-    let mut receive = tokio::spawn(receive_loop(stream, filter, replies_tx, started, last_heard));
+    let mut receive = tokio::spawn(receive_loop(
+        stream, filter, replies_tx, started, last_heard,
+    ));
     tokio::select! {
         _ = &mut send => receive.abort(),
         _ = &mut receive => send.abort(),
@@ -104,6 +111,13 @@ async fn send_loop(
     let shutdown = state.shutdown().clone();
     let interval = state.ws().ping_interval;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+
+    // The client is registered with the hub by now: from this frame on, it misses nothing.
+    let hello =
+        json!({"event": "connected", "tenantId": subscription.tenant().as_str()}).to_string();
+    if sink.send(Message::Text(hello.into())).await.is_err() {
+        return;
+    }
 
     let end = loop {
         let message = tokio::select! {
@@ -137,17 +151,25 @@ async fn send_loop(
     };
 
     let close = match end {
-        End::Kicked => Some((CLOSE_SLOW_CONSUMER, "slow consumer: too many updates queued")),
-        End::Shutdown => Some((CLOSE_GOING_AWAY, "server shutting down")),
+        End::Kicked => Some((
+            CLOSE_SLOW_CONSUMER,
+            "slow consumer: too many updates queued",
+            SLOW_CLOSE_TIMEOUT,
+        )),
+        End::Shutdown => Some((
+            CLOSE_GOING_AWAY,
+            "server shutting down",
+            SHUTDOWN_CLOSE_TIMEOUT,
+        )),
         End::Silent | End::Gone => None,
     };
-    if let Some((code, reason)) = close {
+    if let Some((code, reason, timeout)) = close {
         let frame = CloseFrame {
             code,
             reason: reason.into(),
         };
         // A client that never reads cannot take even this frame; then the socket is just dropped.
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+        let _ = tokio::time::timeout(timeout, sink.send(Message::Close(Some(frame)))).await;
     }
 }
 
@@ -197,7 +219,9 @@ fn handle_frame(text: &str, filter: &FilterHandle) -> Utf8Bytes {
         }
         Ok(ClientFrame::Unsubscribe) => {
             filter.set(None);
-            json!({"event": "subscribed", "jobIds": null}).to_string().into()
+            json!({"event": "subscribed", "jobIds": null})
+                .to_string()
+                .into()
         }
         Err(e) => error_frame(&format!(
             "bad frame ({e}); send {{\"type\":\"subscribe\",\"jobIds\":[...]}} or {{\"type\":\"unsubscribe\"}}"
@@ -206,5 +230,7 @@ fn handle_frame(text: &str, filter: &FilterHandle) -> Utf8Bytes {
 }
 
 fn error_frame(detail: &str) -> Utf8Bytes {
-    json!({"event": "error", "detail": detail}).to_string().into()
+    json!({"event": "error", "detail": detail})
+        .to_string()
+        .into()
 }

@@ -37,8 +37,12 @@ impl Store {
         .await
         .map_err(StoreError::query("insert jobs"))?;
 
-        let position: HashMap<Uuid, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        let mut inserted: Vec<Job> = rows.into_iter().map(Job::try_from).collect::<Result<_, _>>()?;
+        let position: HashMap<Uuid, usize> =
+            ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let mut inserted: Vec<Job> = rows
+            .into_iter()
+            .map(Job::try_from)
+            .collect::<Result<_, _>>()?;
         inserted.sort_by_key(|job| position.get(&job.id.as_uuid()).copied());
         Ok(inserted)
     }

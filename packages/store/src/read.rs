@@ -53,7 +53,10 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(StoreError::query("list jobs"))?;
-        let mut jobs: Vec<Job> = rows.into_iter().map(Job::try_from).collect::<Result<_, _>>()?;
+        let mut jobs: Vec<Job> = rows
+            .into_iter()
+            .map(Job::try_from)
+            .collect::<Result<_, _>>()?;
         let next_cursor = if jobs.len() as i64 > limit {
             jobs.truncate(filter.limit as usize);
             jobs.last().map(|job| job.id)
@@ -72,4 +75,3 @@ impl Store {
             .map_err(StoreError::query("count jobs"))
     }
 }
-

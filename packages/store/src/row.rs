@@ -39,7 +39,8 @@ impl TryFrom<JobRow> for Job {
     type Error = StoreError;
 
     fn try_from(row: JobRow) -> Result<Self, StoreError> {
-        let corrupt = |e: jobwire_core::InvalidValue| StoreError::Corrupt(format!("job {}: {e}", row.id));
+        let corrupt =
+            |e: jobwire_core::InvalidValue| StoreError::Corrupt(format!("job {}: {e}", row.id));
         Ok(Job {
             id: row.id.into(),
             tenant_id: row.tenant_id.parse().map_err(corrupt)?,

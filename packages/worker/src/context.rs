@@ -36,7 +36,9 @@ impl JobContext {
             .report_progress(self.job_id, &progress)
             .await?
             .ok_or(WorkerError::NotRunning(self.job_id))?;
-        self.broker.publish(&JobUpdate::from(&job).to_json()).await?;
+        self.broker
+            .publish(&JobUpdate::from(&job).to_json())
+            .await?;
         Ok(())
     }
 }

@@ -13,8 +13,11 @@ pub type HandlerResult = Result<Value, JobError>;
 /// Runs one job type. Any `async fn(JobContext, Value) -> HandlerResult`
 /// (or closure returning such a future) is a handler.
 pub trait Handler: Send + Sync + 'static {
-    fn call(&self, ctx: JobContext, payload: Value)
-    -> Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
+    fn call(
+        &self,
+        ctx: JobContext,
+        payload: Value,
+    ) -> Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
 }
 
 impl<F, Fut> Handler for F

@@ -96,8 +96,14 @@ impl Worker {
 
         jobs.close();
         tracing::info!(running = jobs.len(), grace = ?self.config.grace, "worker stopping");
-        if tokio::time::timeout(self.config.grace, jobs.wait()).await.is_err() {
-            tracing::warn!(running = jobs.len(), "grace period over; abandoning running jobs");
+        if tokio::time::timeout(self.config.grace, jobs.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                running = jobs.len(),
+                "grace period over; abandoning running jobs"
+            );
             hard_stop.cancel();
             jobs.wait().await;
         }

@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let backends = Backends::connect(&cli.backends).await?;
     let listener = jobwire_runtime::bind(cli.api.addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "jobwire-api listening");
+    println!("jobwire-api listening on http://{}", listener.local_addr()?);
     jobwire_runtime::run_api(
         listener,
         backends,

@@ -1,0 +1,228 @@
+//! The production shape: separate `jobwire-api` and `jobwire-worker`
+//! processes against one Postgres and one Redis.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+use crate::support::{
+    Options, SECRET, TestApp, WAIT, Ws, job, redis_url, spawn_app_with, wait_ready,
+};
+
+/// A jobwire binary started on the test app's database and key prefix.
+fn command(binary: &str, app: &TestApp) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .env_clear()
+        .env("DATABASE_URL", &app.database_url)
+        .env("REDIS_URL", redis_url())
+        .env("JOBWIRE_PREFIX", &app.prefix)
+        .env("JOBWIRE_JWT_SECRET", SECRET)
+        .env("JOBWIRE_ADDR", "127.0.0.1:0")
+        .env("JOBWIRE_WORKER_CONCURRENCY", "4")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    command
+}
+
+/// Starts `jobwire-api` and returns it with the address it printed.
+async fn start_api(app: &TestApp) -> (Child, String) {
+    let mut child = command(env!("CARGO_BIN_EXE_jobwire-api"), app)
+        .spawn()
+        .expect("jobwire-api starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("jobwire-api prints its address")
+        .expect("stdout readable")
+        .expect("a line");
+    let base = line
+        .rsplit(' ')
+        .next()
+        .expect("the URL ends the line")
+        .to_owned();
+    wait_ready(&reqwest::Client::new(), &format!("{base}/readyz")).await;
+    (child, base.trim_start_matches("http://").to_owned())
+}
+
+fn start_worker(app: &TestApp) -> Child {
+    command(env!("CARGO_BIN_EXE_jobwire-worker"), app)
+        .spawn()
+        .expect("jobwire-worker starts")
+}
+
+async fn create_via(http: &reqwest::Client, addr: &str, token: &str, body: Value) -> String {
+    let response = http
+        .post(format!("http://{addr}/v1/jobs"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(response.status(), 201);
+    let job: Value = response.json().await.expect("job");
+    job["id"].as_str().expect("id").to_owned()
+}
+
+/// Reads updates until the barrier job's frame; returns how often each
+/// `(jobId, version)` arrived before it.
+async fn updates_until(ws: &mut Ws, barrier: &str) -> HashMap<(String, i64), usize> {
+    let mut seen = HashMap::new();
+    loop {
+        let update = ws.next_update().await;
+        let id = update["jobId"].as_str().expect("jobId").to_owned();
+        if id == barrier {
+            return seen;
+        }
+        *seen
+            .entry((id, update["version"].as_i64().expect("version")))
+            .or_default() += 1;
+    }
+}
+
+#[tokio::test]
+async fn two_apis_and_two_workers_deliver_every_update_exactly_once() {
+    // This app's in-process API only serves as the database owner; no worker.
+    let app = spawn_app_with(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let (_api_a, addr_a) = start_api(&app).await;
+    let (_api_b, addr_b) = start_api(&app).await;
+    let _workers = [start_worker(&app), start_worker(&app)];
+    let token = app.token("acme");
+    let mut on_a = Ws::connect(addr_a.parse().unwrap(), &token).await;
+    let mut on_b = Ws::connect(addr_b.parse().unwrap(), &token).await;
+    let mut stranger = Ws::connect(addr_b.parse().unwrap(), &app.token("globex")).await;
+
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        let addr = if n % 2 == 0 { &addr_a } else { &addr_b };
+        ids.push(create_via(&http, addr, &token, job("noop", json!({"n": n}))).await);
+    }
+    for id in &ids {
+        let row = wait_for_status(&app, id, "succeeded").await;
+        assert_eq!(row.1, 3);
+    }
+    // Everything published before this barrier reaches a client before it.
+    let barrier = Uuid::now_v7().to_string();
+    for tenant in ["acme", "globex"] {
+        app.publish_raw(
+            &json!({"tenantId": tenant, "jobId": barrier, "type": "barrier", "status": "queued",
+            "version": 1, "attempt": 0, "error": null, "at": "2026-01-01T00:00:00Z"})
+            .to_string(),
+        )
+        .await;
+    }
+
+    for (name, ws) in [("A", &mut on_a), ("B", &mut on_b)] {
+        let seen = updates_until(ws, &barrier).await;
+        assert_eq!(
+            seen.len(),
+            ids.len() * 3,
+            "client on API {name}: every update (queued, running, succeeded)"
+        );
+        assert!(
+            seen.values().all(|&n| n == 1),
+            "client on API {name}: none twice"
+        );
+        assert!(
+            ids.iter()
+                .all(|id| (1..=3).all(|v| seen.contains_key(&(id.clone(), v))))
+        );
+    }
+    assert!(
+        updates_until(&mut stranger, &barrier).await.is_empty(),
+        "globex saw nothing of acme"
+    );
+}
+
+async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> (String, i64, i32) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tokio::time::timeout(WAIT, async {
+        loop {
+            tick.tick().await;
+            let row = app.row(id).await;
+            if row.0 == status {
+                return row;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("job {id} never reached {status}"))
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_running_job_finish_and_the_worker_exit_0() {
+    let app = spawn_app_with(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let mut worker = start_worker(&app);
+    let mut ws = app.ws("acme").await;
+    let id = app.create("acme", job("sleep", json!({"ms": 1500}))).await;
+    ws.until_status(&id, "running").await;
+
+    let pid = Pid::from_raw(worker.id().expect("running") as i32);
+    kill(pid, Signal::SIGTERM).expect("SIGTERM");
+    let status = tokio::time::timeout(WAIT, worker.wait())
+        .await
+        .expect("the worker exits after its job")
+        .expect("exit status");
+    assert!(status.success(), "exit code 0, got {status}");
+
+    let (db_status, _, attempt) = app.row(&id).await;
+    assert_eq!((db_status.as_str(), attempt), ("succeeded", 1));
+    let last = ws.until_status(&id, "succeeded").await.pop().unwrap();
+    assert_eq!(last["result"], json!({"sleptMs": 1500}));
+}
+
+#[tokio::test]
+async fn sigterm_to_the_api_closes_websockets_with_1001_and_exits_0() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let app = spawn_app_with(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let (mut api, addr) = start_api(&app).await;
+    let mut ws = Ws::connect(addr.parse().unwrap(), &app.token("acme")).await;
+
+    kill(
+        Pid::from_raw(api.id().expect("running") as i32),
+        Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let close = tokio::time::timeout(WAIT, async {
+        while let Some(message) = ws.stream.next().await {
+            if let Ok(Message::Close(frame)) = message {
+                return frame.map(|f| f.code);
+            }
+        }
+        None
+    })
+    .await
+    .expect("a close frame in time");
+    assert_eq!(close, Some(CloseCode::Away), "1001 going away");
+    let status = tokio::time::timeout(WAIT, api.wait())
+        .await
+        .expect("exits")
+        .expect("status");
+    assert!(status.success(), "exit code 0, got {status}");
+}

@@ -1,0 +1,380 @@
+//! `spawn_app()` and the clients the tests talk through.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use jobwire_broker::Broker;
+use jobwire_core::{Priority, TenantId};
+use jobwire_runtime::{ApiArgs, Backends, WorkerArgs};
+use jobwire_server::JwtKeys;
+use jobwire_store::Store;
+use jobwire_worker::Registry;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How long any wait for an event may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(15);
+pub const SECRET: &str = "test-secret";
+
+/// The Postgres server tests create their databases on.
+pub fn pg_server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub worker: bool,
+    pub ws_queue: usize,
+    pub max_payload_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            worker: true,
+            ws_queue: 1024,
+            max_payload_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// One running jobwire (API, and a worker unless disabled) on port 0, with a
+/// fresh database and a unique key prefix. Dropping it shuts it down and
+/// removes its database and keys.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub keys: JwtKeys,
+    pub database_url: String,
+    pub prefix: String,
+    pub pool: PgPool,
+    pub redis: redis::Client,
+    pub broker: Broker,
+    pub store: Store,
+    db_name: String,
+    shutdown: CancellationToken,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let id = Uuid::new_v4().simple().to_string();
+    let db_name = format!("jobwire_test_{id}");
+    let database_url = format!("{}/{db_name}", pg_server_url());
+    let prefix = format!("test:{id}:");
+    let store = Store::connect(&database_url, 10)
+        .await
+        .expect("Postgres must be running for the tests (see README)");
+    let broker = Broker::connect(&redis_url(), &prefix)
+        .await
+        .expect("Redis must be running for the tests (see README)");
+    let backends = Backends {
+        store: store.clone(),
+        broker: broker.clone(),
+    };
+    let api = ApiArgs {
+        addr: "127.0.0.1:0".parse().expect("literal address"),
+        jwt_secret: Some(SECRET.into()),
+        max_payload_bytes: options.max_payload_bytes,
+        max_body_bytes: 16 * 1024 * 1024,
+        max_batch: 1000,
+        ws_queue: options.ws_queue,
+        ws_ping_interval: Duration::from_secs(20),
+    };
+    let keys = JwtKeys::new(SECRET.as_bytes());
+    let listener = jobwire_runtime::bind(api.addr).await.expect("bind port 0");
+    let addr = listener.local_addr().expect("bound address");
+    let shutdown = CancellationToken::new();
+    {
+        let (backends, keys, shutdown) = (backends.clone(), keys.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            jobwire_runtime::run_api(listener, backends, &api, keys, shutdown)
+                .await
+                .expect("API runs");
+        });
+    }
+    let app = TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        keys,
+        database_url,
+        prefix,
+        pool: store.pool().clone(),
+        redis: redis::Client::open(redis_url()).expect("redis url"),
+        broker,
+        store,
+        db_name,
+        shutdown,
+    };
+    if options.worker {
+        app.start_worker();
+    }
+    app.wait_ready().await;
+    app
+}
+
+impl TestApp {
+    /// Starts an in-process worker (built-in handlers) on this app's data.
+    pub fn start_worker(&self) {
+        let backends = Backends {
+            store: self.store.clone(),
+            broker: self.broker.clone(),
+        };
+        let worker = WorkerArgs {
+            concurrency: 8,
+            shutdown_grace: Duration::from_secs(5),
+        };
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            jobwire_runtime::run_worker(backends, &worker, Registry::with_builtins(), shutdown)
+                .await;
+        });
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn wait_ready(&self) {
+        wait_ready(&self.http, &self.url("/readyz")).await;
+    }
+
+    pub fn token(&self, tenant: &str) -> String {
+        let tenant: TenantId = tenant.parse().expect("test tenant");
+        self.keys.issue(&tenant, Duration::from_secs(3600))
+    }
+
+    pub async fn post(&self, tenant: &str, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(self.token(tenant))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST reaches the API");
+        read(response).await
+    }
+
+    pub async fn get(&self, tenant: &str, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(self.token(tenant))
+            .send()
+            .await
+            .expect("GET reaches the API");
+        read(response).await
+    }
+
+    /// Creates a job and returns its ID.
+    pub async fn create(&self, tenant: &str, job: Value) -> String {
+        let (status, body) = self.post(tenant, "/v1/jobs", job).await;
+        assert_eq!(status, 201, "create failed: {body}");
+        body["id"].as_str().expect("job id").to_owned()
+    }
+
+    pub async fn ws(&self, tenant: &str) -> Ws {
+        Ws::connect(self.addr, &self.token(tenant)).await
+    }
+
+    /// `(status, version, attempt)` of a job, straight from Postgres.
+    pub async fn row(&self, id: &str) -> (String, i64, i32) {
+        sqlx::query_as("select status, version, attempt from jobs where id = $1::uuid")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .expect("job row")
+    }
+
+    pub async fn job_count(&self) -> i64 {
+        sqlx::query_scalar("select count(*) from jobs")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
+    }
+
+    /// Total length of the four queues.
+    pub async fn queued_ids(&self) -> usize {
+        let mut total = 0;
+        for priority in Priority::ALL {
+            total += self.broker.queue_len(priority).await.expect("LLEN");
+        }
+        total
+    }
+
+    /// Publishes raw text on this app's `job_updates` channel, as any publisher could.
+    pub async fn publish_raw(&self, text: &str) {
+        let mut conn = self
+            .redis
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        redis::cmd("PUBLISH")
+            .arg(self.broker.keys().channel())
+            .arg(text)
+            .query_async::<()>(&mut conn)
+            .await
+            .expect("PUBLISH");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let (server, db, redis, prefix) = (
+            pg_server_url(),
+            self.db_name.clone(),
+            self.redis.clone(),
+            self.prefix.clone(),
+        );
+        // Async cleanup needs a runtime of its own: the test's may be ending.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cleanup runtime");
+            runtime.block_on(async move {
+                if let Ok(pool) = PgPool::connect(&format!("{server}/postgres")).await {
+                    let _ = sqlx::query(&format!("drop database if exists {db} with (force)"))
+                        .execute(&pool)
+                        .await;
+                }
+                if let Ok(mut conn) = redis.get_multiplexed_async_connection().await {
+                    let keys: Vec<String> = Priority::ALL
+                        .iter()
+                        .map(|p| format!("{prefix}job_queue:{p}"))
+                        .collect();
+                    let _ = redis::cmd("DEL")
+                        .arg(keys)
+                        .query_async::<()>(&mut conn)
+                        .await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+pub async fn wait_ready(http: &reqwest::Client, url: &str) {
+    let ready = async {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            if let Ok(response) = http.get(url).send().await
+                && response.status() == 200
+            {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, ready)
+        .await
+        .unwrap_or_else(|_| panic!("{url} never became ready"));
+}
+
+pub async fn read(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, body)
+}
+
+/// A WebSocket client, as a Rust consumer of jobwire would write it.
+pub struct Ws {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Ws {
+    /// Connects and waits for the `connected` frame: from then on, no update is missed.
+    pub async fn connect(addr: SocketAddr, token: &str) -> Ws {
+        let (stream, _) =
+            tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws?token={token}"))
+                .await
+                .expect("WebSocket connects");
+        let mut ws = Ws { stream };
+        let hello = ws.next_frame().await.expect("connected frame");
+        assert_eq!(hello["event"], "connected", "{hello}");
+        ws
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.stream
+            .send(Message::text(frame.to_string()))
+            .await
+            .expect("WS send");
+    }
+
+    /// The next JSON text frame; `None` when the connection ended.
+    pub async fn next_frame(&mut self) -> Option<Value> {
+        let frame = tokio::time::timeout(WAIT, async {
+            while let Some(message) = self.stream.next().await {
+                match message {
+                    Ok(Message::Text(text)) => {
+                        return Some(serde_json::from_str(text.as_str()).expect("JSON frame"));
+                    }
+                    Ok(Message::Close(_)) | Err(_) => return None,
+                    Ok(_) => continue,
+                }
+            }
+            None
+        });
+        frame
+            .await
+            .expect("timed out waiting for a WebSocket frame")
+    }
+
+    /// The next job update (control frames skipped).
+    pub async fn next_update(&mut self) -> Value {
+        loop {
+            let frame = self.next_frame().await.expect("connection open");
+            if frame.get("event").is_none() {
+                return frame;
+            }
+        }
+    }
+
+    /// Updates of `job` until one has `status`; returns all of that job's updates seen.
+    pub async fn until_status(&mut self, job: &str, status: &str) -> Vec<Value> {
+        let mut seen = Vec::new();
+        loop {
+            let update = self.next_update().await;
+            if update["jobId"] == job {
+                let done = update["status"] == status;
+                seen.push(update);
+                if done {
+                    return seen;
+                }
+            }
+        }
+    }
+}
+
+/// A job body.
+pub fn job(job_type: &str, payload: Value) -> Value {
+    json!({"type": job_type, "payload": payload})
+}
+
+pub fn statuses(updates: &[Value]) -> Vec<&str> {
+    updates
+        .iter()
+        .map(|u| u["status"].as_str().unwrap_or("?"))
+        .collect()
+}
