@@ -1,0 +1,26 @@
+# jobwire tasks. `just --list` shows them; none of them is needed to build or test.
+
+# Run the all-in-one (API + workers) against local Postgres and Redis.
+dev:
+    cargo run
+
+# The README's test command (needs Postgres and Redis running).
+test:
+    cargo test --workspace
+
+# Formatting and lints, as CI checks them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Postgres, Redis, API and worker in containers.
+up:
+    docker compose up --build
+
+# Stop the containers.
+down:
+    docker compose down
+
+# What CI runs.
+ci:
+    bash .ci/run
