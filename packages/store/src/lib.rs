@@ -39,9 +39,12 @@ impl Store {
             .map_err(connect_err)?
         {
             tracing::info!(url = %redact(url), "creating database");
-            sqlx::Postgres::create_database(url)
-                .await
-                .map_err(connect_err)?;
+            if let Err(e) = sqlx::Postgres::create_database(url).await {
+                // Another process starting beside this one may have created it first.
+                if !sqlx::Postgres::database_exists(url).await.unwrap_or(false) {
+                    return Err(connect_err(e));
+                }
+            }
         }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
