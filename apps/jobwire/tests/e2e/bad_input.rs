@@ -23,11 +23,7 @@ async fn send(app: &TestApp, path: &str, content_type: Option<&str>, body: Strin
 #[tokio::test]
 async fn every_bad_create_gets_its_status_and_writes_nothing() {
     // No worker: the queues must hold exactly what the API pushed.
-    let app = spawn_app_with(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(Options::without_worker()).await;
     let big = "x".repeat(1024 * 1024 + 1);
     let json = Some("application/json");
     let many: Vec<Value> = (0..1001).map(|_| json!({"type": "noop"})).collect();
@@ -142,11 +138,7 @@ async fn every_bad_create_gets_its_status_and_writes_nothing() {
 
 #[tokio::test]
 async fn problem_bodies_are_problem_json() {
-    let app = spawn_app_with(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(Options::without_worker()).await;
     let response = app
         .http
         .post(app.url("/v1/jobs"))
@@ -170,11 +162,7 @@ async fn problem_bodies_are_problem_json() {
 
 #[tokio::test]
 async fn missing_malformed_expired_or_forged_tokens_get_401() {
-    let app = spawn_app_with(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(Options::without_worker()).await;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     let expired = app.keys.sign(&Claims {
         tenant: "acme".parse().unwrap(),
@@ -217,11 +205,7 @@ async fn missing_malformed_expired_or_forged_tokens_get_401() {
 
 #[tokio::test]
 async fn a_malformed_websocket_frame_gets_an_error_frame_not_a_hangup() {
-    let app = spawn_app_with(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(Options::without_worker()).await;
     let mut ws = app.ws("acme").await;
     for bad in [
         json!("hello"),

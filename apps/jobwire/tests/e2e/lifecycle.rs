@@ -119,11 +119,7 @@ async fn fail_unknown_type_echo_and_progress_end_as_the_user_expects() {
 
 #[tokio::test]
 async fn a_cancelled_queued_job_never_runs_and_the_client_sees_cancelled() {
-    let app = spawn_app_with(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(Options::without_worker()).await;
     let mut ws = app.ws("acme").await;
 
     let doomed = app.create("acme", job("noop", json!({}))).await;

@@ -11,5 +11,7 @@ mod bad_input;
 mod isolation;
 mod lifecycle;
 mod processes;
+mod queue;
+mod realtime;
 mod slow_client;
 mod support;

@@ -93,11 +93,7 @@ async fn updates_until(ws: &mut Ws, barrier: &str) -> HashMap<(String, i64), usi
 #[tokio::test]
 async fn two_apis_and_two_workers_deliver_every_update_exactly_once() {
     // This app's in-process API only serves as the database owner; no worker.
-    let app = spawn_app_with(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(Options::without_worker()).await;
     let (_api_a, addr_a) = start_api(&app).await;
     let (_api_b, addr_b) = start_api(&app).await;
     let _workers = [start_worker(&app), start_worker(&app)];
@@ -166,11 +162,7 @@ async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> (String, i64,
 
 #[tokio::test]
 async fn sigterm_lets_the_running_job_finish_and_the_worker_exit_0() {
-    let app = spawn_app_with(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(Options::without_worker()).await;
     let mut worker = start_worker(&app);
     let mut ws = app.ws("acme").await;
     let id = app.create("acme", job("sleep", json!({"ms": 1500}))).await;
@@ -196,11 +188,7 @@ async fn sigterm_to_the_api_closes_websockets_with_1001_and_exits_0() {
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-    let app = spawn_app_with(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(Options::without_worker()).await;
     let (mut api, addr) = start_api(&app).await;
     let mut ws = Ws::connect(addr.parse().unwrap(), &app.token("acme")).await;
 
@@ -225,4 +213,162 @@ async fn sigterm_to_the_api_closes_websockets_with_1001_and_exits_0() {
         .expect("exits")
         .expect("status");
     assert!(status.success(), "exit code 0, got {status}");
+}
+
+#[tokio::test]
+async fn jobwire_token_prints_a_token_the_api_accepts() {
+    let app = spawn_app_with(Options::without_worker()).await;
+    let output = Command::new(env!("CARGO_BIN_EXE_jobwire"))
+        .args(["token", "--tenant", "acme", "--ttl", "1h"])
+        .env("JOBWIRE_JWT_SECRET", SECRET)
+        .output()
+        .await
+        .expect("jobwire token runs");
+    assert!(output.status.success());
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let response = app
+        .http
+        .get(app.url("/v1/jobs"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_jobwire"))
+        .args(["token", "--tenant", "not a tenant"])
+        .env("JOBWIRE_JWT_SECRET", SECRET)
+        .output()
+        .await
+        .unwrap();
+    assert!(!refused.status.success(), "a bad tenant is refused");
+}
+
+#[tokio::test]
+async fn jobwire_migrate_creates_the_database_and_its_tables() {
+    let db = format!("jobwire_test_migrate_{}", Uuid::new_v4().simple());
+    let url = format!("{}/{db}", crate::support::pg_server_url());
+    let output = Command::new(env!("CARGO_BIN_EXE_jobwire"))
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .output()
+        .await
+        .expect("jobwire migrate runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let jobs: i64 = sqlx::query_scalar("select count(*) from jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(jobs, 0);
+    pool.close().await;
+    let admin = sqlx::PgPool::connect(&format!("{}/postgres", crate::support::pg_server_url()))
+        .await
+        .unwrap();
+    sqlx::query(&format!("drop database {db} with (force)"))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn help_lists_every_setting_with_its_environment_variable() {
+    let expected: &[(&str, &[&str])] = &[
+        (
+            env!("CARGO_BIN_EXE_jobwire"),
+            &[
+                "DATABASE_URL",
+                "REDIS_URL",
+                "JOBWIRE_JWT_SECRET",
+                "JOBWIRE_ADDR",
+                "JOBWIRE_PREFIX",
+                "JOBWIRE_WORKER_CONCURRENCY",
+                "JOBWIRE_MAX_PAYLOAD_BYTES",
+                "JOBWIRE_MAX_BATCH",
+            ],
+        ),
+        (
+            env!("CARGO_BIN_EXE_jobwire-api"),
+            &[
+                "DATABASE_URL",
+                "REDIS_URL",
+                "JOBWIRE_JWT_SECRET",
+                "JOBWIRE_ADDR",
+                "JOBWIRE_PREFIX",
+                "JOBWIRE_MAX_PAYLOAD_BYTES",
+                "JOBWIRE_WS_QUEUE",
+            ],
+        ),
+        (
+            env!("CARGO_BIN_EXE_jobwire-worker"),
+            &[
+                "DATABASE_URL",
+                "REDIS_URL",
+                "JOBWIRE_PREFIX",
+                "JOBWIRE_WORKER_CONCURRENCY",
+                "JOBWIRE_SHUTDOWN_GRACE",
+            ],
+        ),
+    ];
+    for (binary, variables) in expected {
+        let output = Command::new(binary).arg("--help").output().await.unwrap();
+        let help = String::from_utf8(output.stdout).unwrap();
+        for variable in *variables {
+            assert!(
+                help.contains(&format!("env: {variable}")),
+                "{binary} --help lists {variable}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn jobwire_api_without_a_secret_refuses_to_start_and_says_why() {
+    let output = Command::new(env!("CARGO_BIN_EXE_jobwire-api"))
+        .env_clear()
+        .env("JOBWIRE_ADDR", "127.0.0.1:0")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("JOBWIRE_JWT_SECRET"));
+}
+
+#[tokio::test]
+async fn unreachable_postgres_or_redis_is_named_at_startup() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let app = spawn_app_with(Options::without_worker()).await;
+    let cases = [
+        (
+            "DATABASE_URL",
+            format!("postgres://postgres@127.0.0.1:{closed_port}/x"),
+            "cannot reach Postgres",
+        ),
+        (
+            "REDIS_URL",
+            format!("redis://127.0.0.1:{closed_port}"),
+            "cannot reach Redis",
+        ),
+    ];
+    for (variable, url, message) in cases {
+        let output = command(env!("CARGO_BIN_EXE_jobwire-worker"), &app)
+            .env(variable, url)
+            .stderr(Stdio::piped())
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success());
+        assert!(
+            stderr.contains(message) && stderr.contains(variable),
+            "{stderr}"
+        );
+    }
 }

@@ -34,17 +34,32 @@ pub fn redis_url() -> String {
 
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Start an in-process worker with the app.
     pub worker: bool,
+    pub worker_concurrency: usize,
     pub ws_queue: usize,
-    pub max_payload_bytes: usize,
+    pub ws_ping_interval: Duration,
+    /// Another Redis than the shared one (a private server).
+    pub redis_url: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             worker: true,
+            worker_concurrency: 8,
             ws_queue: 1024,
-            max_payload_bytes: 1024 * 1024,
+            ws_ping_interval: Duration::from_secs(20),
+            redis_url: None,
+        }
+    }
+}
+
+impl Options {
+    pub fn without_worker() -> Self {
+        Self {
+            worker: false,
+            ..Self::default()
         }
     }
 }
@@ -64,6 +79,7 @@ pub struct TestApp {
     pub store: Store,
     db_name: String,
     shutdown: CancellationToken,
+    options: Options,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -78,7 +94,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let store = Store::connect(&database_url, 10)
         .await
         .expect("Postgres must be running for the tests (see README)");
-    let broker = Broker::connect(&redis_url(), &prefix)
+    let redis_url = options.redis_url.clone().unwrap_or_else(redis_url);
+    let broker = Broker::connect(&redis_url, &prefix)
         .await
         .expect("Redis must be running for the tests (see README)");
     let backends = Backends {
@@ -88,11 +105,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let api = ApiArgs {
         addr: "127.0.0.1:0".parse().expect("literal address"),
         jwt_secret: Some(SECRET.into()),
-        max_payload_bytes: options.max_payload_bytes,
+        max_payload_bytes: 1024 * 1024,
         max_body_bytes: 16 * 1024 * 1024,
         max_batch: 1000,
         ws_queue: options.ws_queue,
-        ws_ping_interval: Duration::from_secs(20),
+        ws_ping_interval: options.ws_ping_interval,
     };
     let keys = JwtKeys::new(SECRET.as_bytes());
     let listener = jobwire_runtime::bind(api.addr).await.expect("bind port 0");
@@ -113,11 +130,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         database_url,
         prefix,
         pool: store.pool().clone(),
-        redis: redis::Client::open(redis_url()).expect("redis url"),
+        redis: redis::Client::open(redis_url).expect("redis url"),
         broker,
         store,
         db_name,
         shutdown,
+        options: options.clone(),
     };
     if options.worker {
         app.start_worker();
@@ -134,7 +152,7 @@ impl TestApp {
             broker: self.broker.clone(),
         };
         let worker = WorkerArgs {
-            concurrency: 8,
+            concurrency: self.options.worker_concurrency,
             shutdown_grace: Duration::from_secs(5),
         };
         let shutdown = self.shutdown.clone();
@@ -377,4 +395,78 @@ pub fn statuses(updates: &[Value]) -> Vec<&str> {
         .iter()
         .map(|u| u["status"].as_str().unwrap_or("?"))
         .collect()
+}
+
+/// A `redis-server` of the test's own on a free port, for faults that must
+/// not touch the shared Redis. Killed when dropped.
+pub struct PrivateRedis {
+    pub url: String,
+    process: std::process::Child,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let process = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("this test starts its own redis-server: install Redis so that it is on PATH");
+        let url = format!("redis://127.0.0.1:{port}");
+        let client = redis::Client::open(url.as_str()).expect("url");
+        let up = async {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                tick.tick().await;
+                if let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                    && redis::cmd("PING")
+                        .query_async::<String>(&mut conn)
+                        .await
+                        .is_ok()
+                {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(WAIT, up)
+            .await
+            .expect("private redis-server answers");
+        PrivateRedis { url, process }
+    }
+
+    pub async fn command(&self, args: &[&str]) -> redis::Value {
+        let client = redis::Client::open(self.url.as_str()).expect("url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        redis::cmd(args[0])
+            .arg(&args[1..])
+            .query_async(&mut conn)
+            .await
+            .expect("command")
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
