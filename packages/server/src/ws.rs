@@ -30,6 +30,8 @@ pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Most job IDs one `subscribe` may name.
 const MAX_SUBSCRIBE_IDS: usize = 10_000;
+/// Largest frame a client may send: a full `subscribe` fits with room to spare.
+const MAX_CLIENT_MESSAGE: usize = 512 * 1024;
 /// How long a slow consumer's close frame may wait behind what it has not
 /// read yet; a client that reads again within it learns why it was dropped.
 const SLOW_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,7 +60,10 @@ pub(crate) async fn upgrade(
         )
     })?;
     let tenant = state.keys().verify(token.trim())?;
-    let ws = ws.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let ws = ws
+        .map_err(|e| ApiError::BadRequest(e.body_text()))?
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE);
     let sessions = state.sessions().clone();
     Ok(ws.on_upgrade(move |socket| sessions.track_future(session(state, tenant, socket))))
 }
