@@ -1,13 +1,14 @@
 //! `jobwire`: the all-in-one (API and a worker pool in one process), plus
 //! small subcommands for operators.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use jobwire_runtime::{ApiArgs, BackendArgs, Backends, WorkerArgs};
+use jobwire_runtime::{ApiArgs, BackendArgs, Backends, Plan, WorkerArgs};
 use jobwire_server::JwtKeys;
-use jobwire_store::redact;
+use jobwire_store::Store;
 use jobwire_worker::Registry;
 
 /// A real-time job service: REST in, workers out, every status change pushed over WebSocket.
@@ -66,8 +67,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Migrate { backends }) => {
             jobwire_runtime::init_tracing();
-            jobwire_store::Store::connect(&backends.database_url, 1).await?;
-            println!("migrations applied to {}", redact(&backends.database_url));
+            let url = backends
+                .database_url
+                .unwrap_or_else(|| format!("sqlite:{}", backends.db_file));
+            let store = Store::connect(&url, 1).await?;
+            println!("migrations applied to {}", store.describe());
             Ok(())
         }
         None => serve(cli.backends, cli.api, cli.worker).await,
@@ -77,9 +81,14 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(backends: BackendArgs, api: ApiArgs, worker: WorkerArgs) -> anyhow::Result<()> {
     jobwire_runtime::init_tracing();
     let shutdown = jobwire_runtime::shutdown_on_signal();
-    let secret = match &api.jwt_secret {
-        Some(secret) => secret.clone(),
-        None => {
+    let plan = backends.plan_all_in_one()?;
+    let secret = match (&api.jwt_secret, &plan) {
+        (Some(secret), _) => secret.clone(),
+        (None, Plan::Embedded { sqlite }) if sqlite != ":memory:" => {
+            let path = PathBuf::from(format!("{sqlite}.secret"));
+            jobwire_runtime::load_or_create_secret(&path)?
+        }
+        (None, _) => {
             tracing::warn!(
                 "JOBWIRE_JWT_SECRET is unset: using a random secret; tokens stop working on restart"
             );
@@ -91,12 +100,16 @@ async fn serve(backends: BackendArgs, api: ApiArgs, worker: WorkerArgs) -> anyho
         }
     };
     let keys = JwtKeys::new(secret.as_bytes());
-    let connected = Backends::connect(&backends).await?;
+    let connected = Backends::connect(&plan, &backends).await?;
+    if matches!(plan, Plan::Embedded { .. }) {
+        // This process owns every worker: whatever was running died with the last one.
+        connected.recover().await?;
+    }
     let listener = jobwire_runtime::bind(api.addr).await?;
     let dev_tenant = "dev".parse().context("the dev tenant name is valid")?;
     println!("jobwire listening on http://{}", listener.local_addr()?);
-    println!("  store:  Postgres {}", redact(&backends.database_url));
-    println!("  broker: Redis {}", redact(&backends.redis_url));
+    println!("  store:  {}", connected.store.describe());
+    println!("  broker: {}", connected.broker.describe());
     println!(
         "  dev token (tenant \"dev\", 24h): {}",
         keys.issue(&dev_tenant, DEV_TOKEN_TTL)

@@ -1,118 +1,136 @@
-//! Redis as jobwire's fast path: one list per priority carries job IDs
-//! (`LPUSH` in, `BRPOP` out, so FIFO within a priority), and the `job_updates`
-//! channel carries every status change as JSON. Postgres stays the truth;
-//! nothing here holds a job's data.
+//! The broker: the fast path between the API and the workers. It queues job
+//! IDs (one FIFO per priority, highest first) and carries every job update to
+//! every API instance's subscriber. The store stays the truth: nothing here
+//! holds a job's data.
+//!
+//! Two adapters sit behind [`Broker`]: Redis for production (many processes)
+//! and an in-process one for the embedded single-process mode. Callers never
+//! know which one they talk to.
 
-mod consumer;
 mod error;
 mod keys;
-mod subscriber;
+mod memory;
+mod redis_broker;
 
 use std::time::Duration;
 
 use jobwire_core::{JobId, Priority};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio_util::sync::CancellationToken;
 
-pub use consumer::Consumer;
 pub use error::BrokerError;
 pub use keys::Keys;
-pub use subscriber::SubscriberEvent;
+pub use memory::{MemoryBroker, MemoryConsumer};
+pub use redis_broker::{RedisBroker, RedisConsumer};
 
-/// How long a command on the shared connection may take before it fails.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The shared command connection (reconnecting) plus the key names.
-#[derive(Clone)]
-pub struct Broker {
-    client: redis::Client,
-    conn: ConnectionManager,
-    keys: Keys,
+/// What the subscriber reports to its owner.
+#[derive(Debug)]
+pub enum SubscriberEvent {
+    /// The subscription is (again) in place; updates from now on will arrive.
+    Subscribed,
+    /// The subscription was lost (updates may have been missed); it is being restored.
+    Lost,
+    /// One message from the channel, as published.
+    Message(Vec<u8>),
 }
 
-impl std::fmt::Debug for Broker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Broker").field("keys", &self.keys).finish()
-    }
+/// The broker, whichever adapter holds it. Cheap to clone.
+#[derive(Clone, Debug)]
+pub enum Broker {
+    /// Boxed: the Redis handles are much larger than the in-process broker.
+    Redis(Box<RedisBroker>),
+    Memory(MemoryBroker),
+}
+
+/// Calls the same method on whichever adapter this is.
+macro_rules! delegate {
+    ($self:ident.$method:ident($($arg:expr),*)) => {
+        match $self {
+            Broker::Redis(broker) => broker.$method($($arg),*).await,
+            Broker::Memory(broker) => broker.$method($($arg),*).await,
+        }
+    };
 }
 
 impl Broker {
     /// Connects to Redis at `url`; every key and the channel get `prefix`.
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, BrokerError> {
-        let connect_err = |source| BrokerError::Connect {
-            url: url.to_owned(),
-            source,
-        };
-        let client = redis::Client::open(url).map_err(connect_err)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(COMMAND_TIMEOUT))
-            .set_response_timeout(Some(COMMAND_TIMEOUT))
-            .set_number_of_retries(2);
-        let conn = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(connect_err)?;
-        Ok(Self {
-            client,
-            conn,
-            keys: Keys::new(prefix),
-        })
+    pub async fn redis(url: &str, prefix: &str) -> Result<Self, BrokerError> {
+        Ok(Self::Redis(Box::new(
+            RedisBroker::connect(url, prefix).await?,
+        )))
     }
 
-    pub fn keys(&self) -> &Keys {
-        &self.keys
+    /// A broker inside this process, for the embedded mode.
+    pub fn memory() -> Self {
+        Self::Memory(MemoryBroker::new())
     }
 
-    /// Whether Redis answers (for readiness checks).
+    /// What this broker is, for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Broker::Redis(broker) => format!("Redis {}", broker.url()),
+            Broker::Memory(_) => "in-process (embedded)".to_owned(),
+        }
+    }
+
+    /// Whether the broker answers (for readiness checks).
     pub async fn ping(&self) -> Result<(), BrokerError> {
-        redis::cmd("PING")
-            .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(BrokerError::command("PING"))
+        delegate!(self.ping())
     }
 
-    /// Announces freshly committed jobs and queues their IDs, in one round trip.
-    /// The `queued` updates are published before the `LPUSH`, so no worker can
-    /// announce `running` ahead of them.
+    /// Announces freshly committed jobs and queues their IDs. The `queued`
+    /// updates go out before the IDs are queued, so no worker can announce
+    /// `running` ahead of them.
     pub async fn enqueue(
         &self,
         jobs: &[(JobId, Priority)],
         updates: &[String],
     ) -> Result<(), BrokerError> {
-        let mut pipe = redis::pipe();
-        for update in updates {
-            pipe.publish(self.keys.channel(), update).ignore();
-        }
-        for priority in Priority::ALL {
-            let ids: Vec<String> = jobs
-                .iter()
-                .filter(|(_, p)| *p == priority)
-                .map(|(id, _)| id.to_string())
-                .collect();
-            if !ids.is_empty() {
-                pipe.lpush(self.keys.queue(priority), ids).ignore();
-            }
-        }
-        pipe.query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(BrokerError::command("PUBLISH+LPUSH"))
+        delegate!(self.enqueue(jobs, updates))
     }
 
-    /// Publishes one update (JSON text) on the `job_updates` channel.
+    /// Publishes one update (JSON text) to every subscriber.
     pub async fn publish(&self, update: &str) -> Result<(), BrokerError> {
-        redis::cmd("PUBLISH")
-            .arg(self.keys.channel())
-            .arg(update)
-            .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(BrokerError::command("PUBLISH"))
+        delegate!(self.publish(update))
     }
 
     /// How many IDs wait in a priority's queue.
     pub async fn queue_len(&self, priority: Priority) -> Result<usize, BrokerError> {
-        redis::cmd("LLEN")
-            .arg(self.keys.queue(priority))
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(BrokerError::command("LLEN"))
+        delegate!(self.queue_len(priority))
+    }
+
+    /// A consumer whose [`Consumer::pop`] waits at most `block`.
+    pub async fn consumer(&self, block: Duration) -> Result<Consumer, BrokerError> {
+        match self {
+            Broker::Redis(broker) => Ok(Consumer::Redis(broker.consumer(block).await?)),
+            Broker::Memory(broker) => Ok(Consumer::Memory(broker.consumer(block))),
+        }
+    }
+
+    /// Receives every published update until `cancel`, restoring the
+    /// subscription whenever it is lost, and hands each event to `on_event`.
+    pub async fn run_subscriber(
+        &self,
+        cancel: CancellationToken,
+        on_event: impl FnMut(SubscriberEvent),
+    ) {
+        delegate!(self.run_subscriber(cancel, on_event))
+    }
+}
+
+/// Takes job IDs off the queues, for one worker.
+pub enum Consumer {
+    Redis(RedisConsumer),
+    Memory(MemoryConsumer),
+}
+
+impl Consumer {
+    /// The oldest ID of the highest-priority non-empty queue, waiting up to
+    /// the block time; `None` when every queue stayed empty. Never cut short:
+    /// a popped ID is always returned.
+    pub async fn pop(&mut self) -> Result<Option<JobId>, BrokerError> {
+        match self {
+            Consumer::Redis(consumer) => consumer.pop().await,
+            Consumer::Memory(consumer) => Ok(consumer.pop().await),
+        }
     }
 }

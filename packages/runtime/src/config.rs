@@ -8,17 +8,19 @@ use jobwire_worker::WorkerConfig;
 /// Where the data lives.
 #[derive(Debug, Clone, Args)]
 pub struct BackendArgs {
-    /// Postgres URL (the database is created if missing).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/jobwire"
-    )]
-    pub database_url: String,
+    /// Store: a Postgres URL (production) or `sqlite:<file>`. Unset: `jobwire` runs
+    /// embedded on SQLite; `jobwire-api` and `jobwire-worker` use postgres://postgres@127.0.0.1:5432/jobwire.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
 
-    /// Redis URL.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    pub redis_url: String,
+    /// Broker: a Redis URL. Unset: `jobwire` uses its in-process broker;
+    /// `jobwire-api` and `jobwire-worker` use redis://127.0.0.1:6379.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// SQLite file of the embedded mode (`:memory:` keeps nothing).
+    #[arg(long, env = "JOBWIRE_DB_FILE", default_value = "./jobwire.db")]
+    pub db_file: String,
 
     /// Prefix of every Redis key and of the channel (empty: `job_queue:<priority>`, `job_updates`).
     #[arg(long, env = "JOBWIRE_PREFIX", default_value = "")]
@@ -27,6 +29,79 @@ pub struct BackendArgs {
     /// Most Postgres connections this process opens.
     #[arg(long, env = "JOBWIRE_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
+}
+
+/// The Postgres and Redis a separate API or worker process uses by default.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/jobwire";
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// Which engines a process will use, decided from [`BackendArgs`] before connecting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// SQLite (a file, or `:memory:`) and the in-process broker: one process only.
+    Embedded { sqlite: String },
+    /// Postgres and Redis: any number of processes.
+    Shared {
+        database_url: String,
+        redis_url: String,
+    },
+}
+
+impl BackendArgs {
+    /// For the all-in-one `jobwire`: embedded unless both URLs are set; a
+    /// mix of one embedded and one shared engine is refused.
+    pub fn plan_all_in_one(&self) -> anyhow::Result<Plan> {
+        let sqlite = self
+            .database_url
+            .as_deref()
+            .and_then(|url| url.strip_prefix("sqlite:"))
+            .map(|path| path.trim_start_matches("//").to_owned());
+        match (&self.database_url, &self.redis_url, sqlite) {
+            (None, None, _) => Ok(Plan::Embedded {
+                sqlite: self.db_file.clone(),
+            }),
+            (Some(_), None, Some(path)) => Ok(Plan::Embedded { sqlite: path }),
+            (Some(_), Some(_), Some(_)) => anyhow::bail!(
+                "DATABASE_URL is SQLite but REDIS_URL is set: SQLite is the embedded store and \
+                 works with the in-process broker only. Unset REDIS_URL, or use Postgres."
+            ),
+            (Some(database_url), Some(redis_url), None) => Ok(Plan::Shared {
+                database_url: database_url.clone(),
+                redis_url: redis_url.clone(),
+            }),
+            (Some(_), None, None) => anyhow::bail!(
+                "DATABASE_URL is set but REDIS_URL is not: set both (Postgres and Redis, the \
+                 production engines) or neither (embedded SQLite and in-process broker)."
+            ),
+            (None, Some(_), _) => anyhow::bail!(
+                "REDIS_URL is set but DATABASE_URL is not: set both (Postgres and Redis, the \
+                 production engines) or neither (embedded SQLite and in-process broker)."
+            ),
+        }
+    }
+
+    /// For a separate `jobwire-api` or `jobwire-worker`: Postgres and Redis
+    /// (local defaults), never an embedded engine, since processes must share state.
+    pub fn plan_shared(&self, binary: &str) -> anyhow::Result<Plan> {
+        let database_url = self
+            .database_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        if database_url.starts_with("sqlite:") {
+            anyhow::bail!(
+                "{binary} cannot use SQLite: separate API and worker processes must share one \
+                 Postgres and one Redis. Set DATABASE_URL to Postgres, or run `jobwire` for the \
+                 embedded single-process mode."
+            );
+        }
+        Ok(Plan::Shared {
+            database_url,
+            redis_url: self
+                .redis_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned()),
+        })
+    }
 }
 
 /// The HTTP and WebSocket API.

@@ -2,15 +2,16 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use jobwire_broker::Broker;
+use jobwire_core::JobUpdate;
 use jobwire_server::{AppState, JwtKeys};
-use jobwire_store::Store;
+use jobwire_store::{PgStore, SqliteStore, Store};
 use jobwire_worker::{Registry, Worker};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{ApiArgs, BackendArgs, WorkerArgs};
+use crate::{ApiArgs, BackendArgs, Plan, WorkerArgs};
 
-/// Connected Postgres and Redis.
+/// A connected store and broker.
 #[derive(Debug, Clone)]
 pub struct Backends {
     pub store: Store,
@@ -18,11 +19,44 @@ pub struct Backends {
 }
 
 impl Backends {
-    /// Connects to both (creating and migrating the database if needed).
-    pub async fn connect(args: &BackendArgs) -> anyhow::Result<Self> {
-        let store = Store::connect(&args.database_url, args.db_max_connections).await?;
-        let broker = Broker::connect(&args.redis_url, &args.prefix).await?;
-        Ok(Self { store, broker })
+    /// Connects the engines of `plan` (creating and migrating the database if needed).
+    pub async fn connect(plan: &Plan, args: &BackendArgs) -> anyhow::Result<Self> {
+        match plan {
+            Plan::Embedded { sqlite } => Ok(Self {
+                store: Store::Sqlite(SqliteStore::open(sqlite).await?),
+                broker: Broker::memory(),
+            }),
+            Plan::Shared {
+                database_url,
+                redis_url,
+            } => Ok(Self {
+                store: Store::Postgres(
+                    PgStore::connect(database_url, args.db_max_connections).await?,
+                ),
+                broker: Broker::redis(redis_url, &args.prefix).await?,
+            }),
+        }
+    }
+
+    /// For a process that owns every worker (embedded mode), at startup: jobs
+    /// left `running` by a crash are queued again, and every queued job is
+    /// handed to the (empty, in-process) queue. Returns how many were queued.
+    pub async fn recover(&self) -> anyhow::Result<usize> {
+        let requeued = self.store.requeue_running().await?;
+        let queued = self.store.queued().await?;
+        let updates: Vec<String> = requeued
+            .iter()
+            .map(|job| JobUpdate::from(job).to_json())
+            .collect();
+        self.broker.enqueue(&queued, &updates).await?;
+        if !queued.is_empty() {
+            tracing::info!(
+                queued = queued.len(),
+                interrupted = requeued.len(),
+                "re-queued unfinished jobs"
+            );
+        }
+        Ok(queued.len())
     }
 }
 

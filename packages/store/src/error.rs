@@ -9,9 +9,17 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
-    #[error("cannot apply the Postgres migrations")]
+    #[error("cannot open the SQLite database {path}")]
+    Open {
+        path: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("`{0}` is not a store URL: use postgres://… or sqlite:<file>")]
+    UnknownUrl(String),
+    #[error("cannot apply the database migrations")]
     Migrate(#[source] sqlx::migrate::MigrateError),
-    #[error("Postgres query `{op}` failed")]
+    #[error("database query `{op}` failed")]
     Query {
         op: &'static str,
         #[source]

@@ -1,81 +1,179 @@
-//! The Postgres store: every job lives here, and every change of a job is one
-//! conditional UPDATE that bumps its `version`. Each step of a job's life has
-//! its write in one module (`insert`, `claim`, `finish`, `cancel`), so that a
-//! later change (batching, leases) has one place to go.
+//! The job store: the one truth about every job. Two adapters sit behind
+//! [`Store`]: PostgreSQL for production (shared by many processes) and SQLite
+//! for the embedded single-process mode. Callers never know which one they
+//! talk to. In both, every change of a job is one conditional UPDATE that
+//! bumps its `version`, and each step of a job's life (`insert`, `claim`,
+//! `finish`, `cancel`) has its write in one module per adapter.
 
-mod cancel;
-mod claim;
 mod error;
-mod finish;
-mod insert;
-mod read;
-mod row;
+mod postgres;
+mod sqlite;
 
-use std::time::Duration;
-
-use sqlx::migrate::MigrateDatabase;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use jobwire_core::{Job, JobId, NewJob, Priority, TenantId};
+use serde_json::Value;
 
 pub use error::StoreError;
-pub use finish::Outcome;
-pub use read::{ListFilter, Page};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
 
-/// Handle to the jobs table. Cheap to clone (it is a pool).
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded(Value),
+    Failed(String),
+}
+
+/// What to list: one tenant's jobs, newest first, optionally narrowed.
+#[derive(Debug, Clone)]
+pub struct ListFilter {
+    pub status: Option<jobwire_core::Status>,
+    pub job_type: Option<jobwire_core::JobType>,
+    /// Only jobs older than this one (the previous page's `next_cursor`).
+    pub before: Option<JobId>,
+    pub limit: u32,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub jobs: Vec<Job>,
+    /// Pass as `before` for the next page; `None` on the last page.
+    pub next_cursor: Option<JobId>,
+}
+
+impl Page {
+    /// From up to `limit + 1` jobs: the extra one only says another page exists.
+    pub(crate) fn from_overfetch(mut jobs: Vec<Job>, limit: u32) -> Self {
+        let limit = limit as usize;
+        let next_cursor = if jobs.len() > limit {
+            jobs.truncate(limit);
+            jobs.last().map(|job| job.id)
+        } else {
+            None
+        };
+        Self { jobs, next_cursor }
+    }
+}
+
+/// Puts freshly inserted jobs back in the order they were given (a multi-row
+/// `returning` promises no order).
+pub(crate) fn in_given_order(mut inserted: Vec<Job>, given: &[NewJob]) -> Vec<Job> {
+    let position: std::collections::HashMap<JobId, usize> = given
+        .iter()
+        .enumerate()
+        .map(|(i, job)| (job.id, i))
+        .collect();
+    inserted.sort_by_key(|job| position.get(&job.id).copied());
+    inserted
+}
+
+/// Why a cancel found nothing to cancel, from the job's current status.
+pub(crate) fn not_cancellable(id: JobId, status: Option<String>) -> StoreError {
+    match status {
+        None => StoreError::NotFound { id },
+        Some(status) => match status.parse() {
+            Ok(status) => StoreError::NotCancellable { id, status },
+            Err(e) => StoreError::Corrupt(format!("job {id}: {e}")),
+        },
+    }
+}
+
+/// The store, whichever adapter holds it. Cheap to clone (a pool).
 #[derive(Clone, Debug)]
-pub struct Store {
-    pool: PgPool,
+pub enum Store {
+    Postgres(PgStore),
+    Sqlite(SqliteStore),
+}
+
+/// Calls the same method on whichever adapter this is.
+macro_rules! delegate {
+    ($self:ident.$method:ident($($arg:expr),*)) => {
+        match $self {
+            Store::Postgres(store) => store.$method($($arg),*).await,
+            Store::Sqlite(store) => store.$method($($arg),*).await,
+        }
+    };
 }
 
 impl Store {
-    /// Connects to `url`, creating the database if it does not exist yet, and
-    /// applies pending migrations, so a fresh Postgres is ready in one call.
+    /// Opens the store `url` names: `postgres://…` or `sqlite:<file>` /
+    /// `sqlite::memory:`. Creates the database if missing and migrates it.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let connect_err = |source| StoreError::Connect {
-            url: redact(url),
-            source,
-        };
-        if !sqlx::Postgres::database_exists(url)
-            .await
-            .map_err(connect_err)?
-        {
-            tracing::info!(url = %redact(url), "creating database");
-            if let Err(e) = sqlx::Postgres::create_database(url).await {
-                // Another process starting beside this one may have created it first.
-                if !sqlx::Postgres::database_exists(url).await.unwrap_or(false) {
-                    return Err(connect_err(e));
-                }
-            }
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            Ok(Self::Sqlite(
+                SqliteStore::open(path.trim_start_matches("//")).await?,
+            ))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(
+                PgStore::connect(url, max_connections).await?,
+            ))
+        } else {
+            Err(StoreError::UnknownUrl(redact(url)))
         }
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
-            .await
-            .map_err(connect_err)?;
-        let store = Self { pool };
-        store.migrate().await?;
-        Ok(store)
     }
 
-    /// Applies the migrations in `migrations/postgres` that are not applied yet.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("../../migrations/postgres")
-            .run(&self.pool)
-            .await
-            .map_err(StoreError::Migrate)
+    /// What this store is, for people: `Postgres postgres://…`, `SQLite ./jobwire.db`.
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Postgres(store) => format!("Postgres {}", store.url()),
+            Store::Sqlite(store) => format!("SQLite {} (embedded)", store.path()),
+        }
     }
 
-    /// Whether Postgres answers (for readiness checks).
+    /// Whether the store answers (for readiness checks).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("select 1")
-            .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(StoreError::query("ping"))
+        delegate!(self.ping())
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// Inserts the jobs as `queued`, all or none; returns them in the order given.
+    pub async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Job>, StoreError> {
+        delegate!(self.insert(jobs))
+    }
+
+    /// Moves a `queued` job to `running` and counts the attempt. `None` when
+    /// the job is not queued, so an ID popped twice runs once.
+    pub async fn claim(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        delegate!(self.claim(id))
+    }
+
+    /// Ends a `running` job; `None` when it is no longer running.
+    pub async fn finish(&self, id: JobId, outcome: Outcome) -> Result<Option<Job>, StoreError> {
+        delegate!(self.finish(id, outcome))
+    }
+
+    /// Records a running job's progress; `None` when it is no longer running.
+    pub async fn report_progress(
+        &self,
+        id: JobId,
+        progress: &Value,
+    ) -> Result<Option<Job>, StoreError> {
+        delegate!(self.report_progress(id, progress))
+    }
+
+    /// Cancels a tenant's `queued` job so that it never runs.
+    pub async fn cancel(&self, tenant: &TenantId, id: JobId) -> Result<Job, StoreError> {
+        delegate!(self.cancel(tenant, id))
+    }
+
+    /// A tenant's job; `None` for an unknown ID and another tenant's job alike.
+    pub async fn get(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>, StoreError> {
+        delegate!(self.get(tenant, id))
+    }
+
+    /// A tenant's jobs, newest first.
+    pub async fn list(&self, tenant: &TenantId, filter: &ListFilter) -> Result<Page, StoreError> {
+        delegate!(self.list(tenant, filter))
+    }
+
+    /// Puts every `running` job back to `queued`: only for a process that
+    /// owns every worker (embedded mode), at startup, when none can be running.
+    pub async fn requeue_running(&self) -> Result<Vec<Job>, StoreError> {
+        delegate!(self.requeue_running())
+    }
+
+    /// Every `queued` job, oldest first, to hand to the queue again.
+    pub async fn queued(&self) -> Result<Vec<(JobId, Priority)>, StoreError> {
+        delegate!(self.queued())
     }
 }
 

@@ -24,7 +24,8 @@ async fn main() -> anyhow::Result<()> {
     let secret = cli.api.jwt_secret.clone().context(
         "set JOBWIRE_JWT_SECRET (or --jwt-secret): every API instance must share one secret",
     )?;
-    let backends = Backends::connect(&cli.backends).await?;
+    let plan = cli.backends.plan_shared("jobwire-api")?;
+    let backends = Backends::connect(&plan, &cli.backends).await?;
     let listener = jobwire_runtime::bind(cli.api.addr).await?;
     println!("jobwire-api listening on http://{}", listener.local_addr()?);
     jobwire_runtime::run_api(

@@ -20,7 +20,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     jobwire_runtime::init_tracing();
     let shutdown = jobwire_runtime::shutdown_on_signal();
-    let backends = Backends::connect(&cli.backends).await?;
+    let plan = cli.backends.plan_shared("jobwire-worker")?;
+    let backends = Backends::connect(&plan, &cli.backends).await?;
     jobwire_runtime::run_worker(backends, &cli.worker, Registry::with_builtins(), shutdown).await;
     Ok(())
 }

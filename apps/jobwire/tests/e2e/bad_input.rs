@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jobwire_server::{Claims, JwtKeys};
 use serde_json::{Value, json};
 
-use crate::support::{Options, TestApp, read, spawn_app_with};
+use crate::support::{Backend, Options, TestApp, read, spawn_app_with};
 
 /// Sends a raw body to `path` and returns the status and problem body.
 async fn send(app: &TestApp, path: &str, content_type: Option<&str>, body: String) -> (u16, Value) {
@@ -20,10 +20,13 @@ async fn send(app: &TestApp, path: &str, content_type: Option<&str>, body: Strin
     read(request.send().await.expect("request")).await
 }
 
-#[tokio::test]
-async fn every_bad_create_gets_its_status_and_writes_nothing() {
+async fn every_bad_create_gets_its_status_and_writes_nothing(backend: Backend) {
     // No worker: the queues must hold exactly what the API pushed.
-    let app = spawn_app_with(Options::without_worker()).await;
+    let app = spawn_app_with(Options {
+        backend,
+        ..Options::without_worker()
+    })
+    .await;
     let big = "x".repeat(1024 * 1024 + 1);
     let json = Some("application/json");
     let many: Vec<Value> = (0..1001).map(|_| json!({"type": "noop"})).collect();
@@ -136,9 +139,12 @@ async fn every_bad_create_gets_its_status_and_writes_nothing() {
     assert_eq!(app.queued_ids().await, 2);
 }
 
-#[tokio::test]
-async fn problem_bodies_are_problem_json() {
-    let app = spawn_app_with(Options::without_worker()).await;
+async fn problem_bodies_are_problem_json(backend: Backend) {
+    let app = spawn_app_with(Options {
+        backend,
+        ..Options::without_worker()
+    })
+    .await;
     let response = app
         .http
         .post(app.url("/v1/jobs"))
@@ -160,9 +166,12 @@ async fn problem_bodies_are_problem_json() {
     assert_eq!(status, 422);
 }
 
-#[tokio::test]
-async fn missing_malformed_expired_or_forged_tokens_get_401() {
-    let app = spawn_app_with(Options::without_worker()).await;
+async fn missing_malformed_expired_or_forged_tokens_get_401(backend: Backend) {
+    let app = spawn_app_with(Options {
+        backend,
+        ..Options::without_worker()
+    })
+    .await;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     let expired = app.keys.sign(&Claims {
         tenant: "acme".parse().unwrap(),
@@ -203,9 +212,12 @@ async fn missing_malformed_expired_or_forged_tokens_get_401() {
     assert_eq!(app.job_count().await, 0);
 }
 
-#[tokio::test]
-async fn a_malformed_websocket_frame_gets_an_error_frame_not_a_hangup() {
-    let app = spawn_app_with(Options::without_worker()).await;
+async fn a_malformed_websocket_frame_gets_an_error_frame_not_a_hangup(backend: Backend) {
+    let app = spawn_app_with(Options {
+        backend,
+        ..Options::without_worker()
+    })
+    .await;
     let mut ws = app.ws("acme").await;
     for bad in [
         json!("hello"),
@@ -244,3 +256,10 @@ async fn a_malformed_websocket_frame_gets_an_error_frame_not_a_hangup() {
     );
     assert_eq!(update["status"], "cancelled");
 }
+
+in_both_modes!(
+    every_bad_create_gets_its_status_and_writes_nothing,
+    problem_bodies_are_problem_json,
+    missing_malformed_expired_or_forged_tokens_get_401,
+    a_malformed_websocket_frame_gets_an_error_frame_not_a_hangup,
+);

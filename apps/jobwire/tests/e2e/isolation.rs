@@ -2,11 +2,10 @@
 
 use serde_json::json;
 
-use crate::support::{job, spawn_app};
+use crate::support::{Backend, Options, job, spawn_app_with};
 
-#[tokio::test]
-async fn a_second_tenant_sees_nothing_of_the_first() {
-    let app = spawn_app().await;
+async fn a_second_tenant_sees_nothing_of_the_first(backend: Backend) {
+    let app = spawn_app_with(Options::on(backend)).await;
     let mut first = app.ws("acme").await;
     let mut second = app.ws("globex").await;
 
@@ -43,9 +42,8 @@ async fn a_second_tenant_sees_nothing_of_the_first() {
     assert_eq!(list["jobs"].as_array().unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn listing_is_newest_first_with_a_cursor_and_filters() {
-    let app = spawn_app().await;
+async fn listing_is_newest_first_with_a_cursor_and_filters(backend: Backend) {
+    let app = spawn_app_with(Options::on(backend)).await;
     let mut ws = app.ws("acme").await;
     let mut ids = Vec::new();
     for _ in 0..5 {
@@ -77,3 +75,8 @@ async fn listing_is_newest_first_with_a_cursor_and_filters() {
     let (_, by_type) = app.get("acme", "/v1/jobs?type=noop&limit=10").await;
     assert_eq!(by_type["jobs"].as_array().unwrap().len(), 5);
 }
+
+in_both_modes!(
+    a_second_tenant_sees_nothing_of_the_first,
+    listing_is_newest_first_with_a_cursor_and_filters,
+);

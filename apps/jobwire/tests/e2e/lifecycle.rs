@@ -3,11 +3,10 @@
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::support::{Options, WAIT, job, spawn_app, spawn_app_with, statuses};
+use crate::support::{Backend, Options, WAIT, job, spawn_app, spawn_app_with, statuses};
 
-#[tokio::test]
-async fn websocket_sees_queued_running_succeeded_in_order_and_postgres_agrees() {
-    let app = spawn_app().await;
+async fn websocket_sees_queued_running_succeeded_in_order_and_postgres_agrees(backend: Backend) {
+    let app = spawn_app_with(Options::on(backend)).await;
     let mut ws = app.ws("acme").await;
 
     let id = app.create("acme", job("noop", json!({}))).await;
@@ -34,9 +33,9 @@ async fn websocket_sees_queued_running_succeeded_in_order_and_postgres_agrees() 
 #[tokio::test]
 async fn a_raw_redis_subscriber_reads_every_update_as_json() {
     let app = spawn_app().await;
-    let mut pubsub = app.redis.get_async_pubsub().await.expect("pubsub");
+    let mut pubsub = app.redis().get_async_pubsub().await.expect("pubsub");
     pubsub
-        .subscribe(app.broker.keys().channel())
+        .subscribe(format!("{}job_updates", app.prefix))
         .await
         .expect("SUBSCRIBE");
     let mut messages = pubsub.on_message();
@@ -82,9 +81,8 @@ fn chrono_like_rfc3339(s: &str) -> bool {
         && s.ends_with('Z')
 }
 
-#[tokio::test]
-async fn fail_unknown_type_echo_and_progress_end_as_the_user_expects() {
-    let app = spawn_app().await;
+async fn fail_unknown_type_echo_and_progress_end_as_the_user_expects(backend: Backend) {
+    let app = spawn_app_with(Options::on(backend)).await;
     let mut ws = app.ws("acme").await;
 
     let failing = app
@@ -117,9 +115,12 @@ async fn fail_unknown_type_echo_and_progress_end_as_the_user_expects() {
     );
 }
 
-#[tokio::test]
-async fn a_cancelled_queued_job_never_runs_and_the_client_sees_cancelled() {
-    let app = spawn_app_with(Options::without_worker()).await;
+async fn a_cancelled_queued_job_never_runs_and_the_client_sees_cancelled(backend: Backend) {
+    let app = spawn_app_with(Options {
+        backend,
+        ..Options::without_worker()
+    })
+    .await;
     let mut ws = app.ws("acme").await;
 
     let doomed = app.create("acme", job("noop", json!({}))).await;
@@ -162,3 +163,9 @@ async fn a_cancelled_queued_job_never_runs_and_the_client_sees_cancelled() {
     assert_eq!(code, 409, "a finished job cannot be cancelled: {body}");
     assert!(body["detail"].as_str().unwrap().contains("succeeded"));
 }
+
+in_both_modes!(
+    websocket_sees_queued_running_succeeded_in_order_and_postgres_agrees,
+    fail_unknown_type_echo_and_progress_end_as_the_user_expects,
+    a_cancelled_queued_job_never_runs_and_the_client_sees_cancelled,
+);

@@ -7,6 +7,29 @@
     reason = "a test that meets an unexpected None or Err should fail right there"
 )]
 
+/// Runs each named `async fn(Backend)` once on Postgres and Redis and once
+/// embedded (SQLite and the in-process broker): same API, same behaviour.
+macro_rules! in_both_modes {
+    ($($test:ident),* $(,)?) => {
+        mod postgres_redis {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(crate::support::Backend::PostgresRedis).await
+                }
+            )*
+        }
+        mod embedded {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(crate::support::Backend::Embedded).await
+                }
+            )*
+        }
+    };
+}
+
 mod bad_input;
 mod isolation;
 mod lifecycle;

@@ -21,7 +21,7 @@ fn command(binary: &str, app: &TestApp) -> Command {
     let mut command = Command::new(binary);
     command
         .env_clear()
-        .env("DATABASE_URL", &app.database_url)
+        .env("DATABASE_URL", app.database_url())
         .env("REDIS_URL", redis_url())
         .env("JOBWIRE_PREFIX", &app.prefix)
         .env("JOBWIRE_JWT_SECRET", SECRET)

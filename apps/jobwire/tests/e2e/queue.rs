@@ -3,11 +3,11 @@
 
 use serde_json::json;
 
-use crate::support::{Options, spawn_app_with};
+use crate::support::{Backend, Options, spawn_app_with};
 
-#[tokio::test]
-async fn workers_take_higher_priorities_first_and_fifo_within_one() {
+async fn workers_take_higher_priorities_first_and_fifo_within_one(backend: Backend) {
     let app = spawn_app_with(Options {
+        backend,
         worker_concurrency: 1,
         ..Options::without_worker()
     })
@@ -49,7 +49,11 @@ async fn an_id_popped_twice_runs_once() {
     let mut ws = app.ws("acme").await;
     let twice = app.create("acme", json!({"type": "noop"})).await;
     // An operator (or a retry) pushes the same ID again.
-    let mut conn = app.redis.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = app
+        .redis()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     redis::cmd("LPUSH")
         .arg(format!("{}job_queue:default", app.prefix))
         .arg(&twice)
@@ -76,3 +80,5 @@ async fn an_id_popped_twice_runs_once() {
     assert_eq!(app.row(&twice).await, ("succeeded".into(), 3, 1));
     assert_eq!(app.queued_ids().await, 0);
 }
+
+in_both_modes!(workers_take_higher_priorities_first_and_fifo_within_one,);

@@ -6,13 +6,13 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use uuid::Uuid;
 
-use crate::support::{Options, WAIT, spawn_app_with};
+use crate::support::{Backend, Options, WAIT, spawn_app_with};
 
 const UPDATES: usize = 400;
 
-#[tokio::test]
-async fn a_client_that_never_reads_is_disconnected_while_others_keep_receiving() {
+async fn a_client_that_never_reads_is_disconnected_while_others_keep_receiving(backend: Backend) {
     let app = spawn_app_with(Options {
+        backend,
         worker: false,
         ws_queue: 16,
         ..Options::default()
@@ -65,3 +65,5 @@ async fn a_client_that_never_reads_is_disconnected_while_others_keep_receiving()
         "the close code says `slow consumer`"
     );
 }
+
+in_both_modes!(a_client_that_never_reads_is_disconnected_while_others_keep_receiving,);

@@ -8,7 +8,7 @@ use jobwire_broker::Broker;
 use jobwire_core::{Priority, TenantId};
 use jobwire_runtime::{ApiArgs, Backends, WorkerArgs};
 use jobwire_server::JwtKeys;
-use jobwire_store::Store;
+use jobwire_store::{ListFilter, Store};
 use jobwire_worker::Registry;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -32,8 +32,18 @@ pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// Which engines an app runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Postgres and Redis, as in production.
+    PostgresRedis,
+    /// A SQLite file and the in-process broker, as `cargo run` starts.
+    Embedded,
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
+    pub backend: Backend,
     /// Start an in-process worker with the app.
     pub worker: bool,
     pub worker_concurrency: usize,
@@ -46,6 +56,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
+            backend: Backend::PostgresRedis,
             worker: true,
             worker_concurrency: 8,
             ws_queue: 1024,
@@ -56,6 +67,13 @@ impl Default for Options {
 }
 
 impl Options {
+    pub fn on(backend: Backend) -> Self {
+        Self {
+            backend,
+            ..Self::default()
+        }
+    }
+
     pub fn without_worker() -> Self {
         Self {
             worker: false,
@@ -71,15 +89,24 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
     pub keys: JwtKeys,
-    pub database_url: String,
     pub prefix: String,
-    pub pool: PgPool,
-    pub redis: redis::Client,
+    redis: Option<redis::Client>,
     pub broker: Broker,
     pub store: Store,
-    db_name: String,
+    data: Data,
     shutdown: CancellationToken,
     options: Options,
+}
+
+/// Where an app's data lives, to remove it afterwards.
+enum Data {
+    Postgres {
+        database_url: String,
+        db_name: String,
+    },
+    Sqlite {
+        dir: std::path::PathBuf,
+    },
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -88,16 +115,38 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
     let id = Uuid::new_v4().simple().to_string();
-    let db_name = format!("jobwire_test_{id}");
-    let database_url = format!("{}/{db_name}", pg_server_url());
     let prefix = format!("test:{id}:");
-    let store = Store::connect(&database_url, 10)
-        .await
-        .expect("Postgres must be running for the tests (see README)");
-    let redis_url = options.redis_url.clone().unwrap_or_else(redis_url);
-    let broker = Broker::connect(&redis_url, &prefix)
-        .await
-        .expect("Redis must be running for the tests (see README)");
+    let (store, broker, data, redis) = match options.backend {
+        Backend::PostgresRedis => {
+            let database_url = format!("{}/jobwire_test_{id}", pg_server_url());
+            let redis_url = options.redis_url.clone().unwrap_or_else(redis_url);
+            let store = Store::connect(&database_url, 10)
+                .await
+                .expect("Postgres must be running for the tests (see README)");
+            let broker = Broker::redis(&redis_url, &prefix)
+                .await
+                .expect("Redis must be running for the tests (see README)");
+            let redis = redis::Client::open(redis_url).expect("redis url");
+            (
+                store,
+                broker,
+                Data::Postgres {
+                    database_url,
+                    db_name: format!("jobwire_test_{id}"),
+                },
+                Some(redis),
+            )
+        }
+        Backend::Embedded => {
+            let dir = std::env::temp_dir().join(format!("jobwire-test-{id}"));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let file = dir.join("jobwire.db");
+            let store = Store::connect(&format!("sqlite:{}", file.display()), 1)
+                .await
+                .expect("SQLite opens");
+            (store, Broker::memory(), Data::Sqlite { dir }, None)
+        }
+    };
     let backends = Backends {
         store: store.clone(),
         broker: broker.clone(),
@@ -127,13 +176,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         addr,
         http: reqwest::Client::new(),
         keys,
-        database_url,
         prefix,
-        pool: store.pool().clone(),
-        redis: redis::Client::open(redis_url).expect("redis url"),
+        redis,
         broker,
         store,
-        db_name,
+        data,
         shutdown,
         options: options.clone(),
     };
@@ -209,20 +256,47 @@ impl TestApp {
         Ws::connect(self.addr, &self.token(tenant)).await
     }
 
-    /// `(status, version, attempt)` of a job, straight from Postgres.
-    pub async fn row(&self, id: &str) -> (String, i64, i32) {
-        sqlx::query_as("select status, version, attempt from jobs where id = $1::uuid")
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await
-            .expect("job row")
+    /// The Postgres database of a Postgres/Redis app (for other processes).
+    pub fn database_url(&self) -> &str {
+        match &self.data {
+            Data::Postgres { database_url, .. } => database_url,
+            Data::Sqlite { .. } => panic!("an embedded app has no Postgres database"),
+        }
     }
 
-    pub async fn job_count(&self) -> i64 {
-        sqlx::query_scalar("select count(*) from jobs")
-            .fetch_one(&self.pool)
+    /// A client of this app's Redis (Postgres/Redis apps only).
+    pub fn redis(&self) -> &redis::Client {
+        self.redis.as_ref().expect("a Postgres/Redis app")
+    }
+
+    /// `(status, version, attempt)` of one of acme's jobs, straight from the store.
+    pub async fn row(&self, id: &str) -> (String, i64, i32) {
+        let job = self
+            .store
+            .get(
+                &"acme".parse().expect("tenant"),
+                id.parse().expect("job id"),
+            )
             .await
-            .expect("count")
+            .expect("store answers")
+            .expect("the job exists");
+        (job.status.to_string(), job.version, job.attempt)
+    }
+
+    /// How many jobs acme has in the store.
+    pub async fn job_count(&self) -> usize {
+        let filter = ListFilter {
+            status: None,
+            job_type: None,
+            before: None,
+            limit: 500,
+        };
+        let page = self
+            .store
+            .list(&"acme".parse().expect("tenant"), &filter)
+            .await
+            .expect("store answers");
+        page.jobs.len()
     }
 
     /// Total length of the four queues.
@@ -234,31 +308,23 @@ impl TestApp {
         total
     }
 
-    /// Publishes raw text on this app's `job_updates` channel, as any publisher could.
+    /// Publishes raw text on this app's update channel, as any publisher could.
     pub async fn publish_raw(&self, text: &str) {
-        let mut conn = self
-            .redis
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis");
-        redis::cmd("PUBLISH")
-            .arg(self.broker.keys().channel())
-            .arg(text)
-            .query_async::<()>(&mut conn)
-            .await
-            .expect("PUBLISH");
+        self.broker.publish(text).await.expect("publish");
     }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let (server, db, redis, prefix) = (
-            pg_server_url(),
-            self.db_name.clone(),
-            self.redis.clone(),
-            self.prefix.clone(),
-        );
+        let (redis, prefix) = (self.redis.clone(), self.prefix.clone());
+        let db_name = match &self.data {
+            Data::Postgres { db_name, .. } => Some(db_name.clone()),
+            Data::Sqlite { dir } => {
+                let _ = std::fs::remove_dir_all(dir);
+                None
+            }
+        };
         // Async cleanup needs a runtime of its own: the test's may be ending.
         let cleanup = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -266,12 +332,17 @@ impl Drop for TestApp {
                 .build()
                 .expect("cleanup runtime");
             runtime.block_on(async move {
-                if let Ok(pool) = PgPool::connect(&format!("{server}/postgres")).await {
+                if let Some(db) = db_name
+                    && let Ok(pool) =
+                        PgPool::connect(&format!("{}/postgres", pg_server_url())).await
+                {
                     let _ = sqlx::query(&format!("drop database if exists {db} with (force)"))
                         .execute(&pool)
                         .await;
                 }
-                if let Ok(mut conn) = redis.get_multiplexed_async_connection().await {
+                if let Some(redis) = redis
+                    && let Ok(mut conn) = redis.get_multiplexed_async_connection().await
+                {
                     let keys: Vec<String> = Priority::ALL
                         .iter()
                         .map(|p| format!("{prefix}job_queue:{p}"))
@@ -286,7 +357,6 @@ impl Drop for TestApp {
         let _ = cleanup.join();
     }
 }
-
 pub async fn wait_ready(http: &reqwest::Client, url: &str) {
     let ready = async {
         let mut tick = tokio::time::interval(Duration::from_millis(20));

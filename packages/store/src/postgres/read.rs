@@ -1,29 +1,16 @@
 use jobwire_core::{Job, JobId, JobType, Status, TenantId};
 
-use crate::row::{JobRow, columns, fetch_optional_job};
-use crate::{Store, StoreError};
+use super::PgStore;
+use super::row::{JobRow, columns, fetch_optional_job};
+use crate::{ListFilter, Page, StoreError};
 
-/// What to list: one tenant's jobs, newest first, optionally narrowed.
-#[derive(Debug, Clone)]
-pub struct ListFilter {
-    pub status: Option<Status>,
-    pub job_type: Option<JobType>,
-    /// Only jobs older than this one (the previous page's `next_cursor`).
-    pub before: Option<JobId>,
-    pub limit: u32,
-}
-
-/// One page of a listing.
-#[derive(Debug, Clone)]
-pub struct Page {
-    pub jobs: Vec<Job>,
-    /// Pass as `before` for the next page; `None` on the last page.
-    pub next_cursor: Option<JobId>,
-}
-
-impl Store {
+impl PgStore {
     /// A tenant's job; `None` for an unknown ID and for another tenant's job alike.
-    pub async fn get(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>, StoreError> {
+    pub(crate) async fn get(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+    ) -> Result<Option<Job>, StoreError> {
         let query = sqlx::query_as(concat!(
             "select ",
             columns!(),
@@ -34,7 +21,11 @@ impl Store {
         fetch_optional_job(query, &self.pool, "get job").await
     }
 
-    pub async fn list(&self, tenant: &TenantId, filter: &ListFilter) -> Result<Page, StoreError> {
+    pub(crate) async fn list(
+        &self,
+        tenant: &TenantId,
+        filter: &ListFilter,
+    ) -> Result<Page, StoreError> {
         let limit = i64::from(filter.limit);
         let rows: Vec<JobRow> = sqlx::query_as(concat!(
             "select ",
@@ -64,14 +55,5 @@ impl Store {
             None
         };
         Ok(Page { jobs, next_cursor })
-    }
-
-    /// How many jobs a tenant has (for operators and tests).
-    pub async fn count(&self, tenant: &TenantId) -> Result<i64, StoreError> {
-        sqlx::query_scalar("select count(*) from jobs where tenant_id = $1")
-            .bind(tenant.as_str())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::query("count jobs"))
     }
 }

@@ -4,31 +4,32 @@ use jobwire_core::JobId;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 
-use crate::{Broker, BrokerError, Keys};
+use super::{COMMAND_TIMEOUT, RedisBroker};
+use crate::{BrokerError, Keys};
 
 /// A dedicated connection for `BRPOP`: a blocking command would stall every
 /// other command on a shared connection, so each consumer has its own.
-pub struct Consumer {
+pub struct RedisConsumer {
     conn: MultiplexedConnection,
     keys: Keys,
     block: Duration,
 }
 
-impl Broker {
+impl RedisBroker {
     /// Opens a consumer whose [`Consumer::pop`] waits at most `block`.
-    pub async fn consumer(&self, block: Duration) -> Result<Consumer, BrokerError> {
+    pub(crate) async fn consumer(&self, block: Duration) -> Result<RedisConsumer, BrokerError> {
         let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(crate::COMMAND_TIMEOUT))
-            .set_response_timeout(Some(block + crate::COMMAND_TIMEOUT));
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            .set_response_timeout(Some(block + COMMAND_TIMEOUT));
         let conn = self
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(|source| BrokerError::Connect {
-                url: self.client.get_connection_info().addr().to_string(),
+                url: self.url.clone(),
                 source,
             })?;
-        Ok(Consumer {
+        Ok(RedisConsumer {
             conn,
             keys: self.keys.clone(),
             block,
@@ -36,11 +37,11 @@ impl Broker {
     }
 }
 
-impl Consumer {
+impl RedisConsumer {
     /// Takes the oldest ID of the highest-priority non-empty queue, waiting up
     /// to the block time. `None` when every queue stayed empty. An entry that
     /// is not a job ID (pushed by hand) is dropped with a warning.
-    pub async fn pop(&mut self) -> Result<Option<JobId>, BrokerError> {
+    pub(crate) async fn pop(&mut self) -> Result<Option<JobId>, BrokerError> {
         let popped: Option<(String, String)> = redis::cmd("BRPOP")
             .arg(self.keys.queues().as_slice())
             .arg(self.block.as_secs_f64())

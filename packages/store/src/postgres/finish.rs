@@ -2,20 +2,18 @@ use jobwire_core::{Job, JobId};
 use serde_json::Value;
 use sqlx::types::Json;
 
-use crate::row::{columns, fetch_optional_job};
-use crate::{Store, StoreError};
+use super::PgStore;
+use super::row::{columns, fetch_optional_job};
+use crate::{Outcome, StoreError};
 
-/// How an attempt ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    Succeeded(Value),
-    Failed(String),
-}
-
-impl Store {
+impl PgStore {
     /// Ends a `running` job. `None` when the job is no longer running (so a
     /// stale worker cannot overwrite a newer state).
-    pub async fn finish(&self, id: JobId, outcome: Outcome) -> Result<Option<Job>, StoreError> {
+    pub(crate) async fn finish(
+        &self,
+        id: JobId,
+        outcome: Outcome,
+    ) -> Result<Option<Job>, StoreError> {
         let (status, result, error) = match outcome {
             Outcome::Succeeded(result) => ("succeeded", Some(Json(result)), None),
             Outcome::Failed(error) => ("failed", None, Some(error)),
@@ -35,7 +33,7 @@ impl Store {
 
     /// Records the progress a running job's handler reported. `None` when the
     /// job is no longer running.
-    pub async fn report_progress(
+    pub(crate) async fn report_progress(
         &self,
         id: JobId,
         progress: &Value,

@@ -3,27 +3,17 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::Broker;
-
-/// What the subscriber reports to its owner.
-#[derive(Debug)]
-pub enum SubscriberEvent {
-    /// The subscription is (again) in place; updates from now on will arrive.
-    Subscribed,
-    /// The subscription was lost; the subscriber is reconnecting.
-    Lost,
-    /// One message from the channel, as published.
-    Message(Vec<u8>),
-}
+use super::RedisBroker;
+use crate::SubscriberEvent;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-impl Broker {
+impl RedisBroker {
     /// Holds one dedicated connection subscribed to the `job_updates` channel
     /// until `cancel`, reconnecting with exponential backoff whenever it drops,
     /// and hands every event to `on_event` in order.
-    pub async fn run_subscriber(
+    pub(crate) async fn run_subscriber(
         &self,
         cancel: CancellationToken,
         mut on_event: impl FnMut(SubscriberEvent),

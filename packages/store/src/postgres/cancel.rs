@@ -1,12 +1,13 @@
-use jobwire_core::{Job, JobId, Status, TenantId};
+use jobwire_core::{Job, JobId, TenantId};
 
-use crate::row::{columns, fetch_optional_job};
-use crate::{Store, StoreError};
+use super::PgStore;
+use super::row::{columns, fetch_optional_job};
+use crate::{StoreError, not_cancellable};
 
-impl Store {
+impl PgStore {
     /// Cancels a tenant's `queued` job, so that it never runs: a worker that
     /// pops its ID later finds nothing to claim.
-    pub async fn cancel(&self, tenant: &TenantId, id: JobId) -> Result<Job, StoreError> {
+    pub(crate) async fn cancel(&self, tenant: &TenantId, id: JobId) -> Result<Job, StoreError> {
         let query = sqlx::query_as(concat!(
             "update jobs set status = 'cancelled', finished_at = now(), updated_at = now(), ",
             "version = version + 1 ",
@@ -25,14 +26,6 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(StoreError::query("cancel job"))?;
-        match status {
-            None => Err(StoreError::NotFound { id }),
-            Some(status) => Err(StoreError::NotCancellable {
-                id,
-                status: status
-                    .parse::<Status>()
-                    .map_err(|e| StoreError::Corrupt(format!("job {id}: {e}")))?,
-            }),
-        }
+        Err(not_cancellable(id, status))
     }
 }

@@ -1,17 +1,16 @@
-use std::collections::HashMap;
-
 use jobwire_core::{Job, NewJob};
 use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::row::{JobRow, columns};
-use crate::{Store, StoreError};
+use super::PgStore;
+use super::row::{JobRow, columns};
+use crate::{StoreError, in_given_order};
 
-impl Store {
+impl PgStore {
     /// Inserts the jobs as `queued` in one statement (one transaction): all of
     /// them or none. Returns them in the order given.
-    pub async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Job>, StoreError> {
+    pub(crate) async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Job>, StoreError> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -37,13 +36,10 @@ impl Store {
         .await
         .map_err(StoreError::query("insert jobs"))?;
 
-        let position: HashMap<Uuid, usize> =
-            ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        let mut inserted: Vec<Job> = rows
+        let inserted = rows
             .into_iter()
             .map(Job::try_from)
             .collect::<Result<_, _>>()?;
-        inserted.sort_by_key(|job| position.get(&job.id.as_uuid()).copied());
-        Ok(inserted)
+        Ok(in_given_order(inserted, jobs))
     }
 }

@@ -1,13 +1,14 @@
 use jobwire_core::{Job, JobId};
 
-use crate::row::{columns, fetch_optional_job};
-use crate::{Store, StoreError};
+use super::PgStore;
+use super::row::{columns, fetch_optional_job};
+use crate::StoreError;
 
-impl Store {
+impl PgStore {
     /// Moves a `queued` job to `running` and counts the attempt. `None` when the
     /// job is not queued (already claimed, cancelled, finished, or unknown): an
     /// ID popped twice therefore runs once.
-    pub async fn claim(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+    pub(crate) async fn claim(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         let query = sqlx::query_as(concat!(
             "update jobs set status = 'running', attempt = attempt + 1, started_at = now(), ",
             "updated_at = now(), version = version + 1 ",

@@ -1,0 +1,159 @@
+//! The in-process broker of the embedded mode: priority FIFO queues and an
+//! update channel inside the one `jobwire` process. What it holds is lost
+//! with the process; the store is the truth, and startup re-queues from it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use jobwire_core::{JobId, Priority};
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+
+use crate::{BrokerError, SubscriberEvent};
+
+/// Updates buffered for a subscriber that is momentarily behind.
+const UPDATE_BUFFER: usize = 65_536;
+
+#[derive(Clone)]
+pub struct MemoryBroker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// One FIFO per priority, in `Priority::ALL` order.
+    queues: Mutex<[VecDeque<JobId>; 4]>,
+    queued: Notify,
+    updates: broadcast::Sender<Arc<str>>,
+}
+
+impl std::fmt::Debug for MemoryBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryBroker")
+    }
+}
+
+impl Default for MemoryBroker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn index(priority: Priority) -> usize {
+    Priority::ALL
+        .iter()
+        .position(|p| *p == priority)
+        .unwrap_or_default()
+}
+
+impl MemoryBroker {
+    pub fn new() -> Self {
+        let (updates, _) = broadcast::channel(UPDATE_BUFFER);
+        Self {
+            inner: Arc::new(Inner {
+                queues: Mutex::default(),
+                queued: Notify::new(),
+                updates,
+            }),
+        }
+    }
+
+    fn queues(&self) -> MutexGuard<'_, [VecDeque<JobId>; 4]> {
+        // A poisoned lock means a panic between two plain VecDeque calls; the queues are intact.
+        self.inner.queues.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
+    pub(crate) async fn enqueue(
+        &self,
+        jobs: &[(JobId, Priority)],
+        updates: &[String],
+    ) -> Result<(), BrokerError> {
+        for update in updates {
+            self.send(update);
+        }
+        {
+            let mut queues = self.queues();
+            for (id, priority) in jobs {
+                queues[index(*priority)].push_back(*id);
+            }
+        }
+        self.inner.queued.notify_waiters();
+        Ok(())
+    }
+
+    pub(crate) async fn publish(&self, update: &str) -> Result<(), BrokerError> {
+        self.send(update);
+        Ok(())
+    }
+
+    fn send(&self, update: &str) {
+        // No subscriber yet is not an error: nobody is listening.
+        let _ = self.inner.updates.send(Arc::from(update));
+    }
+
+    pub(crate) async fn queue_len(&self, priority: Priority) -> Result<usize, BrokerError> {
+        Ok(self.queues()[index(priority)].len())
+    }
+
+    pub(crate) fn consumer(&self, block: Duration) -> MemoryConsumer {
+        MemoryConsumer {
+            broker: self.clone(),
+            block,
+        }
+    }
+
+    fn try_pop(&self) -> Option<JobId> {
+        self.queues().iter_mut().find_map(VecDeque::pop_front)
+    }
+
+    pub(crate) async fn run_subscriber(
+        &self,
+        cancel: CancellationToken,
+        mut on_event: impl FnMut(SubscriberEvent),
+    ) {
+        let mut updates = self.inner.updates.subscribe();
+        on_event(SubscriberEvent::Subscribed);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                update = updates.recv() => match update {
+                    Ok(text) => on_event(SubscriberEvent::Message(text.as_bytes().to_vec())),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "the update subscriber fell behind");
+                        on_event(SubscriberEvent::Lost);
+                        on_event(SubscriberEvent::Subscribed);
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    }
+}
+
+/// Pops from the in-process queues.
+pub struct MemoryConsumer {
+    broker: MemoryBroker,
+    block: Duration,
+}
+
+impl MemoryConsumer {
+    pub(crate) async fn pop(&mut self) -> Option<JobId> {
+        let deadline = tokio::time::Instant::now() + self.block;
+        loop {
+            // Registered before looking, so a push between the look and the wait still wakes us.
+            let queued = self.broker.inner.queued.notified();
+            tokio::pin!(queued);
+            queued.as_mut().enable();
+            if let Some(id) = self.broker.try_pop() {
+                return Some(id);
+            }
+            if tokio::time::timeout_at(deadline, queued).await.is_err() {
+                return None;
+            }
+        }
+    }
+}

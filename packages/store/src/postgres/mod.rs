@@ -1,0 +1,76 @@
+//! The production store: PostgreSQL, shared by any number of processes.
+
+mod cancel;
+mod claim;
+mod finish;
+mod insert;
+mod read;
+mod recover;
+mod row;
+
+use std::time::Duration;
+
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use crate::{StoreError, redact};
+
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+    url: String,
+}
+
+impl PgStore {
+    /// Connects to `url`, creating the database if it does not exist yet, and
+    /// applies pending migrations, so a fresh Postgres is ready in one call.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let connect_err = |source| StoreError::Connect {
+            url: redact(url),
+            source,
+        };
+        if !sqlx::Postgres::database_exists(url)
+            .await
+            .map_err(connect_err)?
+        {
+            tracing::info!(url = %redact(url), "creating database");
+            if let Err(e) = sqlx::Postgres::create_database(url).await {
+                // Another process starting beside this one may have created it first.
+                if !sqlx::Postgres::database_exists(url).await.unwrap_or(false) {
+                    return Err(connect_err(e));
+                }
+            }
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(connect_err)?;
+        sqlx::migrate!("../../migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(StoreError::Migrate)?;
+        Ok(Self {
+            pool,
+            url: redact(url),
+        })
+    }
+
+    /// The URL, password hidden.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("select 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(StoreError::query("ping"))
+    }
+}

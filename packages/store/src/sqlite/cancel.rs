@@ -1,0 +1,30 @@
+use jobwire_core::{Job, JobId, TenantId};
+
+use super::row::{columns, fetch_optional_job};
+use super::{SqliteStore, now};
+use crate::{StoreError, not_cancellable};
+
+impl SqliteStore {
+    pub(crate) async fn cancel(&self, tenant: &TenantId, id: JobId) -> Result<Job, StoreError> {
+        let query = sqlx::query_as(concat!(
+            "update jobs set status = 'cancelled', finished_at = ?3, updated_at = ?3, ",
+            "version = version + 1 ",
+            "where tenant_id = ?1 and id = ?2 and status = 'queued' returning ",
+            columns!()
+        ))
+        .bind(tenant.as_str())
+        .bind(id.to_string())
+        .bind(now());
+        if let Some(job) = fetch_optional_job(query, &self.pool, "cancel job").await? {
+            return Ok(job);
+        }
+        let status: Option<String> =
+            sqlx::query_scalar("select status from jobs where tenant_id = ?1 and id = ?2")
+                .bind(tenant.as_str())
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StoreError::query("cancel job"))?;
+        Err(not_cancellable(id, status))
+    }
+}

@@ -1,0 +1,51 @@
+use jobwire_core::{Job, JobId, JobType, Status, TenantId};
+
+use super::SqliteStore;
+use super::row::{JobRow, columns, fetch_optional_job};
+use crate::{ListFilter, Page, StoreError};
+
+impl SqliteStore {
+    pub(crate) async fn get(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+    ) -> Result<Option<Job>, StoreError> {
+        let query = sqlx::query_as(concat!(
+            "select ",
+            columns!(),
+            " from jobs where tenant_id = ?1 and id = ?2"
+        ))
+        .bind(tenant.as_str())
+        .bind(id.to_string());
+        fetch_optional_job(query, &self.pool, "get job").await
+    }
+
+    pub(crate) async fn list(
+        &self,
+        tenant: &TenantId,
+        filter: &ListFilter,
+    ) -> Result<Page, StoreError> {
+        let rows: Vec<JobRow> = sqlx::query_as(concat!(
+            "select ",
+            columns!(),
+            " from jobs where tenant_id = ?1 ",
+            "and (?2 is null or status = ?2) ",
+            "and (?3 is null or job_type = ?3) ",
+            "and (?4 is null or id < ?4) ",
+            "order by id desc limit ?5"
+        ))
+        .bind(tenant.as_str())
+        .bind(filter.status.map(Status::as_str))
+        .bind(filter.job_type.as_ref().map(JobType::as_str))
+        .bind(filter.before.map(|id| id.to_string()))
+        .bind(i64::from(filter.limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("list jobs"))?;
+        let jobs: Vec<Job> = rows
+            .into_iter()
+            .map(Job::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok(Page::from_overfetch(jobs, filter.limit))
+    }
+}

@@ -1,0 +1,75 @@
+use chrono::{DateTime, Utc};
+use jobwire_core::Job;
+use serde_json::Value;
+use sqlx::types::Json;
+
+use crate::StoreError;
+
+/// The columns every query returns, as a literal for `concat!`.
+macro_rules! columns {
+    () => {
+        "id, tenant_id, job_type, payload, priority, status, attempt, result, error, \
+         progress, version, created_at, started_at, finished_at, updated_at"
+    };
+}
+pub(crate) use columns;
+
+/// A `jobs` row as SQLite returns it, before its values are checked.
+#[derive(sqlx::FromRow)]
+pub(crate) struct JobRow {
+    id: String,
+    tenant_id: String,
+    job_type: String,
+    payload: Json<Value>,
+    priority: String,
+    status: String,
+    attempt: i32,
+    result: Option<Json<Value>>,
+    error: Option<String>,
+    progress: Option<Json<Value>>,
+    version: i64,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = StoreError;
+
+    fn try_from(row: JobRow) -> Result<Self, StoreError> {
+        let corrupt =
+            |e: jobwire_core::InvalidValue| StoreError::Corrupt(format!("job {}: {e}", row.id));
+        Ok(Job {
+            id: row.id.parse().map_err(corrupt)?,
+            tenant_id: row.tenant_id.parse().map_err(corrupt)?,
+            job_type: row.job_type.parse().map_err(corrupt)?,
+            payload: row.payload.0,
+            priority: row.priority.parse().map_err(corrupt)?,
+            status: row.status.parse().map_err(corrupt)?,
+            attempt: row.attempt,
+            result: row.result.map(|r| r.0),
+            error: row.error,
+            progress: row.progress.map(|p| p.0),
+            version: row.version,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// Runs a query that returns at most one job row.
+pub(crate) async fn fetch_optional_job<'q>(
+    query: sqlx::query::QueryAs<'q, sqlx::Sqlite, JobRow, sqlx::sqlite::SqliteArguments<'q>>,
+    pool: &sqlx::SqlitePool,
+    op: &'static str,
+) -> Result<Option<Job>, StoreError> {
+    query
+        .fetch_optional(pool)
+        .await
+        .map_err(StoreError::query(op))?
+        .map(Job::try_from)
+        .transpose()
+}
