@@ -1,0 +1,174 @@
+//! The broker contract: every test runs against both adapters, a real Redis
+//! (with a key prefix of its own) and the in-process broker.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test that meets an unexpected None or Err should fail right there"
+)]
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use jobwire_broker::{Broker, SubscriberEvent};
+use jobwire_core::{JobId, Priority};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn redis() -> Broker {
+    let url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("broker-test:{}:", uuid::Uuid::new_v4().simple());
+    Broker::redis(&url, &prefix)
+        .await
+        .expect("Redis must be running for the tests (see README)")
+}
+
+async fn memory() -> Broker {
+    Broker::memory()
+}
+
+macro_rules! contract {
+    ($($test:ident),* $(,)?) => {
+        mod redis {
+            $( #[tokio::test] async fn $test() { super::$test(super::redis().await).await } )*
+        }
+        mod memory {
+            $( #[tokio::test] async fn $test() { super::$test(super::memory().await).await } )*
+        }
+    };
+}
+
+async fn drain(broker: &Broker) -> Vec<JobId> {
+    let mut consumer = broker.consumer(Duration::from_millis(100)).await.unwrap();
+    let mut popped = Vec::new();
+    while let Some(id) = consumer.pop().await.unwrap() {
+        popped.push(id);
+    }
+    popped
+}
+
+async fn higher_priorities_pop_first_and_fifo_within_one(broker: Broker) {
+    let jobs: Vec<(JobId, Priority)> = [
+        Priority::Low,
+        Priority::Default,
+        Priority::Critical,
+        Priority::High,
+        Priority::Low,
+        Priority::Critical,
+    ]
+    .into_iter()
+    .map(|p| (JobId::new(), p))
+    .collect();
+    broker.enqueue(&jobs[..3], &[]).await.unwrap();
+    broker.enqueue(&jobs[3..], &[]).await.unwrap();
+    assert_eq!(broker.queue_len(Priority::Low).await.unwrap(), 2);
+    let expected: Vec<JobId> = Priority::ALL
+        .iter()
+        .flat_map(|p| jobs.iter().filter(move |(_, q)| q == p).map(|(id, _)| *id))
+        .collect();
+    assert_eq!(drain(&broker).await, expected);
+    assert_eq!(broker.queue_len(Priority::Low).await.unwrap(), 0);
+}
+
+async fn a_waiting_pop_wakes_when_a_job_arrives(broker: Broker) {
+    let mut consumer = broker.consumer(Duration::from_secs(5)).await.unwrap();
+    let id = JobId::new();
+    let waiting = tokio::spawn(async move { consumer.pop().await.unwrap() });
+    // The consumer may or may not be waiting yet; either way it must get the ID.
+    broker
+        .enqueue(&[(id, Priority::Default)], &[])
+        .await
+        .unwrap();
+    let popped = tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap();
+    assert_eq!(popped, Some(id));
+}
+
+async fn an_empty_queue_pops_nothing_after_the_block_time(broker: Broker) {
+    let mut consumer = broker.consumer(Duration::from_millis(100)).await.unwrap();
+    assert_eq!(consumer.pop().await.unwrap(), None);
+}
+
+async fn concurrent_consumers_get_each_id_once(broker: Broker) {
+    let jobs: Vec<(JobId, Priority)> = (0..200)
+        .map(|_| (JobId::new(), Priority::Default))
+        .collect();
+    broker.enqueue(&jobs, &[]).await.unwrap();
+    let mut consumers = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let broker = broker.clone();
+        consumers.spawn(async move { drain(&broker).await });
+    }
+    let mut popped = Vec::new();
+    while let Some(batch) = consumers.join_next().await {
+        popped.extend(batch.unwrap());
+    }
+    assert_eq!(popped.len(), jobs.len(), "no ID lost, none twice");
+    let unique: HashSet<JobId> = popped.into_iter().collect();
+    assert_eq!(unique, jobs.iter().map(|(id, _)| *id).collect());
+}
+
+/// Starts a subscriber and waits until it is subscribed.
+async fn subscriber(
+    broker: &Broker,
+    cancel: &CancellationToken,
+) -> mpsc::UnboundedReceiver<String> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (broker, cancel) = (broker.clone(), cancel.clone());
+    tokio::spawn(async move {
+        broker
+            .run_subscriber(cancel, |event| {
+                let text = match event {
+                    SubscriberEvent::Subscribed => "<subscribed>".to_owned(),
+                    SubscriberEvent::Lost => "<lost>".to_owned(),
+                    SubscriberEvent::Message(bytes) => String::from_utf8(bytes).unwrap(),
+                };
+                let _ = tx.send(text);
+            })
+            .await;
+    });
+    let first = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, "<subscribed>");
+    rx
+}
+
+async fn every_subscriber_receives_every_update_in_order(broker: Broker) {
+    let cancel = CancellationToken::new();
+    let mut first = subscriber(&broker, &cancel).await;
+    let mut second = subscriber(&broker, &cancel).await;
+    let sent: Vec<String> = (0..100).map(|n| format!("{{\"n\":{n}}}")).collect();
+    let queued_updates = vec!["{\"queued\":1}".to_owned()];
+    broker
+        .enqueue(&[(JobId::new(), Priority::High)], &queued_updates)
+        .await
+        .unwrap();
+    for text in &sent {
+        broker.publish(text).await.unwrap();
+    }
+    let expected: Vec<String> = queued_updates.into_iter().chain(sent).collect();
+    for rx in [&mut first, &mut second] {
+        let mut got = Vec::new();
+        while got.len() < expected.len() {
+            got.push(
+                tokio::time::timeout(WAIT, rx.recv())
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        assert_eq!(got, expected);
+    }
+    cancel.cancel();
+    assert_eq!(drain(&broker).await.len(), 1, "the queued ID is still there");
+}
+
+contract!(
+    higher_priorities_pop_first_and_fifo_within_one,
+    a_waiting_pop_wakes_when_a_job_arrives,
+    an_empty_queue_pops_nothing_after_the_block_time,
+    concurrent_consumers_get_each_id_once,
+    every_subscriber_receives_every_update_in_order,
+);
