@@ -162,7 +162,11 @@ async fn every_subscriber_receives_every_update_in_order(broker: Broker) {
         assert_eq!(got, expected);
     }
     cancel.cancel();
-    assert_eq!(drain(&broker).await.len(), 1, "the queued ID is still there");
+    assert_eq!(
+        drain(&broker).await.len(),
+        1,
+        "the queued ID is still there"
+    );
 }
 
 contract!(

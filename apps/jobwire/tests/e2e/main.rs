@@ -31,6 +31,7 @@ macro_rules! in_both_modes {
 }
 
 mod bad_input;
+mod embedded;
 mod isolation;
 mod lifecycle;
 mod processes;

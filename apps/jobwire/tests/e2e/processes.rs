@@ -281,6 +281,7 @@ async fn help_lists_every_setting_with_its_environment_variable() {
         (
             env!("CARGO_BIN_EXE_jobwire"),
             &[
+                "JOBWIRE_DB_FILE",
                 "DATABASE_URL",
                 "REDIS_URL",
                 "JOBWIRE_JWT_SECRET",
