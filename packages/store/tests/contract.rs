@@ -55,6 +55,11 @@ async fn sqlite() -> TestStore {
     }
 }
 
+/// `:memory:`: the database lives in the store's one connection.
+async fn sqlite_memory() -> Store {
+    Store::connect("sqlite::memory:", 1).await.unwrap()
+}
+
 impl Drop for TestStore {
     fn drop(&mut self) {
         match &self.cleanup {
@@ -89,6 +94,9 @@ macro_rules! contract {
     ($($test:ident),* $(,)?) => {
         mod postgres {
             $( #[tokio::test] async fn $test() { let owned = super::postgres().await; super::$test(owned.store.clone()).await } )*
+        }
+        mod sqlite_memory {
+            $( #[tokio::test] async fn $test() { super::$test(super::sqlite_memory().await).await } )*
         }
         mod sqlite {
             $( #[tokio::test] async fn $test() { let owned = super::sqlite().await; super::$test(owned.store.clone()).await } )*
