@@ -7,11 +7,14 @@ use serde_json::Value;
 
 use crate::{InvalidValue, JobId, TenantId};
 
-/// Where a job is in its life. `queued → running → succeeded | failed`, or
-/// `queued → cancelled`. The last three are terminal.
+/// Where a job is in its life: `queued → running → succeeded | failed`;
+/// `scheduled` waits for its `runAt` (a delayed job, or a retry after
+/// backoff); any unfinished job can become `cancelled`. The last three are
+/// terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    Scheduled,
     Queued,
     Running,
     Succeeded,
@@ -20,7 +23,8 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 5] = [
+    pub const ALL: [Status; 6] = [
+        Status::Scheduled,
         Status::Queued,
         Status::Running,
         Status::Succeeded,
@@ -30,6 +34,7 @@ impl Status {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Status::Scheduled => "scheduled",
             Status::Queued => "queued",
             Status::Running => "running",
             Status::Succeeded => "succeeded",
@@ -58,7 +63,7 @@ impl FromStr for Status {
             .find(|status| status.as_str() == s)
             .ok_or_else(|| {
                 InvalidValue(format!(
-                    "unknown status `{s}`: use one of queued, running, succeeded, failed, cancelled"
+                    "unknown status `{s}`: use one of scheduled, queued, running, succeeded, failed, cancelled"
                 ))
             })
     }
@@ -166,10 +171,28 @@ pub struct NewJob {
     pub job_type: JobType,
     pub payload: Value,
     pub priority: Priority,
+    /// Attempts before the job counts as failed (at least 1).
+    pub max_attempts: i32,
+    /// Not before this time (a delayed job); `None`: now.
+    pub run_at: Option<DateTime<Utc>>,
+    /// Each attempt is cancelled after this long.
+    pub timeout_ms: Option<i64>,
+    /// The client's key for this creation, with a hash of the request that first used it.
+    pub idempotency: Option<Idempotency>,
 }
 
+/// An idempotency key and the hash of the request body it was first sent with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
+}
+
+/// Attempts a job gets unless its creator says otherwise.
+pub const DEFAULT_MAX_ATTEMPTS: i32 = 3;
+
 /// A job as the store holds it: the one truth about it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Job {
     pub id: JobId,
@@ -181,12 +204,20 @@ pub struct Job {
     pub status: Status,
     /// How many times a worker has started this job (0 while never run).
     pub attempt: i32,
+    pub max_attempts: i32,
+    /// When a `scheduled` job becomes due.
+    pub run_at: Option<DateTime<Utc>>,
+    pub timeout_ms: Option<i64>,
+    pub idempotency_key: Option<String>,
     pub result: Option<Value>,
     pub error: Option<String>,
     /// The last progress the handler reported, if any.
     pub progress: Option<Value>,
     /// Grows by one on every change of the row, so a reader can order what it sees.
     pub version: i64,
+    /// Position of the job's last change in the store's change feed (for resume).
+    #[serde(skip)]
+    pub change_seq: i64,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,

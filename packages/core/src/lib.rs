@@ -6,7 +6,7 @@ mod job;
 mod update;
 
 pub use ids::{JobId, TenantId};
-pub use job::{Job, JobType, NewJob, Priority, Status};
+pub use job::{DEFAULT_MAX_ATTEMPTS, Idempotency, Job, JobType, NewJob, Priority, Status};
 pub use update::JobUpdate;
 
 /// A value from outside (a request, a token, a Redis message) that is not a valid

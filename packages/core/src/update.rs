@@ -24,8 +24,14 @@ pub struct JobUpdate {
     /// Present once the job succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+    /// When a `scheduled` job becomes due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<DateTime<Utc>>,
     /// When the change was committed.
     pub at: DateTime<Utc>,
+    /// Where this change stands in the tenant's change feed: a WebSocket client
+    /// reconnecting with it gets everything that changed since.
+    pub cursor: String,
 }
 
 impl From<&Job> for JobUpdate {
@@ -40,7 +46,9 @@ impl From<&Job> for JobUpdate {
             error: job.error.clone(),
             progress: job.progress.clone(),
             result: job.result.clone(),
+            run_at: job.run_at,
             at: job.updated_at,
+            cursor: job.change_seq.to_string(),
         }
     }
 }

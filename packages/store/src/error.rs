@@ -29,8 +29,14 @@ pub enum StoreError {
     Corrupt(String),
     #[error("job {id} not found")]
     NotFound { id: JobId },
-    #[error("job {id} is {status}; only a queued job can be cancelled")]
-    NotCancellable { id: JobId, status: Status },
+    #[error("job {id} is {status}, so it cannot be {action}")]
+    InvalidTransition {
+        id: JobId,
+        status: Status,
+        action: &'static str,
+    },
+    #[error("idempotency key `{key}` was first used with a different request")]
+    IdempotencyConflict { key: String },
 }
 
 impl StoreError {

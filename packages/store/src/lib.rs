@@ -9,6 +9,9 @@ mod error;
 mod postgres;
 mod sqlite;
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use jobwire_core::{Job, JobId, NewJob, Priority, TenantId};
 use serde_json::Value;
 
@@ -20,7 +23,105 @@ pub use sqlite::SqliteStore;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Succeeded(Value),
+    /// Failed, with attempts left: run again (as `scheduled`) at `run_at`.
+    Retry {
+        error: String,
+        run_at: DateTime<Utc>,
+    },
+    /// Failed for good.
     Failed(String),
+}
+
+impl Outcome {
+    /// `(status, result, error, run_at)` to store.
+    pub(crate) fn columns(
+        self,
+    ) -> (
+        &'static str,
+        Option<Value>,
+        Option<String>,
+        Option<DateTime<Utc>>,
+    ) {
+        match self {
+            Outcome::Succeeded(result) => ("succeeded", Some(result), None, None),
+            Outcome::Retry { error, run_at } => ("scheduled", None, Some(error), Some(run_at)),
+            Outcome::Failed(error) => ("failed", None, Some(error), None),
+        }
+    }
+}
+
+/// The fencing token of one attempt: only the worker holding it can report
+/// progress on, finish or release that attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseToken(pub String);
+
+/// A job a worker now runs, and the token that proves it.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub job: Job,
+    pub token: LeaseToken,
+}
+
+/// What [`Store::insert`] did with one requested job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inserted {
+    Created(Job),
+    /// The tenant had used this idempotency key, with the same request: the first job.
+    Existing(Job),
+}
+
+impl Inserted {
+    pub fn job(&self) -> &Job {
+        match self {
+            Inserted::Created(job) | Inserted::Existing(job) => job,
+        }
+    }
+}
+
+/// The error a job gets when its worker's lease ran out.
+pub const LEASE_LOST: &str = "the worker running this attempt was lost (its lease expired)";
+
+/// Matches each requested job with what the insert did: created, or an
+/// earlier job with the same idempotency key (same request), or a conflict.
+pub(crate) fn settle_idempotent(
+    requested: &[NewJob],
+    created: Vec<Job>,
+    earlier: Vec<(Job, Option<String>)>,
+) -> Result<Vec<Inserted>, StoreError> {
+    let mut created: std::collections::HashMap<JobId, Job> =
+        created.into_iter().map(|job| (job.id, job)).collect();
+    requested
+        .iter()
+        .map(|new| {
+            if let Some(job) = created.remove(&new.id) {
+                return Ok(Inserted::Created(job));
+            }
+            let key = new.idempotency.as_ref().ok_or_else(|| {
+                StoreError::Corrupt(format!("job {} was neither inserted nor found", new.id))
+            })?;
+            let (job, hash) = earlier
+                .iter()
+                .find(|(job, _)| job.idempotency_key.as_deref() == Some(key.key.as_str()))
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("idempotency key `{}` vanished", key.key))
+                })?;
+            if hash.as_deref() == Some(key.request_hash.as_str()) {
+                Ok(Inserted::Existing(job.clone()))
+            } else {
+                Err(StoreError::IdempotencyConflict {
+                    key: key.key.clone(),
+                })
+            }
+        })
+        .collect()
+}
+
+/// One `(id, priority)` of a queued job, from its stored priority.
+pub(crate) fn queued_entry(id: JobId, priority: &str) -> Result<(JobId, Priority), StoreError> {
+    priority
+        .parse()
+        .map(|priority| (id, priority))
+        .map_err(|e| StoreError::Corrupt(format!("job {id}: {e}")))
 }
 
 /// What to list: one tenant's jobs, newest first, optionally narrowed.
@@ -55,24 +156,12 @@ impl Page {
     }
 }
 
-/// Puts freshly inserted jobs back in the order they were given (a multi-row
-/// `returning` promises no order).
-pub(crate) fn in_given_order(mut inserted: Vec<Job>, given: &[NewJob]) -> Vec<Job> {
-    let position: std::collections::HashMap<JobId, usize> = given
-        .iter()
-        .enumerate()
-        .map(|(i, job)| (job.id, i))
-        .collect();
-    inserted.sort_by_key(|job| position.get(&job.id).copied());
-    inserted
-}
-
-/// Why a cancel found nothing to cancel, from the job's current status.
-pub(crate) fn not_cancellable(id: JobId, status: Option<String>) -> StoreError {
+/// Why a transition found nothing to change, from the job's current status.
+pub(crate) fn not_changed(id: JobId, status: Option<String>, action: &'static str) -> StoreError {
     match status {
         None => StoreError::NotFound { id },
         Some(status) => match status.parse() {
-            Ok(status) => StoreError::NotCancellable { id, status },
+            Ok(status) => StoreError::InvalidTransition { id, status, action },
             Err(e) => StoreError::Corrupt(format!("job {id}: {e}")),
         },
     }
@@ -125,34 +214,71 @@ impl Store {
         delegate!(self.ping())
     }
 
-    /// Inserts the jobs as `queued`, all or none; returns them in the order given.
-    pub async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Job>, StoreError> {
+    /// Inserts the jobs (`queued`, or `scheduled` when due later), all or
+    /// none, in the order given. A job whose idempotency key the tenant used
+    /// before yields the first job instead, or [`StoreError::IdempotencyConflict`]
+    /// when the first request differed.
+    pub async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Inserted>, StoreError> {
         delegate!(self.insert(jobs))
     }
 
-    /// Moves a `queued` job to `running` and counts the attempt. `None` when
-    /// the job is not queued, so an ID popped twice runs once.
-    pub async fn claim(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        delegate!(self.claim(id))
+    /// Moves a `queued` job to `running` for `worker`, counts the attempt and
+    /// leases it for `lease`. `None` when the job is not queued, so an ID
+    /// popped twice runs once.
+    pub async fn claim(
+        &self,
+        id: JobId,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<Claim>, StoreError> {
+        delegate!(self.claim(id, worker, lease))
     }
 
-    /// Ends a `running` job; `None` when it is no longer running.
-    pub async fn finish(&self, id: JobId, outcome: Outcome) -> Result<Option<Job>, StoreError> {
-        delegate!(self.finish(id, outcome))
+    /// Extends every lease `worker` holds; returns the jobs it still holds
+    /// (any other job it runs was cancelled or lost, and must stop).
+    pub async fn heartbeat(
+        &self,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Vec<(JobId, LeaseToken)>, StoreError> {
+        delegate!(self.heartbeat(worker, lease))
     }
 
-    /// Records a running job's progress; `None` when it is no longer running.
+    /// Ends an attempt; `None` when `lease` no longer holds the job (it was
+    /// cancelled, or its lease expired and another attempt took over).
+    pub async fn finish(
+        &self,
+        id: JobId,
+        lease: &LeaseToken,
+        outcome: Outcome,
+    ) -> Result<Option<Job>, StoreError> {
+        delegate!(self.finish(id, lease, outcome))
+    }
+
+    /// Records an attempt's progress; `None` when `lease` no longer holds the job.
     pub async fn report_progress(
         &self,
         id: JobId,
+        lease: &LeaseToken,
         progress: &Value,
     ) -> Result<Option<Job>, StoreError> {
-        delegate!(self.report_progress(id, progress))
+        delegate!(self.report_progress(id, lease, progress))
     }
 
-    /// Cancels a tenant's `queued` job so that it never runs.
+    /// Hands an unfinished attempt back (`queued` again) at once, as a
+    /// stopping worker does; `None` when `lease` no longer holds the job.
+    pub async fn release(&self, id: JobId, lease: &LeaseToken) -> Result<Option<Job>, StoreError> {
+        delegate!(self.release(id, lease))
+    }
+
+    /// Cancels a tenant's unfinished job (scheduled, queued or running).
     pub async fn cancel(&self, tenant: &TenantId, id: JobId) -> Result<Job, StoreError> {
         delegate!(self.cancel(tenant, id))
+    }
+
+    /// Queues a tenant's failed or cancelled job again, with a fresh attempt count.
+    pub async fn retry(&self, tenant: &TenantId, id: JobId) -> Result<Job, StoreError> {
+        delegate!(self.retry(tenant, id))
     }
 
     /// A tenant's job; `None` for an unknown ID and another tenant's job alike.
@@ -160,9 +286,47 @@ impl Store {
         delegate!(self.get(tenant, id))
     }
 
+    /// Those of `ids` that are the tenant's jobs.
+    pub async fn get_many(&self, tenant: &TenantId, ids: &[JobId]) -> Result<Vec<Job>, StoreError> {
+        delegate!(self.get_many(tenant, ids))
+    }
+
     /// A tenant's jobs, newest first.
     pub async fn list(&self, tenant: &TenantId, filter: &ListFilter) -> Result<Page, StoreError> {
         delegate!(self.list(tenant, filter))
+    }
+
+    /// The current state of the tenant's jobs changed after `after` (a
+    /// `change_seq`), in the order of their last change, at most `limit`.
+    pub async fn changes_since(
+        &self,
+        tenant: &TenantId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError> {
+        delegate!(self.changes_since(tenant, after, limit))
+    }
+
+    /// Jobs whose lease ran out: `queued` again while attempts are left,
+    /// else `failed`.
+    pub async fn reap_expired(&self) -> Result<Vec<Job>, StoreError> {
+        delegate!(self.reap_expired())
+    }
+
+    /// Scheduled jobs now due become `queued`.
+    pub async fn promote_due(&self) -> Result<Vec<Job>, StoreError> {
+        delegate!(self.promote_due())
+    }
+
+    /// Jobs `queued` for longer than `age`, in ID order after `after`: the
+    /// candidates for re-dispatch when their ID may have been lost.
+    pub async fn queued_older_than(
+        &self,
+        age: Duration,
+        after: Option<JobId>,
+        limit: u32,
+    ) -> Result<Vec<(JobId, Priority)>, StoreError> {
+        delegate!(self.queued_older_than(age, after, limit))
     }
 
     /// Puts every `running` job back to `queued`: only for a process that

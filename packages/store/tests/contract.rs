@@ -9,8 +9,10 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use jobwire_core::{JobId, NewJob, Priority, Status, TenantId};
-use jobwire_store::{ListFilter, Outcome, Store, StoreError};
+use std::time::Duration;
+
+use jobwire_core::{Idempotency, Job, JobId, NewJob, Priority, Status, TenantId};
+use jobwire_store::{Claim, Inserted, LeaseToken, ListFilter, Outcome, Store, StoreError};
 use serde_json::json;
 
 /// A store of its own; removed when dropped.
@@ -115,6 +117,10 @@ fn new_job(tenant_name: &str, job_type: &str, priority: Priority) -> NewJob {
         job_type: job_type.parse().unwrap(),
         payload: json!({"n": 1}),
         priority,
+        max_attempts: 3,
+        run_at: None,
+        timeout_ms: None,
+        idempotency: None,
     }
 }
 
@@ -127,18 +133,41 @@ fn filter(limit: u32) -> ListFilter {
     }
 }
 
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn insert(store: &Store, jobs: &[NewJob]) -> Vec<Job> {
+    store
+        .insert(jobs)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|inserted| match inserted {
+            Inserted::Created(job) => job,
+            Inserted::Existing(job) => panic!("job {} existed", job.id),
+        })
+        .collect()
+}
+
+async fn claim(store: &Store, id: JobId) -> Claim {
+    store
+        .claim(id, "w1", LEASE)
+        .await
+        .unwrap()
+        .expect("claimable")
+}
+
 async fn create_returns_queued_jobs_in_the_order_given(store: Store) {
     let batch: Vec<NewJob> = (0..50)
         .map(|_| new_job("acme", "noop", Priority::Default))
         .collect();
-    let jobs = store.insert(&batch).await.unwrap();
+    let jobs = insert(&store, &batch).await;
     let given: Vec<JobId> = batch.iter().map(|j| j.id).collect();
     let returned: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
     assert_eq!(returned, given);
     for job in &jobs {
         assert_eq!(
-            (job.status, job.version, job.attempt),
-            (Status::Queued, 1, 0)
+            (job.status, job.version, job.attempt, job.max_attempts),
+            (Status::Queued, 1, 0, 3)
         );
         assert_eq!(job.payload, json!({"n": 1}));
         assert!(job.started_at.is_none() && job.finished_at.is_none());
@@ -148,24 +177,23 @@ async fn create_returns_queued_jobs_in_the_order_given(store: Store) {
 }
 
 async fn a_job_is_claimed_once_under_concurrency(store: Store) {
-    let jobs = store
-        .insert(
-            &(0..10)
-                .map(|_| new_job("acme", "noop", Priority::High))
-                .collect::<Vec<_>>(),
-        )
-        .await
-        .unwrap();
+    let jobs = insert(
+        &store,
+        &(0..10)
+            .map(|_| new_job("acme", "noop", Priority::High))
+            .collect::<Vec<_>>(),
+    )
+    .await;
     let mut claims = tokio::task::JoinSet::new();
     for job in &jobs {
         for _ in 0..4 {
             let (store, id) = (store.clone(), job.id);
-            claims.spawn(async move { store.claim(id).await.unwrap() });
+            claims.spawn(async move { store.claim(id, "w1", LEASE).await.unwrap() });
         }
     }
     let mut won = Vec::new();
     while let Some(claim) = claims.join_next().await {
-        if let Some(job) = claim.unwrap() {
+        if let Some(Claim { job, .. }) = claim.unwrap() {
             assert_eq!(
                 (job.status, job.attempt, job.version),
                 (Status::Running, 1, 2)
@@ -178,27 +206,29 @@ async fn a_job_is_claimed_once_under_concurrency(store: Store) {
     assert_eq!(won.iter().collect::<HashSet<_>>().len(), jobs.len());
 }
 
-async fn finishing_stores_the_outcome_once(store: Store) {
-    let jobs = store
-        .insert(&[
+async fn finishing_stores_the_outcome_once_and_only_with_the_lease(store: Store) {
+    let jobs = insert(
+        &store,
+        &[
             new_job("acme", "echo", Priority::Default),
             new_job("acme", "fail", Priority::Default),
-        ])
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
+    let stranger = LeaseToken("not-a-lease".into());
     assert!(
         store
-            .finish(jobs[0].id, Outcome::Succeeded(json!(1)))
+            .finish(jobs[0].id, &stranger, Outcome::Succeeded(json!(1)))
             .await
             .unwrap()
             .is_none(),
         "not running yet"
     );
-    for job in &jobs {
-        store.claim(job.id).await.unwrap().unwrap();
-    }
+    let first = claim(&store, jobs[0].id).await;
+    let second = claim(&store, jobs[1].id).await;
+    assert_ne!(first.token, second.token);
     let progressed = store
-        .report_progress(jobs[0].id, &json!({"percent": 50}))
+        .report_progress(jobs[0].id, &first.token, &json!({"percent": 50}))
         .await
         .unwrap()
         .unwrap();
@@ -206,18 +236,34 @@ async fn finishing_stores_the_outcome_once(store: Store) {
         (progressed.version, progressed.progress.clone()),
         (3, Some(json!({"percent": 50})))
     );
+    assert!(
+        store
+            .finish(jobs[0].id, &stranger, Outcome::Succeeded(json!(0)))
+            .await
+            .unwrap()
+            .is_none(),
+        "fenced off"
+    );
 
     let done = store
-        .finish(jobs[0].id, Outcome::Succeeded(json!({"ok": true})))
+        .finish(
+            jobs[0].id,
+            &first.token,
+            Outcome::Succeeded(json!({"ok": true})),
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!((done.status, done.version), (Status::Succeeded, 4));
     assert_eq!(done.result, Some(json!({"ok": true})));
     assert!(done.finished_at.is_some() && done.error.is_none());
+    assert!(
+        done.change_seq > progressed.change_seq,
+        "each change moves the job in the change feed"
+    );
 
     let failed = store
-        .finish(jobs[1].id, Outcome::Failed("boom".into()))
+        .finish(jobs[1].id, &second.token, Outcome::Failed("boom".into()))
         .await
         .unwrap()
         .unwrap();
@@ -228,7 +274,7 @@ async fn finishing_stores_the_outcome_once(store: Store) {
 
     assert!(
         store
-            .finish(jobs[0].id, Outcome::Failed("late".into()))
+            .finish(jobs[0].id, &first.token, Outcome::Failed("late".into()))
             .await
             .unwrap()
             .is_none(),
@@ -236,45 +282,205 @@ async fn finishing_stores_the_outcome_once(store: Store) {
     );
     assert!(
         store
-            .report_progress(jobs[0].id, &json!(1))
+            .report_progress(jobs[0].id, &first.token, &json!(1))
             .await
             .unwrap()
             .is_none()
     );
 }
 
-async fn only_a_queued_job_of_the_tenant_can_be_cancelled(store: Store) {
-    let jobs = store
-        .insert(&[
-            new_job("acme", "noop", Priority::Low),
-            new_job("acme", "noop", Priority::Low),
-        ])
+async fn a_retry_is_scheduled_then_promoted_when_due(store: Store) {
+    let job = insert(&store, &[new_job("acme", "fail", Priority::High)])
         .await
+        .remove(0);
+    let lease = claim(&store, job.id).await;
+    let due = chrono::Utc::now() - chrono::Duration::milliseconds(1);
+    let scheduled = store
+        .finish(
+            job.id,
+            &lease.token,
+            Outcome::Retry {
+                error: "try again".into(),
+                run_at: due,
+            },
+        )
+        .await
+        .unwrap()
         .unwrap();
+    assert_eq!(
+        (scheduled.status, scheduled.error.as_deref()),
+        (Status::Scheduled, Some("try again"))
+    );
+    assert!(scheduled.run_at.is_some() && scheduled.finished_at.is_none());
+    assert!(
+        store.claim(job.id, "w1", LEASE).await.unwrap().is_none(),
+        "not claimable before it is promoted"
+    );
+    let promoted = store.promote_due().await.unwrap();
+    assert_eq!(
+        promoted
+            .iter()
+            .map(|j| (j.id, j.status))
+            .collect::<Vec<_>>(),
+        [(job.id, Status::Queued)]
+    );
+    assert_eq!(claim(&store, job.id).await.job.attempt, 2);
+
+    let mut later = new_job("acme", "noop", Priority::Low);
+    later.run_at = Some(chrono::Utc::now() + chrono::Duration::hours(1));
+    let delayed = insert(&store, &[later]).await.remove(0);
+    assert_eq!(delayed.status, Status::Scheduled);
+    assert!(
+        store.promote_due().await.unwrap().is_empty(),
+        "not due for an hour"
+    );
+}
+
+async fn an_expired_lease_requeues_or_fails_the_job(store: Store) {
+    let mut last_try = new_job("acme", "noop", Priority::Default);
+    last_try.max_attempts = 1;
+    let jobs = insert(
+        &store,
+        &[new_job("acme", "noop", Priority::Default), last_try],
+    )
+    .await;
+    let dying = store
+        .claim(jobs[0].id, "dead", Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .claim(jobs[1].id, "dead", Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    let alive = insert(&store, &[new_job("acme", "noop", Priority::Default)])
+        .await
+        .remove(0);
+    claim(&store, alive.id).await;
+    let held: Vec<JobId> = store
+        .heartbeat("w1", LEASE)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(held, [alive.id]);
+
+    let reaped = store.reap_expired().await.unwrap();
+    let outcome: HashSet<(JobId, Status)> = reaped.iter().map(|j| (j.id, j.status)).collect();
+    assert_eq!(
+        outcome,
+        HashSet::from([(jobs[0].id, Status::Queued), (jobs[1].id, Status::Failed)])
+    );
+    assert!(
+        reaped
+            .iter()
+            .all(|j| j.error.as_deref() == Some(jobwire_store::LEASE_LOST))
+    );
+    assert!(
+        store
+            .finish(jobs[0].id, &dying.token, Outcome::Succeeded(json!(1)))
+            .await
+            .unwrap()
+            .is_none(),
+        "the lost attempt is fenced off"
+    );
+    let again = claim(&store, jobs[0].id).await;
+    assert_eq!(again.job.attempt, 2);
+    let released = store
+        .release(jobs[0].id, &again.token)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(released.status, Status::Queued);
+}
+
+async fn an_idempotency_key_returns_the_first_job_or_conflicts(store: Store) {
+    let keyed = |hash: &str| {
+        let mut job = new_job("acme", "noop", Priority::Default);
+        job.idempotency = Some(Idempotency {
+            key: "order-42".into(),
+            request_hash: hash.into(),
+        });
+        job
+    };
+    let first = insert(&store, &[keyed("h1")]).await.remove(0);
+    let again = store.insert(&[keyed("h1")]).await.unwrap();
+    assert_eq!(again, [Inserted::Existing(first.clone())]);
+    assert!(matches!(
+        store.insert(&[keyed("h2")]).await,
+        Err(StoreError::IdempotencyConflict { .. })
+    ));
+    let mut other_tenant = keyed("h2");
+    other_tenant.tenant = tenant("globex");
+    assert!(
+        matches!(
+            store.insert(&[other_tenant]).await.unwrap()[0],
+            Inserted::Created(_)
+        ),
+        "keys are per tenant"
+    );
+    assert_eq!(
+        store
+            .list(&tenant("acme"), &filter(10))
+            .await
+            .unwrap()
+            .jobs
+            .len(),
+        1
+    );
+}
+
+async fn an_unfinished_job_of_the_tenant_can_be_cancelled_and_retried(store: Store) {
+    let jobs = insert(
+        &store,
+        &[
+            new_job("acme", "noop", Priority::Low),
+            new_job("acme", "noop", Priority::Low),
+        ],
+    )
+    .await;
     let cancelled = store.cancel(&tenant("acme"), jobs[0].id).await.unwrap();
     assert_eq!(
         (cancelled.status, cancelled.version),
         (Status::Cancelled, 2)
     );
     assert!(
-        store.claim(jobs[0].id).await.unwrap().is_none(),
+        store
+            .claim(jobs[0].id, "w1", LEASE)
+            .await
+            .unwrap()
+            .is_none(),
         "a cancelled job never runs"
     );
     assert!(matches!(
         store.cancel(&tenant("acme"), jobs[0].id).await,
-        Err(StoreError::NotCancellable {
+        Err(StoreError::InvalidTransition {
             status: Status::Cancelled,
             ..
         })
     ));
-    store.claim(jobs[1].id).await.unwrap().unwrap();
-    assert!(matches!(
-        store.cancel(&tenant("acme"), jobs[1].id).await,
-        Err(StoreError::NotCancellable {
-            status: Status::Running,
-            ..
-        })
-    ));
+    let running = claim(&store, jobs[1].id).await;
+    assert_eq!(
+        store
+            .cancel(&tenant("acme"), jobs[1].id)
+            .await
+            .unwrap()
+            .status,
+        Status::Cancelled
+    );
+    assert!(
+        store.heartbeat("w1", LEASE).await.unwrap().is_empty(),
+        "its worker learns it lost the job"
+    );
+    assert!(
+        store
+            .finish(jobs[1].id, &running.token, Outcome::Succeeded(json!(1)))
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(matches!(
         store.cancel(&tenant("globex"), jobs[1].id).await,
         Err(StoreError::NotFound { .. })
@@ -283,25 +489,26 @@ async fn only_a_queued_job_of_the_tenant_can_be_cancelled(store: Store) {
         store.cancel(&tenant("acme"), JobId::new()).await,
         Err(StoreError::NotFound { .. })
     ));
+
+    let retried = store.retry(&tenant("acme"), jobs[1].id).await.unwrap();
+    assert_eq!((retried.status, retried.attempt), (Status::Queued, 0));
+    assert!(matches!(
+        store.retry(&tenant("acme"), jobs[1].id).await,
+        Err(StoreError::InvalidTransition {
+            status: Status::Queued,
+            ..
+        })
+    ));
 }
 
 async fn listing_pages_newest_first_per_tenant(store: Store) {
     let mut ids = Vec::new();
     for n in 0..7 {
         let job_type = if n % 2 == 0 { "even" } else { "odd" };
-        ids.push(
-            store
-                .insert(&[new_job("acme", job_type, Priority::Default)])
-                .await
-                .unwrap()[0]
-                .id,
-        );
+        ids.push(insert(&store, &[new_job("acme", job_type, Priority::Default)]).await[0].id);
     }
-    store
-        .insert(&[new_job("globex", "even", Priority::Default)])
-        .await
-        .unwrap();
-    store.claim(ids[3]).await.unwrap().unwrap();
+    insert(&store, &[new_job("globex", "even", Priority::Default)]).await;
+    claim(&store, ids[3]).await;
 
     let mut listed = Vec::new();
     let mut page = store.list(&tenant("acme"), &filter(3)).await.unwrap();
@@ -370,16 +577,17 @@ async fn listing_pages_newest_first_per_tenant(store: Store) {
 }
 
 async fn recovery_requeues_running_jobs_and_lists_queued_oldest_first(store: Store) {
-    let jobs = store
-        .insert(&[
+    let jobs = insert(
+        &store,
+        &[
             new_job("acme", "noop", Priority::Low),
             new_job("acme", "noop", Priority::Critical),
             new_job("acme", "noop", Priority::Default),
-        ])
-        .await
-        .unwrap();
-    store.claim(jobs[0].id).await.unwrap().unwrap();
-    store.claim(jobs[2].id).await.unwrap().unwrap();
+        ],
+    )
+    .await;
+    claim(&store, jobs[0].id).await;
+    claim(&store, jobs[2].id).await;
     let requeued = store.requeue_running().await.unwrap();
     assert_eq!(requeued.len(), 2);
     assert!(
@@ -396,19 +604,85 @@ async fn recovery_requeues_running_jobs_and_lists_queued_oldest_first(store: Sto
             (jobs[2].id, Priority::Default)
         ]
     );
-    let again = store.claim(jobs[0].id).await.unwrap().unwrap();
+    let again = claim(&store, jobs[0].id).await.job;
     assert_eq!(
         (again.attempt, again.version),
         (2, 4),
         "a re-run counts as a new attempt"
+    );
+    let old = store
+        .queued_older_than(Duration::ZERO, Some(jobs[0].id), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        old,
+        [
+            (jobs[1].id, Priority::Critical),
+            (jobs[2].id, Priority::Default)
+        ]
+    );
+}
+
+async fn the_change_feed_and_many_jobs_read_back(store: Store) {
+    let jobs = insert(
+        &store,
+        &[
+            new_job("acme", "noop", Priority::Low),
+            new_job("acme", "noop", Priority::Low),
+        ],
+    )
+    .await;
+    insert(&store, &[new_job("globex", "noop", Priority::Low)]).await;
+    let mark = jobs.iter().map(|j| j.change_seq).max().unwrap();
+    assert_eq!(
+        store
+            .changes_since(&tenant("acme"), 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        store
+            .changes_since(&tenant("acme"), mark, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let running = claim(&store, jobs[0].id).await.job;
+    assert_eq!(
+        store
+            .changes_since(&tenant("acme"), mark, 10)
+            .await
+            .unwrap(),
+        [running]
+    );
+    let many = store
+        .get_many(&tenant("acme"), &[jobs[0].id, jobs[1].id, JobId::new()])
+        .await
+        .unwrap();
+    assert_eq!(
+        many.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [jobs[0].id, jobs[1].id]
+    );
+    assert!(
+        store
+            .get_many(&tenant("globex"), &[jobs[0].id])
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 
 contract!(
     create_returns_queued_jobs_in_the_order_given,
     a_job_is_claimed_once_under_concurrency,
-    finishing_stores_the_outcome_once,
-    only_a_queued_job_of_the_tenant_can_be_cancelled,
+    finishing_stores_the_outcome_once_and_only_with_the_lease,
+    a_retry_is_scheduled_then_promoted_when_due,
+    an_expired_lease_requeues_or_fails_the_job,
+    an_idempotency_key_returns_the_first_job_or_conflicts,
+    an_unfinished_job_of_the_tenant_can_be_cancelled_and_retried,
     listing_pages_newest_first_per_tenant,
     recovery_requeues_running_jobs_and_lists_queued_oldest_first,
+    the_change_feed_and_many_jobs_read_back,
 );

@@ -1,31 +1,48 @@
 use jobwire_core::{Job, JobId, TenantId};
 
 use super::PgStore;
-use super::row::{columns, fetch_optional_job};
-use crate::{StoreError, not_cancellable};
+use super::row::{bump, columns, fetch_optional_job};
+use crate::{StoreError, not_changed};
 
 impl PgStore {
-    /// Cancels a tenant's `queued` job, so that it never runs: a worker that
-    /// pops its ID later finds nothing to claim.
     pub(crate) async fn cancel(&self, tenant: &TenantId, id: JobId) -> Result<Job, StoreError> {
         let query = sqlx::query_as(concat!(
-            "update jobs set status = 'cancelled', finished_at = now(), updated_at = now(), ",
-            "version = version + 1 ",
-            "where tenant_id = $1 and id = $2 and status = 'queued' returning ",
+            "update jobs set status = 'cancelled', finished_at = now(), ",
+            "lease_token = null, lease_owner = null, lease_expires_at = null, ",
+            bump!(),
+            " where tenant_id = $1 and id = $2 and status in ('scheduled', 'queued', 'running') returning ",
             columns!()
         ))
         .bind(tenant.as_str())
         .bind(id.as_uuid());
-        if let Some(job) = fetch_optional_job(query, &self.pool, "cancel job").await? {
-            return Ok(job);
+        match fetch_optional_job(query, &self.pool, "cancel job").await? {
+            Some(job) => Ok(job),
+            None => Err(not_changed(id, self.status(tenant, id).await?, "cancelled")),
         }
-        let status: Option<String> =
-            sqlx::query_scalar("select status from jobs where tenant_id = $1 and id = $2")
-                .bind(tenant.as_str())
-                .bind(id.as_uuid())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(StoreError::query("cancel job"))?;
-        Err(not_cancellable(id, status))
+    }
+
+    pub(crate) async fn retry(&self, tenant: &TenantId, id: JobId) -> Result<Job, StoreError> {
+        let query = sqlx::query_as(concat!(
+            "update jobs set status = 'queued', attempt = 0, error = null, result = null, ",
+            "progress = null, run_at = null, started_at = null, finished_at = null, ",
+            bump!(),
+            " where tenant_id = $1 and id = $2 and status in ('failed', 'cancelled') returning ",
+            columns!()
+        ))
+        .bind(tenant.as_str())
+        .bind(id.as_uuid());
+        match fetch_optional_job(query, &self.pool, "retry job").await? {
+            Some(job) => Ok(job),
+            None => Err(not_changed(id, self.status(tenant, id).await?, "retried")),
+        }
+    }
+
+    async fn status(&self, tenant: &TenantId, id: JobId) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("select status from jobs where tenant_id = $1 and id = $2")
+            .bind(tenant.as_str())
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::query("job status"))
     }
 }

@@ -1,21 +1,68 @@
-use jobwire_core::{Job, JobId};
+use std::time::Duration;
+
+use jobwire_core::JobId;
+use uuid::Uuid;
 
 use super::PgStore;
-use super::row::{columns, fetch_optional_job};
-use crate::StoreError;
+use super::row::{JobRow, bump, columns};
+use crate::{Claim, LeaseToken, StoreError};
 
 impl PgStore {
-    /// Moves a `queued` job to `running` and counts the attempt. `None` when the
-    /// job is not queued (already claimed, cancelled, finished, or unknown): an
-    /// ID popped twice therefore runs once.
-    pub(crate) async fn claim(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        let query = sqlx::query_as(concat!(
+    pub(crate) async fn claim(
+        &self,
+        id: JobId,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<Claim>, StoreError> {
+        let row: Option<JobRow> = sqlx::query_as(concat!(
             "update jobs set status = 'running', attempt = attempt + 1, started_at = now(), ",
-            "updated_at = now(), version = version + 1 ",
-            "where id = $1 and status = 'queued' returning ",
+            "lease_token = $2, lease_owner = $3, ",
+            "lease_expires_at = now() + $4::bigint * interval '1 millisecond', ",
+            bump!(),
+            " where id = $1 and status = 'queued' returning ",
             columns!()
         ))
-        .bind(id.as_uuid());
-        fetch_optional_job(query, &self.pool, "claim job").await
+        .bind(id.as_uuid())
+        .bind(Uuid::new_v4())
+        .bind(worker)
+        .bind(lease.as_millis() as i64)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::query("claim job"))?;
+        row.map(Claim::try_from).transpose()
+    }
+
+    pub(crate) async fn heartbeat(
+        &self,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Vec<(JobId, LeaseToken)>, StoreError> {
+        let rows: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
+            "update jobs set lease_expires_at = now() + $2::bigint * interval '1 millisecond' \
+             where lease_owner = $1 and status = 'running' returning id, lease_token",
+        )
+        .bind(worker)
+        .bind(lease.as_millis() as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("renew leases"))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, token)| Some((JobId::from(id), LeaseToken(token?.to_string()))))
+            .collect())
+    }
+}
+
+impl TryFrom<JobRow> for Claim {
+    type Error = StoreError;
+
+    fn try_from(row: JobRow) -> Result<Self, StoreError> {
+        let token = row
+            .lease_token
+            .ok_or_else(|| StoreError::Corrupt("a claimed job without a lease token".into()))?;
+        Ok(Claim {
+            job: row.try_into()?,
+            token: LeaseToken(token.to_string()),
+        })
     }
 }

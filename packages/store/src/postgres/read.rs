@@ -1,7 +1,7 @@
 use jobwire_core::{Job, JobId, JobType, Status, TenantId};
 
 use super::PgStore;
-use super::row::{JobRow, columns, fetch_optional_job};
+use super::row::{JobRow, columns, fetch_jobs, fetch_optional_job};
 use crate::{ListFilter, Page, StoreError};
 
 impl PgStore {
@@ -55,5 +55,38 @@ impl PgStore {
             None
         };
         Ok(Page { jobs, next_cursor })
+    }
+
+    pub(crate) async fn get_many(
+        &self,
+        tenant: &TenantId,
+        ids: &[JobId],
+    ) -> Result<Vec<Job>, StoreError> {
+        let ids: Vec<uuid::Uuid> = ids.iter().map(JobId::as_uuid).collect();
+        let query = sqlx::query_as(concat!(
+            "select ",
+            columns!(),
+            " from jobs where tenant_id = $1 and id = any($2) order by id"
+        ))
+        .bind(tenant.as_str())
+        .bind(ids);
+        fetch_jobs(query, &self.pool, "get jobs").await
+    }
+
+    pub(crate) async fn changes_since(
+        &self,
+        tenant: &TenantId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError> {
+        let query = sqlx::query_as(concat!(
+            "select ",
+            columns!(),
+            " from jobs where tenant_id = $1 and change_seq > $2 order by change_seq limit $3"
+        ))
+        .bind(tenant.as_str())
+        .bind(after)
+        .bind(i64::from(limit));
+        fetch_jobs(query, &self.pool, "changes since").await
     }
 }

@@ -1,26 +1,71 @@
+use std::time::Duration;
+
 use jobwire_core::{Job, JobId, Priority};
 use uuid::Uuid;
 
 use super::PgStore;
-use super::row::{JobRow, columns};
-use crate::StoreError;
+use super::row::{bump, columns, fetch_jobs};
+use crate::{LEASE_LOST, StoreError};
 
 impl PgStore {
-    /// Puts every `running` job back to `queued` (for a process that knows no
-    /// worker of its own can still be running them).
-    pub(crate) async fn requeue_running(&self) -> Result<Vec<Job>, StoreError> {
-        let rows: Vec<JobRow> = sqlx::query_as(concat!(
-            "update jobs set status = 'queued', updated_at = now(), version = version + 1 ",
-            "where status = 'running' returning ",
+    pub(crate) async fn reap_expired(&self) -> Result<Vec<Job>, StoreError> {
+        let query = sqlx::query_as(concat!(
+            "update jobs set ",
+            "status = case when attempt < max_attempts then 'queued' else 'failed' end, ",
+            "error = $1, ",
+            "finished_at = case when attempt < max_attempts then null else now() end, ",
+            "lease_token = null, lease_owner = null, lease_expires_at = null, ",
+            bump!(),
+            " where status = 'running' and lease_expires_at < now() returning ",
             columns!()
         ))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::query("requeue running jobs"))?;
-        rows.into_iter().map(Job::try_from).collect()
+        .bind(LEASE_LOST);
+        fetch_jobs(query, &self.pool, "reap expired leases").await
     }
 
-    /// Every `queued` job, oldest first, to hand to the queue again.
+    pub(crate) async fn promote_due(&self) -> Result<Vec<Job>, StoreError> {
+        let query = sqlx::query_as(concat!(
+            "update jobs set status = 'queued', run_at = null, ",
+            bump!(),
+            " where status = 'scheduled' and run_at <= now() returning ",
+            columns!()
+        ));
+        fetch_jobs(query, &self.pool, "promote due jobs").await
+    }
+
+    pub(crate) async fn queued_older_than(
+        &self,
+        age: Duration,
+        after: Option<JobId>,
+        limit: u32,
+    ) -> Result<Vec<(JobId, Priority)>, StoreError> {
+        let rows: Vec<(Uuid, String)> = sqlx::query_as(
+            "select id, priority from jobs where status = 'queued' \
+             and updated_at < now() - $1::bigint * interval '1 millisecond' \
+             and ($2::uuid is null or id > $2) order by id limit $3",
+        )
+        .bind(age.as_millis() as i64)
+        .bind(after.map(|id| id.as_uuid()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("list queued jobs"))?;
+        rows.into_iter()
+            .map(|(id, p)| crate::queued_entry(id.into(), &p))
+            .collect()
+    }
+
+    pub(crate) async fn requeue_running(&self) -> Result<Vec<Job>, StoreError> {
+        let query = sqlx::query_as(concat!(
+            "update jobs set status = 'queued', ",
+            "lease_token = null, lease_owner = null, lease_expires_at = null, ",
+            bump!(),
+            " where status = 'running' returning ",
+            columns!()
+        ));
+        fetch_jobs(query, &self.pool, "requeue running jobs").await
+    }
+
     pub(crate) async fn queued(&self) -> Result<Vec<(JobId, Priority)>, StoreError> {
         let rows: Vec<(Uuid, String)> =
             sqlx::query_as("select id, priority from jobs where status = 'queued' order by id")
@@ -28,12 +73,7 @@ impl PgStore {
                 .await
                 .map_err(StoreError::query("list queued jobs"))?;
         rows.into_iter()
-            .map(|(id, priority)| {
-                let priority = priority
-                    .parse()
-                    .map_err(|e| StoreError::Corrupt(format!("job {id}: {e}")))?;
-                Ok((JobId::from(id), priority))
-            })
+            .map(|(id, p)| crate::queued_entry(id.into(), &p))
             .collect()
     }
 }

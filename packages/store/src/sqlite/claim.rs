@@ -1,19 +1,69 @@
-use jobwire_core::{Job, JobId};
+use std::time::Duration;
 
-use super::row::{columns, fetch_optional_job};
-use super::{SqliteStore, now};
-use crate::StoreError;
+use jobwire_core::JobId;
+
+use super::row::{JobRow, bump, columns};
+use super::{SqliteStore, now, text};
+use crate::{Claim, LeaseToken, StoreError};
 
 impl SqliteStore {
-    pub(crate) async fn claim(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        let query = sqlx::query_as(concat!(
+    pub(crate) async fn claim(
+        &self,
+        id: JobId,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<Claim>, StoreError> {
+        let at = now();
+        let row: Option<JobRow> = sqlx::query_as(concat!(
             "update jobs set status = 'running', attempt = attempt + 1, started_at = ?2, ",
-            "updated_at = ?2, version = version + 1 ",
-            "where id = ?1 and status = 'queued' returning ",
+            "lease_token = ?3, lease_owner = ?4, lease_expires_at = ?5, ",
+            bump!("?2"),
+            " where id = ?1 and status = 'queued' returning ",
             columns!()
         ))
         .bind(id.to_string())
-        .bind(now());
-        fetch_optional_job(query, &self.pool, "claim job").await
+        .bind(text(at))
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(worker)
+        .bind(text(at + lease))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::query("claim job"))?;
+        row.map(|row| {
+            let token = row
+                .lease_token
+                .clone()
+                .ok_or_else(|| StoreError::Corrupt("a claimed job without a lease token".into()))?;
+            Ok(Claim {
+                job: row.try_into()?,
+                token: LeaseToken(token),
+            })
+        })
+        .transpose()
+    }
+
+    pub(crate) async fn heartbeat(
+        &self,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Vec<(JobId, LeaseToken)>, StoreError> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "update jobs set lease_expires_at = ?2 where lease_owner = ?1 and status = 'running' \
+             returning id, lease_token",
+        )
+        .bind(worker)
+        .bind(text(now() + lease))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("renew leases"))?;
+        rows.into_iter()
+            .filter_map(|(id, token)| Some((id, token?)))
+            .map(|(id, token)| {
+                let id = id
+                    .parse()
+                    .map_err(|e| StoreError::Corrupt(format!("job {id}: {e}")))?;
+                Ok((id, LeaseToken(token)))
+            })
+            .collect()
     }
 }

@@ -2,47 +2,70 @@ use jobwire_core::{Job, JobId};
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::row::{columns, fetch_optional_job};
-use super::{SqliteStore, now};
-use crate::{Outcome, StoreError};
+use super::row::{bump, columns, fetch_optional_job};
+use super::{SqliteStore, now, text};
+use crate::{LeaseToken, Outcome, StoreError};
 
 impl SqliteStore {
     pub(crate) async fn finish(
         &self,
         id: JobId,
+        lease: &LeaseToken,
         outcome: Outcome,
     ) -> Result<Option<Job>, StoreError> {
-        let (status, result, error) = match outcome {
-            Outcome::Succeeded(result) => ("succeeded", Some(Json(result)), None),
-            Outcome::Failed(error) => ("failed", None, Some(error)),
-        };
+        let (status, result, error, run_at) = outcome.columns();
         let query = sqlx::query_as(concat!(
-            "update jobs set status = ?2, result = ?3, error = ?4, finished_at = ?5, ",
-            "updated_at = ?5, version = version + 1 ",
-            "where id = ?1 and status = 'running' returning ",
+            "update jobs set status = ?3, result = ?4, error = ?5, run_at = ?6, ",
+            "finished_at = case when ?3 in ('succeeded', 'failed') then ?7 end, ",
+            "lease_token = null, lease_owner = null, lease_expires_at = null, ",
+            bump!("?7"),
+            " where id = ?1 and status = 'running' and lease_token = ?2 returning ",
             columns!()
         ))
         .bind(id.to_string())
+        .bind(&lease.0)
         .bind(status)
-        .bind(result)
+        .bind(result.map(Json))
         .bind(error)
-        .bind(now());
+        .bind(run_at.map(text))
+        .bind(text(now()));
         fetch_optional_job(query, &self.pool, "finish job").await
     }
 
     pub(crate) async fn report_progress(
         &self,
         id: JobId,
+        lease: &LeaseToken,
         progress: &Value,
     ) -> Result<Option<Job>, StoreError> {
         let query = sqlx::query_as(concat!(
-            "update jobs set progress = ?2, updated_at = ?3, version = version + 1 ",
-            "where id = ?1 and status = 'running' returning ",
+            "update jobs set progress = ?3, ",
+            bump!("?4"),
+            " where id = ?1 and status = 'running' and lease_token = ?2 returning ",
             columns!()
         ))
         .bind(id.to_string())
+        .bind(&lease.0)
         .bind(Json(progress))
-        .bind(now());
+        .bind(text(now()));
         fetch_optional_job(query, &self.pool, "report progress").await
+    }
+
+    pub(crate) async fn release(
+        &self,
+        id: JobId,
+        lease: &LeaseToken,
+    ) -> Result<Option<Job>, StoreError> {
+        let query = sqlx::query_as(concat!(
+            "update jobs set status = 'queued', ",
+            "lease_token = null, lease_owner = null, lease_expires_at = null, ",
+            bump!("?3"),
+            " where id = ?1 and status = 'running' and lease_token = ?2 returning ",
+            columns!()
+        ))
+        .bind(id.to_string())
+        .bind(&lease.0)
+        .bind(text(now()));
+        fetch_optional_job(query, &self.pool, "release job").await
     }
 }

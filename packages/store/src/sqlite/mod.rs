@@ -19,8 +19,9 @@ use sqlx::sqlite::{
 
 use crate::StoreError;
 
-/// Connections to a database file; SQLite serialises the writes.
-const FILE_CONNECTIONS: u32 = 8;
+/// Connections to a database file. SQLite serialises writes anyway; one
+/// connection also spares every statement SQLite's busy and snapshot races.
+const FILE_CONNECTIONS: u32 = 1;
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -51,7 +52,7 @@ impl SqliteStore {
         // An in-memory database lives in its one connection: keep exactly one, forever.
         let pool = SqlitePoolOptions::new()
             .max_connections(if memory { 1 } else { FILE_CONNECTIONS })
-            .min_connections(if memory { 1 } else { 0 })
+            .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
             .connect_with(options)
@@ -83,4 +84,10 @@ impl SqliteStore {
 /// Now, at the microsecond precision Postgres keeps, so both stores show the same times.
 pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
+}
+
+/// A time as stored: one fixed-width format, so that comparing the text
+/// compares the times.
+pub(crate) fn text(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }

@@ -1,7 +1,7 @@
 use jobwire_core::{Job, JobId, JobType, Status, TenantId};
 
 use super::SqliteStore;
-use super::row::{JobRow, columns, fetch_optional_job};
+use super::row::{JobRow, columns, fetch_jobs, fetch_optional_job};
 use crate::{ListFilter, Page, StoreError};
 
 impl SqliteStore {
@@ -47,5 +47,38 @@ impl SqliteStore {
             .map(Job::try_from)
             .collect::<Result<_, _>>()?;
         Ok(Page::from_overfetch(jobs, filter.limit))
+    }
+
+    pub(crate) async fn get_many(
+        &self,
+        tenant: &TenantId,
+        ids: &[JobId],
+    ) -> Result<Vec<Job>, StoreError> {
+        let ids: Vec<String> = ids.iter().map(JobId::to_string).collect();
+        let query = sqlx::query_as(concat!(
+            "select ",
+            columns!(),
+            " from jobs where tenant_id = ?1 and id in (select value from json_each(?2)) order by id"
+        ))
+        .bind(tenant.as_str())
+        .bind(sqlx::types::Json(ids));
+        fetch_jobs(query, &self.pool, "get jobs").await
+    }
+
+    pub(crate) async fn changes_since(
+        &self,
+        tenant: &TenantId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError> {
+        let query = sqlx::query_as(concat!(
+            "select ",
+            columns!(),
+            " from jobs where tenant_id = ?1 and change_seq > ?2 order by change_seq limit ?3"
+        ))
+        .bind(tenant.as_str())
+        .bind(after)
+        .bind(i64::from(limit));
+        fetch_jobs(query, &self.pool, "changes since").await
     }
 }

@@ -1,21 +1,79 @@
+use std::time::Duration;
+
 use jobwire_core::{Job, JobId, Priority};
 
-use super::row::{JobRow, columns};
-use super::{SqliteStore, now};
-use crate::StoreError;
+use super::row::{bump, columns, fetch_jobs};
+use super::{SqliteStore, now, text};
+use crate::{LEASE_LOST, StoreError, queued_entry};
+
+fn entries(rows: Vec<(String, String)>) -> Result<Vec<(JobId, Priority)>, StoreError> {
+    rows.into_iter()
+        .map(|(id, priority)| {
+            let id = id
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("job {id}: {e}")))?;
+            queued_entry(id, &priority)
+        })
+        .collect()
+}
 
 impl SqliteStore {
-    pub(crate) async fn requeue_running(&self) -> Result<Vec<Job>, StoreError> {
-        let rows: Vec<JobRow> = sqlx::query_as(concat!(
-            "update jobs set status = 'queued', updated_at = ?1, version = version + 1 ",
-            "where status = 'running' returning ",
+    pub(crate) async fn reap_expired(&self) -> Result<Vec<Job>, StoreError> {
+        let query = sqlx::query_as(concat!(
+            "update jobs set ",
+            "status = case when attempt < max_attempts then 'queued' else 'failed' end, ",
+            "error = ?1, ",
+            "finished_at = case when attempt < max_attempts then null else ?2 end, ",
+            "lease_token = null, lease_owner = null, lease_expires_at = null, ",
+            bump!("?2"),
+            " where status = 'running' and lease_expires_at < ?2 returning ",
             columns!()
         ))
-        .bind(now())
+        .bind(LEASE_LOST)
+        .bind(text(now()));
+        fetch_jobs(query, &self.pool, "reap expired leases").await
+    }
+
+    pub(crate) async fn promote_due(&self) -> Result<Vec<Job>, StoreError> {
+        let query = sqlx::query_as(concat!(
+            "update jobs set status = 'queued', run_at = null, ",
+            bump!("?1"),
+            " where status = 'scheduled' and run_at <= ?1 returning ",
+            columns!()
+        ))
+        .bind(text(now()));
+        fetch_jobs(query, &self.pool, "promote due jobs").await
+    }
+
+    pub(crate) async fn queued_older_than(
+        &self,
+        age: Duration,
+        after: Option<JobId>,
+        limit: u32,
+    ) -> Result<Vec<(JobId, Priority)>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "select id, priority from jobs where status = 'queued' and updated_at < ?1 \
+             and (?2 is null or id > ?2) order by id limit ?3",
+        )
+        .bind(text(now() - age))
+        .bind(after.map(|id| id.to_string()))
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
-        .map_err(StoreError::query("requeue running jobs"))?;
-        rows.into_iter().map(Job::try_from).collect()
+        .map_err(StoreError::query("list queued jobs"))?;
+        entries(rows)
+    }
+
+    pub(crate) async fn requeue_running(&self) -> Result<Vec<Job>, StoreError> {
+        let query = sqlx::query_as(concat!(
+            "update jobs set status = 'queued', ",
+            "lease_token = null, lease_owner = null, lease_expires_at = null, ",
+            bump!("?1"),
+            " where status = 'running' returning ",
+            columns!()
+        ))
+        .bind(text(now()));
+        fetch_jobs(query, &self.pool, "requeue running jobs").await
     }
 
     pub(crate) async fn queued(&self) -> Result<Vec<(JobId, Priority)>, StoreError> {
@@ -24,15 +82,6 @@ impl SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(StoreError::query("list queued jobs"))?;
-        rows.into_iter()
-            .map(|(id, priority)| {
-                let corrupt =
-                    |e: jobwire_core::InvalidValue| StoreError::Corrupt(format!("job {id}: {e}"));
-                Ok((
-                    id.parse().map_err(corrupt)?,
-                    priority.parse().map_err(corrupt)?,
-                ))
-            })
-            .collect()
+        entries(rows)
     }
 }

@@ -9,7 +9,8 @@ use crate::StoreError;
 macro_rules! columns {
     () => {
         "id, tenant_id, job_type, payload, priority, status, attempt, result, error, \
-         progress, version, created_at, started_at, finished_at, updated_at"
+         progress, version, created_at, started_at, finished_at, updated_at, max_attempts, \
+         run_at, timeout_ms, idempotency_key, change_seq, lease_token, request_hash"
     };
 }
 pub(crate) use columns;
@@ -32,6 +33,13 @@ pub(crate) struct JobRow {
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
+    max_attempts: i32,
+    run_at: Option<DateTime<Utc>>,
+    timeout_ms: Option<i64>,
+    idempotency_key: Option<String>,
+    change_seq: i64,
+    pub(crate) lease_token: Option<String>,
+    pub(crate) request_hash: Option<String>,
 }
 
 impl TryFrom<JobRow> for Job {
@@ -56,8 +64,43 @@ impl TryFrom<JobRow> for Job {
             started_at: row.started_at,
             finished_at: row.finished_at,
             updated_at: row.updated_at,
+            max_attempts: row.max_attempts,
+            run_at: row.run_at,
+            timeout_ms: row.timeout_ms,
+            idempotency_key: row.idempotency_key,
+            change_seq: row.change_seq,
         })
     }
+}
+
+/// What every write sets besides its own columns: a new version, a new place
+/// in the change feed (SQLite serialises writes, so max + 1 is unique), and
+/// the time, from the numbered parameter given.
+macro_rules! bump {
+    ($now:literal) => {
+        concat!(
+            "version = version + 1, ",
+            "change_seq = (select coalesce(max(change_seq), 0) + 1 from jobs), ",
+            "updated_at = ",
+            $now
+        )
+    };
+}
+pub(crate) use bump;
+
+/// Runs a query that returns job rows.
+pub(crate) async fn fetch_jobs<'q>(
+    query: sqlx::query::QueryAs<'q, sqlx::Sqlite, JobRow, sqlx::sqlite::SqliteArguments<'q>>,
+    pool: &sqlx::SqlitePool,
+    op: &'static str,
+) -> Result<Vec<Job>, StoreError> {
+    query
+        .fetch_all(pool)
+        .await
+        .map_err(StoreError::query(op))?
+        .into_iter()
+        .map(Job::try_from)
+        .collect()
 }
 
 /// Runs a query that returns at most one job row.
