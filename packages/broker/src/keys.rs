@@ -8,6 +8,9 @@ pub struct Keys {
     prefix: String,
     channel: String,
     queues: [String; 4],
+    wake: String,
+    pending: String,
+    workers: String,
 }
 
 impl Keys {
@@ -16,7 +19,37 @@ impl Keys {
             prefix: prefix.to_owned(),
             channel: format!("{prefix}job_updates"),
             queues: Priority::ALL.map(|p| format!("{prefix}job_queue:{p}")),
+            wake: format!("{prefix}job_queue:wake"),
+            pending: format!("{prefix}job_queue:pending"),
+            workers: format!("{prefix}workers"),
         }
+    }
+
+    /// One marker per queued ID: consumers block on this list, then take an
+    /// ID from the highest-priority queue.
+    pub fn wake(&self) -> &str {
+        &self.wake
+    }
+
+    /// The set of every ID in Redis (queued, or popped and not yet acknowledged),
+    /// so a sweep can tell which queued jobs Redis has lost.
+    pub fn pending(&self) -> &str {
+        &self.pending
+    }
+
+    /// The set of workers that may hold a processing list.
+    pub fn workers(&self) -> &str {
+        &self.workers
+    }
+
+    /// The IDs a worker popped and has not acknowledged yet.
+    pub fn processing(&self, worker: &str) -> String {
+        format!("{}processing:{worker}", self.prefix)
+    }
+
+    /// Exists while the worker lives (it expires unless renewed).
+    pub fn alive(&self, worker: &str) -> String {
+        format!("{}worker:{worker}", self.prefix)
     }
 
     pub fn prefix(&self) -> &str {
@@ -35,7 +68,7 @@ impl Keys {
         &self.queues[index]
     }
 
-    /// Every queue, highest priority first (the order `BRPOP` looks in).
+    /// Every queue, highest priority first (the order consumers look in).
     pub fn queues(&self) -> &[String; 4] {
         &self.queues
     }

@@ -98,12 +98,40 @@ impl Broker {
         delegate!(self.queue_len(priority))
     }
 
-    /// A consumer whose [`Consumer::pop`] waits at most `block`.
-    pub async fn consumer(&self, block: Duration) -> Result<Consumer, BrokerError> {
+    /// A consumer for `worker` whose [`Consumer::pop`] waits at most `block`.
+    pub async fn consumer(&self, worker: &str, block: Duration) -> Result<Consumer, BrokerError> {
         match self {
-            Broker::Redis(broker) => Ok(Consumer::Redis(broker.consumer(block).await?)),
+            Broker::Redis(broker) => Ok(Consumer::Redis(broker.consumer(worker, block).await?)),
             Broker::Memory(broker) => Ok(Consumer::Memory(broker.consumer(block))),
         }
+    }
+
+    /// `worker` is done with an ID it popped: it claimed the job (whose lease
+    /// now protects it) or found nothing to claim.
+    pub async fn ack(&self, worker: &str, id: JobId) -> Result<(), BrokerError> {
+        delegate!(self.ack(worker, id))
+    }
+
+    /// Those of `ids` the broker does not hold (neither queued nor being taken):
+    /// lost, or never enqueued, and due for re-dispatch.
+    pub async fn missing(&self, ids: &[JobId]) -> Result<Vec<JobId>, BrokerError> {
+        delegate!(self.missing(ids))
+    }
+
+    /// Marks `worker` alive for `ttl`; renew well before it runs out.
+    pub async fn worker_alive(&self, worker: &str, ttl: Duration) -> Result<(), BrokerError> {
+        delegate!(self.worker_alive(worker, ttl))
+    }
+
+    /// Releases what dead workers had popped but not acknowledged, so that
+    /// re-dispatch finds those jobs. Returns how many IDs.
+    pub async fn reap_dead_workers(&self) -> Result<usize, BrokerError> {
+        delegate!(self.reap_dead_workers())
+    }
+
+    /// A worker that stops says so, releasing anything it still holds.
+    pub async fn forget_worker(&self, worker: &str) -> Result<usize, BrokerError> {
+        delegate!(self.forget_worker(worker))
     }
 
     /// Receives every published update until `cancel`, restoring the
@@ -125,8 +153,8 @@ pub enum Consumer {
 
 impl Consumer {
     /// The oldest ID of the highest-priority non-empty queue, waiting up to
-    /// the block time; `None` when every queue stayed empty. Never cut short:
-    /// a popped ID is always returned.
+    /// the block time; `None` when every queue stayed empty. The ID stays
+    /// held for the worker until [`Broker::ack`]. Do not cut a pop short.
     pub async fn pop(&mut self) -> Result<Option<JobId>, BrokerError> {
         match self {
             Consumer::Redis(consumer) => consumer.pop().await,

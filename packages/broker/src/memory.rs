@@ -2,7 +2,7 @@
 //! update channel inside the one `jobwire` process. What it holds is lost
 //! with the process; the store is the truth, and startup re-queues from it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -21,10 +21,17 @@ pub struct MemoryBroker {
 }
 
 struct Inner {
-    /// One FIFO per priority, in `Priority::ALL` order.
-    queues: Mutex<[VecDeque<JobId>; 4]>,
+    state: Mutex<State>,
     queued: Notify,
     updates: broadcast::Sender<Arc<str>>,
+}
+
+#[derive(Default)]
+struct State {
+    /// One FIFO per priority, in `Priority::ALL` order.
+    queues: [VecDeque<JobId>; 4],
+    /// How many copies of each ID are queued or popped and not acknowledged.
+    pending: HashMap<JobId, usize>,
 }
 
 impl std::fmt::Debug for MemoryBroker {
@@ -51,16 +58,16 @@ impl MemoryBroker {
         let (updates, _) = broadcast::channel(UPDATE_BUFFER);
         Self {
             inner: Arc::new(Inner {
-                queues: Mutex::default(),
+                state: Mutex::default(),
                 queued: Notify::new(),
                 updates,
             }),
         }
     }
 
-    fn queues(&self) -> MutexGuard<'_, [VecDeque<JobId>; 4]> {
-        // A poisoned lock means a panic between two plain VecDeque calls; the queues are intact.
-        self.inner.queues.lock().unwrap_or_else(|e| e.into_inner())
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock means a panic between two plain collection calls; the state is intact.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) async fn ping(&self) -> Result<(), BrokerError> {
@@ -76,9 +83,10 @@ impl MemoryBroker {
             self.send(update);
         }
         {
-            let mut queues = self.queues();
+            let mut state = self.state();
             for (id, priority) in jobs {
-                queues[index(*priority)].push_back(*id);
+                state.queues[index(*priority)].push_back(*id);
+                *state.pending.entry(*id).or_default() += 1;
             }
         }
         self.inner.queued.notify_waiters();
@@ -96,7 +104,44 @@ impl MemoryBroker {
     }
 
     pub(crate) async fn queue_len(&self, priority: Priority) -> Result<usize, BrokerError> {
-        Ok(self.queues()[index(priority)].len())
+        Ok(self.state().queues[index(priority)].len())
+    }
+
+    pub(crate) async fn ack(&self, _worker: &str, id: JobId) -> Result<(), BrokerError> {
+        let mut state = self.state();
+        if let Some(count) = state.pending.get_mut(&id) {
+            *count -= 1;
+            if *count == 0 {
+                state.pending.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn missing(&self, ids: &[JobId]) -> Result<Vec<JobId>, BrokerError> {
+        let state = self.state();
+        Ok(ids
+            .iter()
+            .filter(|id| !state.pending.contains_key(id))
+            .copied()
+            .collect())
+    }
+
+    /// Workers share this process: none can die alone, so there is nothing to track.
+    pub(crate) async fn worker_alive(
+        &self,
+        _worker: &str,
+        _ttl: Duration,
+    ) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
+    pub(crate) async fn reap_dead_workers(&self) -> Result<usize, BrokerError> {
+        Ok(0)
+    }
+
+    pub(crate) async fn forget_worker(&self, _worker: &str) -> Result<usize, BrokerError> {
+        Ok(0)
     }
 
     pub(crate) fn consumer(&self, block: Duration) -> MemoryConsumer {
@@ -107,7 +152,7 @@ impl MemoryBroker {
     }
 
     fn try_pop(&self) -> Option<JobId> {
-        self.queues().iter_mut().find_map(VecDeque::pop_front)
+        self.state().queues.iter_mut().find_map(VecDeque::pop_front)
     }
 
     pub(crate) async fn run_subscriber(

@@ -16,33 +16,61 @@ use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn redis() -> Broker {
-    let url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let prefix = format!("broker-test:{}:", uuid::Uuid::new_v4().simple());
-    Broker::redis(&url, &prefix)
-        .await
-        .expect("Redis must be running for the tests (see README)")
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-async fn memory() -> Broker {
-    Broker::memory()
+/// Deletes every key of a test's prefix when dropped.
+struct Purge(String);
+
+impl Drop for Purge {
+    fn drop(&mut self) {
+        let Ok(client) = ::redis::Client::open(redis_url()) else {
+            return;
+        };
+        if let Ok(mut conn) = client.get_connection() {
+            let keys: Vec<String> = ::redis::cmd("KEYS")
+                .arg(format!("{}*", self.0))
+                .query(&mut conn)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: ::redis::RedisResult<()> = ::redis::cmd("DEL").arg(keys).query(&mut conn);
+            }
+        }
+    }
+}
+
+async fn redis() -> (Broker, Option<Purge>) {
+    let prefix = format!("broker-test:{}:", uuid::Uuid::new_v4().simple());
+    let broker = Broker::redis(&redis_url(), &prefix)
+        .await
+        .expect("Redis must be running for the tests (see README)");
+    (broker, Some(Purge(prefix)))
+}
+
+async fn memory() -> (Broker, Option<Purge>) {
+    (Broker::memory(), None)
 }
 
 macro_rules! contract {
     ($($test:ident),* $(,)?) => {
         mod redis {
-            $( #[tokio::test] async fn $test() { super::$test(super::redis().await).await } )*
+            $( #[tokio::test] async fn $test() { let (broker, _purge) = super::redis().await; super::$test(broker).await } )*
         }
         mod memory {
-            $( #[tokio::test] async fn $test() { super::$test(super::memory().await).await } )*
+            $( #[tokio::test] async fn $test() { let (broker, _purge) = super::memory().await; super::$test(broker).await } )*
         }
     };
 }
 
 async fn drain(broker: &Broker) -> Vec<JobId> {
-    let mut consumer = broker.consumer(Duration::from_millis(100)).await.unwrap();
+    let mut consumer = broker
+        .consumer("w1", Duration::from_millis(100))
+        .await
+        .unwrap();
     let mut popped = Vec::new();
     while let Some(id) = consumer.pop().await.unwrap() {
+        broker.ack("w1", id).await.unwrap();
         popped.push(id);
     }
     popped
@@ -72,7 +100,7 @@ async fn higher_priorities_pop_first_and_fifo_within_one(broker: Broker) {
 }
 
 async fn a_waiting_pop_wakes_when_a_job_arrives(broker: Broker) {
-    let mut consumer = broker.consumer(Duration::from_secs(5)).await.unwrap();
+    let mut consumer = broker.consumer("w1", Duration::from_secs(5)).await.unwrap();
     let id = JobId::new();
     let waiting = tokio::spawn(async move { consumer.pop().await.unwrap() });
     // The consumer may or may not be waiting yet; either way it must get the ID.
@@ -85,7 +113,10 @@ async fn a_waiting_pop_wakes_when_a_job_arrives(broker: Broker) {
 }
 
 async fn an_empty_queue_pops_nothing_after_the_block_time(broker: Broker) {
-    let mut consumer = broker.consumer(Duration::from_millis(100)).await.unwrap();
+    let mut consumer = broker
+        .consumer("w1", Duration::from_millis(100))
+        .await
+        .unwrap();
     assert_eq!(consumer.pop().await.unwrap(), None);
 }
 
@@ -169,10 +200,81 @@ async fn every_subscriber_receives_every_update_in_order(broker: Broker) {
     );
 }
 
+async fn popped_ids_stay_held_until_acknowledged(broker: Broker) {
+    let (held, lost) = (JobId::new(), JobId::new());
+    broker
+        .enqueue(&[(held, Priority::Default)], &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        broker.missing(&[held, lost]).await.unwrap(),
+        [lost],
+        "never enqueued"
+    );
+    let mut consumer = broker
+        .consumer("w1", Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(consumer.pop().await.unwrap(), Some(held));
+    assert!(
+        broker.missing(&[held]).await.unwrap().is_empty(),
+        "popped, not yet acknowledged"
+    );
+    broker.ack("w1", held).await.unwrap();
+    assert_eq!(broker.missing(&[held]).await.unwrap(), [held]);
+    broker.forget_worker("w1").await.unwrap();
+}
+
 contract!(
+    popped_ids_stay_held_until_acknowledged,
     higher_priorities_pop_first_and_fifo_within_one,
     a_waiting_pop_wakes_when_a_job_arrives,
     an_empty_queue_pops_nothing_after_the_block_time,
     concurrent_consumers_get_each_id_once,
     every_subscriber_receives_every_update_in_order,
 );
+
+/// Workers in other processes can die alone; only Redis tracks them.
+#[tokio::test]
+async fn a_dead_workers_unacknowledged_ids_are_released_for_redispatch() {
+    let (broker, _purge) = redis().await;
+    let id = JobId::new();
+    broker.enqueue(&[(id, Priority::Low)], &[]).await.unwrap();
+    broker
+        .worker_alive("doomed", Duration::from_millis(1))
+        .await
+        .unwrap();
+    let mut consumer = broker
+        .consumer("doomed", Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(consumer.pop().await.unwrap(), Some(id));
+    broker
+        .worker_alive("living", Duration::from_secs(60))
+        .await
+        .unwrap();
+    // The doomed worker's liveness expires after 1 ms; wait for the reaper to see it.
+    let released = tokio::time::timeout(WAIT, async {
+        loop {
+            let released = broker.reap_dead_workers().await.unwrap();
+            if released > 0 {
+                return released;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(released, 1);
+    assert_eq!(
+        broker.missing(&[id]).await.unwrap(),
+        [id],
+        "re-dispatch will find it"
+    );
+    assert_eq!(
+        broker.reap_dead_workers().await.unwrap(),
+        0,
+        "the living worker is kept"
+    );
+    broker.forget_worker("living").await.unwrap();
+}

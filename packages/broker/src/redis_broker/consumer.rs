@@ -1,23 +1,39 @@
 use std::time::Duration;
 
 use jobwire_core::JobId;
-use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Script};
 
 use super::{COMMAND_TIMEOUT, RedisBroker};
 use crate::{BrokerError, Keys};
 
-/// A dedicated connection for `BRPOP`: a blocking command would stall every
-/// other command on a shared connection, so each consumer has its own.
+/// Moves the oldest ID of the highest-priority non-empty queue onto the
+/// worker's processing list, atomically: a popped ID is never only in a
+/// worker's memory.
+const POP: &str = r"
+for i = 1, #KEYS - 1 do
+  local id = redis.call('LMOVE', KEYS[i], KEYS[#KEYS], 'RIGHT', 'LEFT')
+  if id then return id end
+end
+return false
+";
+
+/// A dedicated connection: a consumer blocks on the wake list, and a blocking
+/// command would stall every other command on a shared connection.
 pub struct RedisConsumer {
     conn: MultiplexedConnection,
     keys: Keys,
+    processing: String,
     block: Duration,
+    pop: Script,
 }
 
 impl RedisBroker {
-    /// Opens a consumer whose [`Consumer::pop`] waits at most `block`.
-    pub(crate) async fn consumer(&self, block: Duration) -> Result<RedisConsumer, BrokerError> {
+    pub(crate) async fn consumer(
+        &self,
+        worker: &str,
+        block: Duration,
+    ) -> Result<RedisConsumer, BrokerError> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(COMMAND_TIMEOUT))
             .set_response_timeout(Some(block + COMMAND_TIMEOUT));
@@ -32,26 +48,44 @@ impl RedisBroker {
         Ok(RedisConsumer {
             conn,
             keys: self.keys.clone(),
+            processing: self.keys.processing(worker),
             block,
+            pop: Script::new(POP),
         })
     }
 }
 
 impl RedisConsumer {
-    /// Takes the oldest ID of the highest-priority non-empty queue, waiting up
-    /// to the block time. `None` when every queue stayed empty. An entry that
-    /// is not a job ID (pushed by hand) is dropped with a warning.
+    /// Takes an ID (see [`POP`]); when every queue is empty, waits up to the
+    /// block time for a wake marker and looks once more. An entry that is not
+    /// a job ID (pushed by hand) is dropped with a warning.
     pub(crate) async fn pop(&mut self) -> Result<Option<JobId>, BrokerError> {
-        let popped: Option<(String, String)> = redis::cmd("BRPOP")
-            .arg(self.keys.queues().as_slice())
+        if let Some(id) = self.try_pop().await? {
+            return Ok(Some(id));
+        }
+        let _: Option<(String, String)> = redis::cmd("BRPOP")
+            .arg(self.keys.wake())
             .arg(self.block.as_secs_f64())
             .query_async(&mut self.conn)
             .await
             .map_err(BrokerError::command("BRPOP"))?;
-        Ok(popped.and_then(|(queue, raw)| match raw.parse() {
+        self.try_pop().await
+    }
+
+    async fn try_pop(&mut self) -> Result<Option<JobId>, BrokerError> {
+        let mut invocation = self.pop.prepare_invoke();
+        for queue in self.keys.queues() {
+            invocation.key(queue);
+        }
+        invocation.key(&self.processing);
+        let popped: Option<String> = invocation
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(BrokerError::command("EVALSHA pop"))?;
+        Ok(popped.and_then(|raw| match raw.parse() {
             Ok(id) => Some(id),
             Err(e) => {
-                tracing::warn!(%queue, entry = %raw, error = %e, "dropping a queue entry that is not a job ID");
+                tracing::warn!(entry = %raw, error = %e, "dropping a queue entry that is not a job ID");
                 None
             }
         }))

@@ -74,9 +74,10 @@ impl RedisBroker {
             .map_err(BrokerError::command("PING"))
     }
 
-    /// Announces freshly committed jobs and queues their IDs, in one round trip.
-    /// The `queued` updates are published before the `LPUSH`, so no worker can
-    /// announce `running` ahead of them.
+    /// Most wake markers kept; past it, consumers still find IDs by polling
+    /// once per block time.
+    const MAX_WAKE_MARKERS: isize = 10_000;
+
     pub(crate) async fn enqueue(
         &self,
         jobs: &[(JobId, Priority)],
@@ -86,19 +87,124 @@ impl RedisBroker {
         for update in updates {
             pipe.publish(self.keys.channel(), update).ignore();
         }
-        for priority in Priority::ALL {
-            let ids: Vec<String> = jobs
-                .iter()
-                .filter(|(_, p)| *p == priority)
-                .map(|(id, _)| id.to_string())
-                .collect();
-            if !ids.is_empty() {
-                pipe.lpush(self.keys.queue(priority), ids).ignore();
+        if !jobs.is_empty() {
+            for priority in Priority::ALL {
+                let ids: Vec<String> = jobs
+                    .iter()
+                    .filter(|(_, p)| *p == priority)
+                    .map(|(id, _)| id.to_string())
+                    .collect();
+                if !ids.is_empty() {
+                    pipe.sadd(self.keys.pending(), &ids).ignore();
+                    pipe.lpush(self.keys.queue(priority), ids).ignore();
+                }
             }
+            pipe.lpush(self.keys.wake(), vec!["1"; jobs.len()]).ignore();
+            pipe.ltrim(self.keys.wake(), 0, Self::MAX_WAKE_MARKERS - 1)
+                .ignore();
         }
         pipe.query_async::<()>(&mut self.conn.clone())
             .await
             .map_err(BrokerError::command("PUBLISH+LPUSH"))
+    }
+
+    /// The worker is done with a popped ID (claimed it, or found nothing to claim).
+    pub(crate) async fn ack(&self, worker: &str, id: JobId) -> Result<(), BrokerError> {
+        let id = id.to_string();
+        redis::pipe()
+            .lrem(self.keys.processing(worker), 1, &id)
+            .ignore()
+            .srem(self.keys.pending(), &id)
+            .ignore()
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(BrokerError::command("LREM+SREM"))
+    }
+
+    /// Those of `ids` that Redis does not hold (neither queued nor being taken).
+    pub(crate) async fn missing(&self, ids: &[JobId]) -> Result<Vec<JobId>, BrokerError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let members: Vec<bool> = redis::cmd("SMISMEMBER")
+            .arg(self.keys.pending())
+            .arg(ids.iter().map(JobId::to_string).collect::<Vec<_>>())
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(BrokerError::command("SMISMEMBER"))?;
+        Ok(ids
+            .iter()
+            .zip(members)
+            .filter(|(_, present)| !present)
+            .map(|(id, _)| *id)
+            .collect())
+    }
+
+    /// Marks the worker alive for `ttl`.
+    pub(crate) async fn worker_alive(
+        &self,
+        worker: &str,
+        ttl: Duration,
+    ) -> Result<(), BrokerError> {
+        redis::pipe()
+            .sadd(self.keys.workers(), worker)
+            .ignore()
+            .pset_ex(self.keys.alive(worker), 1, ttl.as_millis() as u64)
+            .ignore()
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(BrokerError::command("SADD+PSETEX"))
+    }
+
+    /// Forgets workers that stopped renewing their liveness: the IDs they
+    /// popped but never acknowledged leave the pending set, so the sweep
+    /// re-dispatches those jobs from the store. Returns how many IDs.
+    pub(crate) async fn reap_dead_workers(&self) -> Result<usize, BrokerError> {
+        let mut conn = self.conn.clone();
+        let workers: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.keys.workers())
+            .query_async(&mut conn)
+            .await
+            .map_err(BrokerError::command("SMEMBERS"))?;
+        let mut released = 0;
+        for worker in workers {
+            let alive: bool = redis::cmd("EXISTS")
+                .arg(self.keys.alive(&worker))
+                .query_async(&mut conn)
+                .await
+                .map_err(BrokerError::command("EXISTS"))?;
+            if !alive {
+                released += self.forget_worker(&worker).await?;
+            }
+        }
+        Ok(released)
+    }
+
+    /// Removes a worker's processing list and registration.
+    pub(crate) async fn forget_worker(&self, worker: &str) -> Result<usize, BrokerError> {
+        let mut conn = self.conn.clone();
+        let processing = self.keys.processing(worker);
+        let ids: Vec<String> = redis::cmd("LRANGE")
+            .arg(&processing)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(BrokerError::command("LRANGE"))?;
+        let mut pipe = redis::pipe();
+        if !ids.is_empty() {
+            pipe.srem(self.keys.pending(), &ids).ignore();
+        }
+        pipe.del(&processing)
+            .ignore()
+            .del(self.keys.alive(worker))
+            .ignore()
+            .srem(self.keys.workers(), worker)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(BrokerError::command("forget worker"))?;
+        Ok(ids.len())
     }
 
     /// Publishes one update (JSON text) on the `job_updates` channel.
