@@ -101,7 +101,9 @@ impl Broker {
     /// A consumer for `worker` whose [`Consumer::pop`] waits at most `block`.
     pub async fn consumer(&self, worker: &str, block: Duration) -> Result<Consumer, BrokerError> {
         match self {
-            Broker::Redis(broker) => Ok(Consumer::Redis(broker.consumer(worker, block).await?)),
+            Broker::Redis(broker) => Ok(Consumer::Redis(Box::new(
+                broker.consumer(worker, block).await?,
+            ))),
             Broker::Memory(broker) => Ok(Consumer::Memory(broker.consumer(block))),
         }
     }
@@ -147,7 +149,8 @@ impl Broker {
 
 /// Takes job IDs off the queues, for one worker.
 pub enum Consumer {
-    Redis(RedisConsumer),
+    /// Boxed: a Redis connection is much larger than the in-process handle.
+    Redis(Box<RedisConsumer>),
     Memory(MemoryConsumer),
 }
 

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use clap::Args;
 use jobwire_server::{Limits, WsConfig};
-use jobwire_worker::WorkerConfig;
+use jobwire_worker::{RetryPolicy, WorkerConfig};
 
 /// Where the data lives.
 #[derive(Debug, Clone, Args)]
@@ -160,9 +160,25 @@ pub struct WorkerArgs {
     #[arg(long, env = "JOBWIRE_WORKER_CONCURRENCY", default_value_t = 16)]
     pub concurrency: usize,
 
-    /// On SIGTERM, how long running jobs may take to finish.
+    /// On SIGTERM, how long running jobs may take to finish before they are handed back.
     #[arg(long, env = "JOBWIRE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Lease of a running job: a job whose worker died is queued again after at most this long.
+    #[arg(long, env = "JOBWIRE_LEASE_TTL", default_value = "4s", value_parser = humantime::parse_duration)]
+    pub lease_ttl: Duration,
+
+    /// Backoff before the first retry of a failed job (doubles per attempt, full jitter).
+    #[arg(long, env = "JOBWIRE_RETRY_BASE", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub retry_base: Duration,
+
+    /// Longest backoff between two attempts.
+    #[arg(long, env = "JOBWIRE_RETRY_CAP", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub retry_cap: Duration,
+
+    /// A job queued this long whose ID the broker lost (restart, flush) is enqueued again.
+    #[arg(long, env = "JOBWIRE_REDISPATCH_AFTER", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub redispatch_after: Duration,
 }
 
 impl WorkerArgs {
@@ -170,6 +186,12 @@ impl WorkerArgs {
         WorkerConfig {
             concurrency: self.concurrency,
             grace: self.shutdown_grace,
+            lease: self.lease_ttl,
+            retry: RetryPolicy {
+                base: self.retry_base,
+                cap: self.retry_cap,
+            },
+            redispatch_after: self.redispatch_after,
         }
     }
 }

@@ -36,7 +36,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound { id } => Self::JobNotFound(id),
-            StoreError::NotCancellable { .. } => Self::Conflict(e.to_string()),
+            StoreError::InvalidTransition { .. } | StoreError::IdempotencyConflict { .. } => {
+                Self::Conflict(e.to_string())
+            }
             StoreError::Connect { .. } | StoreError::Query { .. } => {
                 Self::Unavailable("the database is unavailable; try again".into())
             }

@@ -2,9 +2,13 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use jobwire_core::{Job, JobId, JobType, JobUpdate, NewJob, Priority, Status, TenantId};
-use jobwire_store::ListFilter;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
+use jobwire_core::{
+    DEFAULT_MAX_ATTEMPTS, Idempotency, Job, JobId, JobType, JobUpdate, NewJob, Priority, Status,
+    TenantId,
+};
+use jobwire_store::{Inserted, ListFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -12,7 +16,7 @@ use crate::extract::{AppJson, JobIdPath, Tenant};
 use crate::{ApiError, AppState, Limits};
 
 /// Body of `POST /v1/jobs`, and one entry of a batch.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct CreateJob {
     #[serde(rename = "type")]
@@ -21,6 +25,18 @@ pub(crate) struct CreateJob {
     payload: Option<Value>,
     #[serde(default)]
     priority: Priority,
+    #[serde(default)]
+    max_attempts: Option<i32>,
+    /// Not before this time (RFC 3339).
+    #[serde(default)]
+    run_at: Option<DateTime<Utc>>,
+    /// Not before this many milliseconds from now.
+    #[serde(default)]
+    delay_ms: Option<u64>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing)]
+    idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -29,8 +45,39 @@ pub(crate) struct CreateBatch {
     jobs: Vec<CreateJob>,
 }
 
+const MAX_ATTEMPTS: i32 = 100;
+const MAX_KEY_LEN: usize = 255;
+
 impl CreateJob {
     fn into_new_job(self, tenant: &TenantId, limits: &Limits) -> Result<NewJob, ApiError> {
+        let invalid = |detail: String| Err(ApiError::Unprocessable(detail));
+        let max_attempts = self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+        if !(1..=MAX_ATTEMPTS).contains(&max_attempts) {
+            return invalid(format!("`maxAttempts` must be from 1 to {MAX_ATTEMPTS}"));
+        }
+        if self.timeout_ms == Some(0) {
+            return invalid("`timeoutMs` must be at least 1".into());
+        }
+        let run_at = match (self.run_at, self.delay_ms) {
+            (Some(_), Some(_)) => return invalid("give `runAt` or `delayMs`, not both".into()),
+            (Some(at), None) => Some(at),
+            (None, Some(ms)) => {
+                Some(Utc::now() + chrono::Duration::milliseconds(ms.min(i64::MAX as u64) as i64))
+            }
+            (None, None) => None,
+        };
+        let idempotency = match &self.idempotency_key {
+            Some(key) if key.is_empty() || key.len() > MAX_KEY_LEN => {
+                return invalid(format!(
+                    "an idempotency key has 1 to {MAX_KEY_LEN} characters"
+                ));
+            }
+            Some(key) => Some(Idempotency {
+                key: key.clone(),
+                request_hash: request_hash(&self),
+            }),
+            None => None,
+        };
         let payload = self
             .payload
             .unwrap_or_else(|| Value::Object(Default::default()));
@@ -47,8 +94,22 @@ impl CreateJob {
             job_type: self.job_type,
             payload,
             priority: self.priority,
+            max_attempts,
+            run_at,
+            timeout_ms: self.timeout_ms.map(|ms| ms.min(i64::MAX as u64) as i64),
+            idempotency,
         })
     }
+}
+
+/// A stable fingerprint of a create request (without its key): FNV-1a over
+/// its JSON, so the same key with another body can be told apart.
+fn request_hash(job: &CreateJob) -> String {
+    let text = serde_json::to_string(job).unwrap_or_default();
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
 }
 
 /// Length of `value` serialised, without building the string.
@@ -71,14 +132,31 @@ fn json_len(value: &Value) -> usize {
 pub(crate) async fn create(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    AppJson(body): AppJson<CreateJob>,
+    headers: HeaderMap,
+    AppJson(mut body): AppJson<CreateJob>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
+    if let Some(header) = headers.get("idempotency-key") {
+        let header = header
+            .to_str()
+            .map_err(|_| ApiError::BadRequest("the Idempotency-Key header must be text".into()))?;
+        match &body.idempotency_key {
+            Some(field) if field != header => {
+                return Err(ApiError::Unprocessable(
+                    "the Idempotency-Key header and the `idempotencyKey` field differ".into(),
+                ));
+            }
+            _ => body.idempotency_key = Some(header.to_owned()),
+        }
+    }
     let new = body.into_new_job(&tenant, state.limits())?;
-    let mut jobs = dispatch(&state, vec![new]).await?;
-    let job = jobs
-        .pop()
-        .ok_or_else(|| ApiError::Unavailable("the job was not stored; try again".into()))?;
-    Ok((StatusCode::CREATED, Json(job)))
+    let inserted = dispatch(&state, vec![new]).await?.pop();
+    match inserted {
+        Some(Inserted::Created(job)) => Ok((StatusCode::CREATED, Json(job))),
+        Some(Inserted::Existing(job)) => Ok((StatusCode::OK, Json(job))),
+        None => Err(ApiError::Unavailable(
+            "the job was not stored; try again".into(),
+        )),
+    }
 }
 
 #[derive(Serialize)]
@@ -110,13 +188,22 @@ pub(crate) async fn create_batch(
                     ApiError::PayloadTooLarge(detail) => {
                         ApiError::PayloadTooLarge(format!("jobs[{i}]: {detail}"))
                     }
+                    ApiError::Unprocessable(detail) => {
+                        ApiError::Unprocessable(format!("jobs[{i}]: {detail}"))
+                    }
                     other => other,
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let jobs = dispatch(&state, new).await?;
+    let inserted = dispatch(&state, new).await?;
+    let status = if inserted.iter().any(|i| matches!(i, Inserted::Created(_))) {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let jobs = inserted.iter().map(|i| i.job().clone()).collect();
     Ok((
-        StatusCode::CREATED,
+        status,
         Json(JobList {
             jobs,
             next_cursor: None,
@@ -124,17 +211,37 @@ pub(crate) async fn create_batch(
     ))
 }
 
-/// Commits the jobs, then announces and enqueues them. Once the insert has
-/// committed the jobs exist; a Redis failure after it is logged, not returned,
-/// so a client does not retry and create them twice.
-async fn dispatch(state: &AppState, new: Vec<NewJob>) -> Result<Vec<Job>, ApiError> {
-    let jobs = state.store().insert(&new).await?;
-    let queued: Vec<(JobId, Priority)> = jobs.iter().map(|j| (j.id, j.priority)).collect();
-    let updates: Vec<String> = jobs.iter().map(|j| JobUpdate::from(j).to_json()).collect();
-    if let Err(e) = state.broker().enqueue(&queued, &updates).await {
-        tracing::error!(error = ?e, jobs = jobs.len(), "jobs committed but not enqueued");
+/// Commits the jobs, then announces them and queues those due now. Once the
+/// insert has committed the jobs exist; a broker failure after it is logged,
+/// not returned (so a client does not retry and create them twice), and the
+/// workers' re-dispatch sweep enqueues them later.
+async fn dispatch(state: &AppState, new: Vec<NewJob>) -> Result<Vec<Inserted>, ApiError> {
+    let inserted = state.store().insert(&new).await?;
+    let created: Vec<&Job> = inserted
+        .iter()
+        .filter_map(|i| match i {
+            Inserted::Created(job) => Some(job),
+            Inserted::Existing(_) => None,
+        })
+        .collect();
+    announce(state, &created).await;
+    Ok(inserted)
+}
+
+/// Publishes the jobs' changes and queues the ones that are `queued`.
+async fn announce(state: &AppState, jobs: &[&Job]) {
+    if jobs.is_empty() {
+        return;
     }
-    Ok(jobs)
+    let queued: Vec<(JobId, Priority)> = jobs
+        .iter()
+        .filter(|j| j.status == Status::Queued)
+        .map(|j| (j.id, j.priority))
+        .collect();
+    let updates: Vec<String> = jobs.iter().map(|j| JobUpdate::from(*j).to_json()).collect();
+    if let Err(e) = state.broker().enqueue(&queued, &updates).await {
+        tracing::error!(error = ?e, jobs = jobs.len(), "jobs committed but not enqueued; re-dispatch will");
+    }
 }
 
 pub(crate) async fn get(
@@ -156,13 +263,18 @@ pub(crate) async fn cancel(
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<Job>, ApiError> {
     let job = state.store().cancel(&tenant, id).await?;
-    if let Err(e) = state
-        .broker()
-        .publish(&JobUpdate::from(&job).to_json())
-        .await
-    {
-        tracing::warn!(job = %id, error = ?e, "cannot publish the cancellation");
-    }
+    announce(&state, &[&job]).await;
+    Ok(Json(job))
+}
+
+/// Queues a failed (dead-lettered) or cancelled job again.
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    JobIdPath(id): JobIdPath,
+) -> Result<Json<Job>, ApiError> {
+    let job = state.store().retry(&tenant, id).await?;
+    announce(&state, &[&job]).await;
     Ok(Json(job))
 }
 

@@ -10,7 +10,8 @@ impl Registry {
     /// A registry with the built-in handlers:
     /// - `noop`: succeeds at once with a null result;
     /// - `echo`: succeeds with its payload as the result;
-    /// - `sleep` `{"ms": N}`: waits N milliseconds, reporting progress halfway;
+    /// - `sleep` `{"ms": N}`: waits N milliseconds, reporting progress halfway,
+    ///   and stops early when told to;
     /// - `fail` `{"message": "..."}`: fails with that message.
     pub fn with_builtins() -> Self {
         let mut registry = Self::new();
@@ -35,10 +36,18 @@ async fn sleep(ctx: JobContext, payload: Value) -> HandlerResult {
         .and_then(Value::as_u64)
         .ok_or_else(|| JobError::from("sleep needs a payload like {\"ms\": 100}"))?;
     let half = Duration::from_millis(ms / 2);
-    tokio::time::sleep(half).await;
+    pause(&ctx, half).await?;
     ctx.progress(json!({"percent": 50}))
         .await
         .map_err(|e| JobError(e.to_string()))?;
-    tokio::time::sleep(Duration::from_millis(ms) - half).await;
+    pause(&ctx, Duration::from_millis(ms) - half).await?;
     Ok(json!({"sleptMs": ms}))
+}
+
+/// Sleeps, unless the job is told to stop first.
+async fn pause(ctx: &JobContext, time: Duration) -> Result<(), JobError> {
+    tokio::select! {
+        _ = tokio::time::sleep(time) => Ok(()),
+        _ = ctx.cancelled() => Err(JobError::from("stopped while sleeping")),
+    }
 }

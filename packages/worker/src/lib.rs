@@ -1,14 +1,21 @@
-//! The worker runtime: pops job IDs from the queues, claims each job in
-//! Postgres (so an ID popped twice runs once), runs the handler registered for
-//! its type, stores the outcome and publishes every change.
+//! The worker runtime: pops job IDs, claims each job in the store under a
+//! lease (so an ID popped twice runs once, and a job never runs in two places
+//! while leases are respected), runs the handler registered for its type,
+//! stores the outcome with the lease's fencing token, and publishes every
+//! change. Beside the job loop run the lease keeper (heartbeats) and the
+//! maintenance loop (expired leases, due retries, lost IDs).
 
 mod builtins;
 mod context;
 mod error;
+mod lease;
+mod maintenance;
 mod registry;
+mod retry;
 mod runner;
 
 pub use context::JobContext;
 pub use error::{JobError, WorkerError};
 pub use registry::{Handler, HandlerResult, Registry};
+pub use retry::RetryPolicy;
 pub use runner::{Worker, WorkerConfig};

@@ -1,26 +1,36 @@
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use jobwire_broker::{Broker, Consumer};
-use jobwire_core::{Job, JobId, JobUpdate};
-use jobwire_store::{Outcome, Store};
+use jobwire_core::{Job, JobId, JobUpdate, Status};
+use jobwire_store::{Claim, LeaseToken, Outcome, Store};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
-use crate::{JobContext, Registry};
+use crate::{JobContext, Registry, RetryPolicy};
 
-/// How long one `BRPOP` waits; it is never cut short (a cut-short pop could
-/// drop an ID), so this bounds how long shutdown waits for the popper.
+/// How long one pop waits; it is never cut short (a cut-short pop could
+/// strand an ID), so this bounds how long shutdown waits for the popper.
 const POP_BLOCK: Duration = Duration::from_secs(1);
 const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// How long a handler told to stop may take before it is aborted.
+const STOP_GRACE: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// Jobs run at the same time by this worker.
     pub concurrency: usize,
-    /// On shutdown, how long running jobs may take to finish.
+    /// On shutdown, how long running jobs may take to finish before they are
+    /// handed back to the queue.
     pub grace: Duration,
+    /// A running job's lease: renewed while the worker lives; once it runs
+    /// out (the worker died), the job is queued again.
+    pub lease: Duration,
+    pub retry: RetryPolicy,
+    /// A job `queued` this long whose ID the broker does not hold is enqueued again.
+    pub redispatch_after: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -28,37 +38,65 @@ impl Default for WorkerConfig {
         Self {
             concurrency: 16,
             grace: Duration::from_secs(30),
+            lease: Duration::from_secs(4),
+            retry: RetryPolicy::default(),
+            redispatch_after: Duration::from_secs(3),
         }
     }
 }
 
-/// A pool of job slots fed by one popper.
-#[derive(Debug, Clone)]
+/// An attempt this worker runs: its fencing token and its stop signal.
+pub(crate) struct Running {
+    pub(crate) token: LeaseToken,
+    pub(crate) stop: CancellationToken,
+}
+
+/// A pool of job slots fed by one popper, with its lease keeper and
+/// maintenance loop.
+#[derive(Clone)]
 pub struct Worker {
-    store: Store,
-    broker: Broker,
+    pub(crate) id: String,
+    pub(crate) store: Store,
+    pub(crate) broker: Broker,
     registry: Arc<Registry>,
-    config: WorkerConfig,
+    pub(crate) config: WorkerConfig,
+    running: Arc<Mutex<HashMap<JobId, Running>>>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("id", &self.id).finish()
+    }
 }
 
 impl Worker {
     pub fn new(store: Store, broker: Broker, registry: Registry, config: WorkerConfig) -> Self {
         Self {
+            id: uuid_like_id(),
             store,
             broker,
             registry: Arc::new(registry),
             config,
+            running: Arc::default(),
         }
     }
 
+    pub(crate) fn running(&self) -> MutexGuard<'_, HashMap<JobId, Running>> {
+        // A poisoned lock means a panic between two plain map calls; the map is intact.
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Takes and runs jobs until `shutdown`; then takes no more, gives running
-    /// jobs the grace period to finish, and returns.
+    /// jobs the grace period, hands back the ones still running, and returns.
     pub async fn run(self, shutdown: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let jobs = TaskTracker::new();
         let hard_stop = CancellationToken::new();
+        let background = CancellationToken::new();
+        let keeper = tokio::spawn(self.clone().keep_leases(background.clone()));
+        let maintenance = tokio::spawn(self.clone().maintain(background.clone()));
         let mut consumer: Option<Consumer> = None;
-        tracing::info!(concurrency = self.config.concurrency, "worker started");
+        tracing::info!(worker = %self.id, concurrency = self.config.concurrency, "worker started");
 
         while !shutdown.is_cancelled() {
             let slot = tokio::select! {
@@ -70,7 +108,7 @@ impl Worker {
             };
             let popper = match consumer.as_mut() {
                 Some(popper) => popper,
-                None => match self.broker.consumer(POP_BLOCK).await {
+                None => match self.broker.consumer(&self.id, POP_BLOCK).await {
                     Ok(popper) => consumer.insert(popper),
                     Err(e) => {
                         tracing::warn!(error = %e, "worker cannot open its queue connection");
@@ -102,18 +140,33 @@ impl Worker {
         {
             tracing::warn!(
                 running = jobs.len(),
-                "grace period over; abandoning running jobs"
+                "grace period over; handing running jobs back"
             );
             hard_stop.cancel();
             jobs.wait().await;
+        }
+        background.cancel();
+        for task in [keeper, maintenance] {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "a worker background task failed");
+            }
+        }
+        if let Err(e) = self.broker.forget_worker(&self.id).await {
+            tracing::warn!(error = %e, "cannot deregister the worker");
         }
         tracing::info!("worker stopped");
     }
 
     /// Claims, runs and finishes one job; `_slot` frees a place when dropped.
     async fn process(&self, id: JobId, _slot: OwnedSemaphorePermit, hard_stop: CancellationToken) {
-        let job = match self.store.claim(id).await {
-            Ok(Some(job)) => job,
+        let claimed = self.store.claim(id, &self.id, self.config.lease).await;
+        // Claimed or not, the popped ID has served: the lease (or the job's
+        // state) protects the job from here, and re-dispatch covers a failed claim.
+        if let Err(e) = self.broker.ack(&self.id, id).await {
+            tracing::warn!(job = %id, error = %e, "cannot acknowledge a popped ID");
+        }
+        let Claim { job, token } = match claimed {
+            Ok(Some(claim)) => claim,
             Ok(None) => {
                 tracing::debug!(job = %id, "popped a job that is not queued; skipping");
                 return;
@@ -125,18 +178,36 @@ impl Worker {
         };
         self.announce(&job).await;
 
+        let stop = CancellationToken::new();
+        self.running().insert(
+            id,
+            Running {
+                token: token.clone(),
+                stop: stop.clone(),
+            },
+        );
         let outcome = tokio::select! {
-            outcome = self.run_handler(&job) => outcome,
-            _ = hard_stop.cancelled() => return,
+            outcome = self.run_handler(&job, &token, stop) => Some(outcome),
+            _ = hard_stop.cancelled() => None,
         };
-        match self.store.finish(id, outcome).await {
+        self.running().remove(&id);
+
+        let stored = match outcome {
+            Some(outcome) => self.store.finish(id, &token, outcome).await,
+            None => self.store.release(id, &token).await,
+        };
+        match stored {
+            // Handed back: queued again, at once.
+            Ok(Some(job)) if job.status == Status::Queued => self.requeue(&[job]).await,
             Ok(Some(job)) => self.announce(&job).await,
-            Ok(None) => tracing::warn!(job = %id, "job stopped running before it finished"),
+            Ok(None) => {
+                tracing::info!(job = %id, "the job was cancelled or taken over; its outcome is dropped")
+            }
             Err(e) => tracing::error!(job = %id, error = ?e, "cannot store the outcome of job"),
         }
     }
 
-    async fn run_handler(&self, job: &Job) -> Outcome {
+    async fn run_handler(&self, job: &Job, token: &LeaseToken, stop: CancellationToken) -> Outcome {
         let Some(handler) = self.registry.get(job.job_type.as_str()) else {
             return Outcome::Failed(format!(
                 "no handler is registered for job type `{}`",
@@ -147,24 +218,62 @@ impl Worker {
             job_id: job.id,
             tenant: job.tenant_id.clone(),
             attempt: job.attempt,
+            lease: token.clone(),
+            cancel: stop.clone(),
             store: self.store.clone(),
             broker: self.broker.clone(),
         };
-        // Its own task, so that a panicking handler fails its job instead of the worker.
-        // Aborted when dropped, so an abandoned job does not leave its handler running.
-        let run = AbortOnDropHandle::new(tokio::spawn(handler.call(ctx, job.payload.clone())));
-        match run.await {
-            Ok(Ok(result)) => Outcome::Succeeded(result),
-            Ok(Err(e)) => Outcome::Failed(e.0),
-            Err(e) => Outcome::Failed(format!("handler panicked: {e}")),
+        // Its own task, so that a panicking handler fails its job instead of
+        // the worker; aborted when dropped, so an abandoned handler stops too.
+        let mut run = AbortOnDropHandle::new(tokio::spawn(handler.call(ctx, job.payload.clone())));
+        let deadline = async {
+            match job.timeout_ms {
+                Some(ms) => tokio::time::sleep(Duration::from_millis(ms.max(0) as u64)).await,
+                None => std::future::pending().await,
+            }
+        };
+        let early_stop = tokio::select! {
+            result = &mut run => {
+                return match result {
+                    Ok(Ok(result)) => Outcome::Succeeded(result),
+                    Ok(Err(e)) => self.config.retry.after_failure(job, e.0),
+                    Err(e) => self.config.retry.after_failure(job, format!("handler panicked: {e}")),
+                };
+            }
+            _ = deadline => Some(format!("timed out after {} ms", job.timeout_ms.unwrap_or_default())),
+            _ = stop.cancelled() => None,
+        };
+        // Told to stop: the handler sees it through its context, and gets a moment.
+        stop.cancel();
+        let _ = tokio::time::timeout(STOP_GRACE, &mut run).await;
+        match early_stop {
+            Some(timeout) => self.config.retry.after_failure(job, timeout),
+            // Cancelled or lease lost: the store will refuse this outcome anyway.
+            None => Outcome::Failed("stopped: the job was cancelled or its lease lost".into()),
         }
     }
 
-    /// Publishes a committed change; a lost notification is logged, not fatal
-    /// (Postgres still holds the truth).
-    async fn announce(&self, job: &Job) {
+    /// Publishes a committed change; a lost notification is logged, not
+    /// fatal (the store holds the truth and clients resync from it).
+    pub(crate) async fn announce(&self, job: &Job) {
         if let Err(e) = self.broker.publish(&JobUpdate::from(job).to_json()).await {
             tracing::warn!(job = %job.id, status = %job.status, error = ?e, "cannot publish update");
+        }
+    }
+
+    /// Publishes the jobs' changes and puts the queued ones on the queue.
+    pub(crate) async fn requeue(&self, jobs: &[Job]) {
+        let queued: Vec<_> = jobs
+            .iter()
+            .filter(|job| job.status == Status::Queued)
+            .map(|job| (job.id, job.priority))
+            .collect();
+        let updates: Vec<String> = jobs
+            .iter()
+            .map(|job| JobUpdate::from(job).to_json())
+            .collect();
+        if let Err(e) = self.broker.enqueue(&queued, &updates).await {
+            tracing::warn!(jobs = jobs.len(), error = ?e, "cannot enqueue; re-dispatch will retry");
         }
     }
 }
@@ -174,4 +283,9 @@ async fn pause(shutdown: &CancellationToken) {
         _ = shutdown.cancelled() => {}
         _ = tokio::time::sleep(RETRY_DELAY) => {}
     }
+}
+
+/// A worker ID unique across processes and restarts.
+fn uuid_like_id() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }

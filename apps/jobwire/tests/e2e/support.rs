@@ -201,6 +201,10 @@ impl TestApp {
         let worker = WorkerArgs {
             concurrency: self.options.worker_concurrency,
             shutdown_grace: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(2),
+            retry_base: Duration::from_millis(50),
+            retry_cap: Duration::from_millis(500),
+            redispatch_after: Duration::from_secs(1),
         };
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {

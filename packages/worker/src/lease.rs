@@ -1,0 +1,52 @@
+use std::collections::HashSet;
+use std::time::Duration;
+
+use jobwire_core::JobId;
+use jobwire_store::LeaseToken;
+use tokio_util::sync::CancellationToken;
+
+use crate::Worker;
+
+impl Worker {
+    /// How often leases are renewed: often enough that a cancelled job's
+    /// worker hears of it within a second, and a lease never lapses while
+    /// its worker lives.
+    fn heartbeat_interval(&self) -> Duration {
+        (self.config.lease / 8).clamp(Duration::from_millis(50), Duration::from_millis(500))
+    }
+
+    /// Renews this worker's leases until `stop`. A job the store no longer
+    /// leases to this worker (cancelled, or taken over after the lease
+    /// lapsed) is told to stop at once.
+    pub(crate) async fn keep_leases(self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.heartbeat_interval());
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            // Only attempts claimed before the renewal are judged by its answer.
+            let before: Vec<(JobId, LeaseToken)> = self
+                .running()
+                .iter()
+                .map(|(id, running)| (*id, running.token.clone()))
+                .collect();
+            match self.store.heartbeat(&self.id, self.config.lease).await {
+                Ok(held) => {
+                    let held: HashSet<(JobId, LeaseToken)> = held.into_iter().collect();
+                    let running = self.running();
+                    for lost in before.iter().filter(|entry| !held.contains(entry)) {
+                        if let Some(attempt) = running.get(&lost.0).filter(|r| r.token == lost.1) {
+                            tracing::info!(job = %lost.0, "job cancelled or lease lost; stopping it");
+                            attempt.stop.cancel();
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot renew leases"),
+            }
+            if let Err(e) = self.broker.worker_alive(&self.id, self.config.lease).await {
+                tracing::warn!(error = %e, "cannot mark the worker alive");
+            }
+        }
+    }
+}

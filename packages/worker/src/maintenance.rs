@@ -1,0 +1,96 @@
+use std::time::Duration;
+
+use jobwire_core::JobId;
+use tokio_util::sync::CancellationToken;
+
+use crate::Worker;
+
+const TICK: Duration = Duration::from_millis(250);
+/// Dead workers are looked for every this many ticks.
+const DEAD_WORKER_TICKS: u64 = 4;
+/// Lost IDs are looked for every this many ticks.
+const REDISPATCH_TICKS: u64 = 8;
+/// Queued jobs checked against the broker per sweep.
+const SWEEP_BATCH: u32 = 1000;
+
+impl Worker {
+    /// Keeps the queue honest until `stop`: jobs whose lease lapsed go back
+    /// to the queue (or fail on their last attempt), due retries and delayed
+    /// jobs are queued, and queued jobs whose ID the broker lost are
+    /// enqueued again. Every worker runs it; each step is a conditional
+    /// update, so running it in many places at once is safe.
+    pub(crate) async fn maintain(self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(TICK);
+        let mut sweep_after: Option<JobId> = None;
+        for n in 0u64.. {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match self.store.reap_expired().await {
+                Ok(jobs) if !jobs.is_empty() => {
+                    tracing::warn!(jobs = jobs.len(), "leases expired; re-queueing");
+                    self.requeue(&jobs).await;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot reap expired leases"),
+            }
+            match self.store.promote_due().await {
+                Ok(jobs) if !jobs.is_empty() => self.requeue(&jobs).await,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot queue due jobs"),
+            }
+            if n % DEAD_WORKER_TICKS == 0 {
+                match self.broker.reap_dead_workers().await {
+                    Ok(0) => {}
+                    Ok(ids) => tracing::warn!(ids, "released the IDs of dead workers"),
+                    Err(e) => tracing::warn!(error = %e, "cannot look for dead workers"),
+                }
+            }
+            if n % REDISPATCH_TICKS == 0 {
+                sweep_after = self.redispatch(sweep_after).await;
+            }
+        }
+    }
+
+    /// Enqueues again the queued jobs (older than `redispatch_after`) whose ID
+    /// the broker does not hold. Walks the queued jobs in ID order a batch per
+    /// call; returns where the next call goes on (`None`: from the start).
+    async fn redispatch(&self, after: Option<JobId>) -> Option<JobId> {
+        let candidates = match self
+            .store
+            .queued_older_than(self.config.redispatch_after, after, SWEEP_BATCH)
+            .await
+        {
+            Ok(candidates) => candidates,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list queued jobs for re-dispatch");
+                return after;
+            }
+        };
+        let next = if candidates.len() < SWEEP_BATCH as usize {
+            None
+        } else {
+            candidates.last().map(|(id, _)| *id)
+        };
+        let ids: Vec<JobId> = candidates.iter().map(|(id, _)| *id).collect();
+        match self.broker.missing(&ids).await {
+            Ok(missing) if !missing.is_empty() => {
+                let lost: Vec<_> = candidates
+                    .into_iter()
+                    .filter(|(id, _)| missing.contains(id))
+                    .collect();
+                tracing::warn!(
+                    jobs = lost.len(),
+                    "queued jobs missing from the broker; enqueueing again"
+                );
+                if let Err(e) = self.broker.enqueue(&lost, &[]).await {
+                    tracing::warn!(error = %e, "cannot re-dispatch");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot check queued jobs against the broker"),
+        }
+        next
+    }
+}
