@@ -37,7 +37,14 @@ impl<M> Client<M> {
 struct Inner<M> {
     tenants: DashMap<TenantId, HashMap<ClientId, Client<M>>>,
     next_id: AtomicU64,
+    /// The newest version of each job this hub passed on: an older one
+    /// (a late duplicate, a replay) is dropped.
+    latest: DashMap<JobId, i64>,
 }
+
+/// Versions remembered before the memory is reset (a reset only lets a
+/// stale duplicate through once; clients drop those too).
+const MAX_REMEMBERED: usize = 100_000;
 
 /// Cheap to clone; all clones share the same clients.
 pub struct Hub<M> {
@@ -71,6 +78,8 @@ impl<M: Clone> Default for Hub<M> {
 pub struct Delivery {
     pub delivered: usize,
     pub kicked: usize,
+    /// Dropped: this version, or a newer one, went out before.
+    pub stale: bool,
 }
 
 impl<M: Clone> Hub<M> {
@@ -79,6 +88,7 @@ impl<M: Clone> Hub<M> {
             inner: Arc::new(Inner {
                 tenants: DashMap::new(),
                 next_id: AtomicU64::new(0),
+                latest: DashMap::new(),
             }),
         }
     }
@@ -110,10 +120,26 @@ impl<M: Clone> Hub<M> {
         }
     }
 
-    /// Hands `message` (about `job` of `tenant`) to every client of that tenant
-    /// that wants it. Never waits: a full queue gets its client kicked.
-    pub fn publish(&self, tenant: &TenantId, job: JobId, message: &M) -> Delivery {
+    /// Hands `message` (version `version` of `job` of `tenant`) to every
+    /// client of that tenant that wants it, unless a newer or equal version
+    /// already went out. Never waits: a full queue gets its client kicked.
+    pub fn publish(&self, tenant: &TenantId, job: JobId, version: i64, message: &M) -> Delivery {
         let mut delivery = Delivery::default();
+        if self.inner.latest.len() > MAX_REMEMBERED {
+            self.inner.latest.clear();
+        }
+        match self.inner.latest.entry(job) {
+            dashmap::Entry::Occupied(held) if *held.get() >= version => {
+                delivery.stale = true;
+                return delivery;
+            }
+            dashmap::Entry::Occupied(mut held) => {
+                held.insert(version);
+            }
+            dashmap::Entry::Vacant(slot) => {
+                slot.insert(version);
+            }
+        }
         let mut gone = Vec::new();
         if let Some(clients) = self.inner.tenants.get(tenant) {
             for (id, client) in clients.iter() {
@@ -136,6 +162,15 @@ impl<M: Clone> Hub<M> {
             self.unregister(tenant, id);
         }
         delivery
+    }
+
+    /// The tenants with clients connected now.
+    pub fn tenants(&self) -> Vec<TenantId> {
+        self.inner
+            .tenants
+            .iter()
+            .map(|entry| entry.key().clone())
+            .collect()
     }
 
     /// How many clients a tenant has connected.
@@ -203,6 +238,19 @@ impl<M: Clone> Drop for Subscription<M> {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn an_older_or_repeated_version_is_dropped() {
+        let hub: Hub<u32> = Hub::new();
+        let mut client = hub.register(tenant("a"), 8);
+        let job = JobId::new();
+        assert!(!hub.publish(&tenant("a"), job, 2, &2).stale);
+        assert!(hub.publish(&tenant("a"), job, 1, &1).stale);
+        assert!(hub.publish(&tenant("a"), job, 2, &2).stale);
+        hub.publish(&tenant("a"), job, 3, &3);
+        assert_eq!(client.recv().await, Some(2));
+        assert_eq!(client.recv().await, Some(3));
+    }
+
     fn tenant(name: &str) -> TenantId {
         name.parse().expect("valid tenant")
     }
@@ -214,7 +262,7 @@ mod tests {
         let slow = hub.register(tenant("a"), 2);
         let job = JobId::new();
         for n in 0..3 {
-            hub.publish(&tenant("a"), job, &n);
+            hub.publish(&tenant("a"), job, i64::from(n), &n);
             assert_eq!(fast.recv().await, Some(n));
         }
         assert!(slow.kicked().is_cancelled());
@@ -228,8 +276,8 @@ mod tests {
         let mut narrowed = hub.register(tenant("a"), 8);
         narrowed.filter_handle().set(Some(HashSet::from([wanted])));
         let mut stranger = hub.register(tenant("b"), 8);
-        hub.publish(&tenant("a"), other, &1);
-        hub.publish(&tenant("a"), wanted, &2);
+        hub.publish(&tenant("a"), other, 1, &1);
+        hub.publish(&tenant("a"), wanted, 1, &2);
         assert_eq!(narrowed.recv().await, Some(2));
         assert!(stranger.rx.try_recv().is_err());
         drop(narrowed);

@@ -1,6 +1,10 @@
-//! This instance's one `job_updates` subscriber, feeding the hub. Each message
-//! is parsed once (for its tenant and job) and its text is shared by every
-//! client it goes to.
+//! This instance's one update subscriber, feeding the hub. Each message is
+//! parsed once (for its tenant, job and version) and its text is shared by
+//! every client it goes to. When the subscription was lost and comes back,
+//! every connected tenant is resynced from the store, so no client is left
+//! showing a stale status.
+
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use axum::extract::ws::Utf8Bytes;
 use jobwire_broker::SubscriberEvent;
@@ -8,7 +12,10 @@ use jobwire_core::{JobId, TenantId};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::AppState;
+use crate::{AppState, Frame};
+
+/// Changes read back per query when resyncing.
+const RESYNC_PAGE: u32 = 500;
 
 /// The part of an update the hub routes by.
 #[derive(Deserialize)]
@@ -16,32 +23,95 @@ use crate::AppState;
 struct Route {
     tenant_id: TenantId,
     job_id: JobId,
+    version: i64,
+    #[serde(default)]
+    cursor: Option<String>,
 }
 
 pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
     let broker = state.broker().clone();
+    // The newest change seen, and where to resync from after a loss.
+    let seen = AtomicI64::new(0);
+    let mut lost_at: Option<i64> = None;
     broker
         .run_subscriber(shutdown, |event| match event {
-            SubscriberEvent::Subscribed => state.set_subscribed(true),
-            SubscriberEvent::Lost => state.set_subscribed(false),
-            SubscriberEvent::Message(bytes) => deliver(&state, bytes),
+            SubscriberEvent::Subscribed => {
+                state.set_subscribed(true);
+                if let Some(after) = lost_at.take() {
+                    let resyncing = state.clone();
+                    state
+                        .tasks()
+                        .spawn(async move { resync(&resyncing, after).await });
+                }
+            }
+            SubscriberEvent::Lost => {
+                state.set_subscribed(false);
+                lost_at.get_or_insert(seen.load(Ordering::Relaxed));
+            }
+            SubscriberEvent::Message(bytes) => {
+                if let Some(seq) = deliver(&state, bytes) {
+                    seen.fetch_max(seq, Ordering::Relaxed);
+                }
+            }
         })
         .await;
 }
 
-fn deliver(state: &AppState, bytes: Vec<u8>) {
+/// Routes one message to the hub; returns its place in the change feed.
+fn deliver(state: &AppState, bytes: Vec<u8>) -> Option<i64> {
     let route: Route = match serde_json::from_slice(&bytes) {
         Ok(route) => route,
         Err(e) => {
-            tracing::warn!(error = %e, "ignoring a job_updates message that is not a job update");
-            return;
+            tracing::warn!(error = %e, "ignoring an update message that is not a job update");
+            return None;
         }
     };
     // Valid JSON is valid UTF-8, so this conversion only moves the buffer.
-    let Ok(text) = String::from_utf8(bytes) else {
-        return;
+    let text = String::from_utf8(bytes).ok()?;
+    let frame = Frame {
+        job: route.job_id,
+        version: route.version,
+        text: Utf8Bytes::from(text),
     };
     state
         .hub()
-        .publish(&route.tenant_id, route.job_id, &Utf8Bytes::from(text));
+        .publish(&route.tenant_id, route.job_id, route.version, &frame);
+    route.cursor.and_then(|cursor| cursor.parse().ok())
+}
+
+/// Sends every connected tenant the jobs that changed after `after` (what
+/// the subscriber may have missed); the hub drops what clients already have.
+async fn resync(state: &AppState, after: i64) {
+    let mut resent = 0;
+    for tenant in state.hub().tenants() {
+        let mut from = after;
+        loop {
+            let jobs = match state
+                .store()
+                .changes_since(&tenant, from, RESYNC_PAGE)
+                .await
+            {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(%tenant, error = ?e, "cannot resync after the subscription came back");
+                    break;
+                }
+            };
+            for job in &jobs {
+                state
+                    .hub()
+                    .publish(&tenant, job.id, job.version, &Frame::from(job));
+                from = from.max(job.change_seq);
+            }
+            resent += jobs.len();
+            if jobs.len() < RESYNC_PAGE as usize {
+                break;
+            }
+        }
+    }
+    tracing::info!(
+        after,
+        resent,
+        "resynced clients after the subscription came back"
+    );
 }

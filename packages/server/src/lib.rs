@@ -9,6 +9,7 @@ mod auth;
 mod error;
 mod extract;
 mod fanout;
+mod frame;
 mod health;
 mod jobs;
 mod state;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::{Claims, JwtKeys};
 pub use error::ApiError;
+pub use frame::Frame;
 pub use state::{AppState, Limits, WsConfig};
 
 /// The routes of the API, on `state`.

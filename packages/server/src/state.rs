@@ -2,14 +2,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use jobwire_broker::Broker;
 use jobwire_hub::Hub;
 use jobwire_store::Store;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::JwtKeys;
+use crate::{Frame, JwtKeys};
 
 /// Limits on what a request may carry.
 #[derive(Debug, Clone)]
@@ -60,13 +59,15 @@ pub struct AppState {
 struct Inner {
     store: Store,
     broker: Broker,
-    hub: Hub<Utf8Bytes>,
+    hub: Hub<Frame>,
     keys: JwtKeys,
     limits: Limits,
     ws: WsConfig,
     /// Fires when the server shuts down, so each WebSocket session closes.
     shutdown: CancellationToken,
     sessions: TaskTracker,
+    /// Short background work (resyncs), waited for on shutdown.
+    tasks: TaskTracker,
     subscribed: AtomicBool,
 }
 
@@ -92,6 +93,7 @@ impl AppState {
                 ws,
                 shutdown,
                 sessions: TaskTracker::new(),
+                tasks: TaskTracker::new(),
                 subscribed: AtomicBool::new(false),
             }),
         }
@@ -105,7 +107,7 @@ impl AppState {
         &self.inner.broker
     }
 
-    pub fn hub(&self) -> &Hub<Utf8Bytes> {
+    pub fn hub(&self) -> &Hub<Frame> {
         &self.inner.hub
     }
 
@@ -129,6 +131,10 @@ impl AppState {
         &self.inner.sessions
     }
 
+    pub(crate) fn tasks(&self) -> &TaskTracker {
+        &self.inner.tasks
+    }
+
     /// Whether this instance's `job_updates` subscription is in place.
     pub fn is_subscribed(&self) -> bool {
         self.inner.subscribed.load(Ordering::Acquire)
@@ -140,6 +146,7 @@ impl AppState {
 
     /// Waits (bounded) for every WebSocket session to close after shutdown.
     pub(crate) async fn close_sessions(&self) {
+        self.inner.tasks.close();
         self.inner.sessions.close();
         if tokio::time::timeout(SESSION_CLOSE_TIMEOUT, self.inner.sessions.wait())
             .await
@@ -149,6 +156,12 @@ impl AppState {
                 open = self.inner.sessions.len(),
                 "WebSocket sessions still open after shutdown"
             );
+        }
+        if tokio::time::timeout(SESSION_CLOSE_TIMEOUT, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("a resync was still running at shutdown");
         }
     }
 }

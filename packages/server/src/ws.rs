@@ -3,9 +3,17 @@
 //! A session is two tasks: the send task drains the client's hub queue (and
 //! replies) into the socket and pings; the receive task reads client frames.
 //! When one ends the other is aborted. Server-originated control frames carry
-//! an `event` field (`connected`, `subscribed`, `error`); updates never do.
+//! an `event` field (`connected`, `subscribed`, `resumed`, `reset`, `error`);
+//! updates never do.
+//!
+//! Every update carries its job's `version` and a `cursor`. The session never
+//! sends a client an update older than one it already sent for that job. A
+//! client reconnecting with `?cursor=` first gets the current state of every
+//! job of its tenant that changed since (from the store), then the live
+//! stream, with no gap: it is registered for live updates before the store is
+//! read. Past the resume window it gets `reset` and a snapshot instead.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -18,11 +26,12 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use jobwire_core::{JobId, TenantId};
 use jobwire_hub::{FilterHandle, Subscription};
+use jobwire_store::ListFilter;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, Frame};
 
 /// Close code for a client dropped because its queue filled up.
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
@@ -41,7 +50,15 @@ const SHUTDOWN_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Deserialize)]
 pub(crate) struct WsQuery {
     token: Option<String>,
+    cursor: Option<String>,
 }
+
+/// Most changes replayed on resume; further behind, the client gets a snapshot.
+const RESUME_WINDOW: usize = 10_000;
+/// Changes read from the store per query while replaying.
+const REPLAY_PAGE: u32 = 500;
+/// Jobs in a snapshot: the tenant's most recent.
+const SNAPSHOT_JOBS: u32 = 500;
 
 /// Authenticates (header or `?token=`, for browsers), then upgrades.
 pub(crate) async fn upgrade(
@@ -60,12 +77,20 @@ pub(crate) async fn upgrade(
         )
     })?;
     let tenant = state.keys().verify(token.trim())?;
+    let resume = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(cursor) => Some(cursor.parse::<i64>().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "`{cursor}` is not a cursor (take it from an update)"
+            ))
+        })?),
+    };
     let ws = ws
         .map_err(|e| ApiError::BadRequest(e.body_text()))?
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE);
     let sessions = state.sessions().clone();
-    Ok(ws.on_upgrade(move |socket| sessions.track_future(session(state, tenant, socket))))
+    Ok(ws.on_upgrade(move |socket| sessions.track_future(session(state, tenant, resume, socket))))
 }
 
 /// Why the send side of a session stopped.
@@ -76,7 +101,13 @@ enum End {
     Gone,
 }
 
-async fn session(state: AppState, tenant: TenantId, socket: WebSocket) {
+/// What the receive task asks the send task to send.
+enum Reply {
+    Control(Utf8Bytes),
+    Update(Frame),
+}
+
+async fn session(state: AppState, tenant: TenantId, resume: Option<i64>, socket: WebSocket) {
     let subscription = state
         .hub()
         .register(tenant.clone(), state.ws().queue_capacity);
@@ -89,13 +120,20 @@ async fn session(state: AppState, tenant: TenantId, socket: WebSocket) {
     let mut send = tokio::spawn(send_loop(
         state.clone(),
         subscription,
+        resume,
         sink,
         replies_rx,
         started,
         Arc::clone(&last_heard),
     ));
     let mut receive = tokio::spawn(receive_loop(
-        stream, filter, replies_tx, started, last_heard,
+        state.clone(),
+        tenant.clone(),
+        stream,
+        filter,
+        replies_tx,
+        started,
+        last_heard,
     ));
     tokio::select! {
         _ = &mut send => receive.abort(),
@@ -104,14 +142,37 @@ async fn session(state: AppState, tenant: TenantId, socket: WebSocket) {
     tracing::debug!(%tenant, "WebSocket session ended");
 }
 
+/// The newest version of each job sent to one client.
+#[derive(Default)]
+struct Sent(HashMap<JobId, i64>);
+
+impl Sent {
+    /// Whether `frame` is newer than what the client has; remembers it if so.
+    fn is_news(&mut self, frame: &Frame) -> bool {
+        match self.0.get(&frame.job) {
+            Some(version) if *version >= frame.version => false,
+            _ => {
+                self.0.insert(frame.job, frame.version);
+                true
+            }
+        }
+    }
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one session's parts, passed once"
+)]
 async fn send_loop(
     state: AppState,
-    mut subscription: Subscription<Utf8Bytes>,
+    mut subscription: Subscription<Frame>,
+    resume: Option<i64>,
     mut sink: SplitSink<WebSocket, Message>,
-    mut replies: mpsc::Receiver<Utf8Bytes>,
+    mut replies: mpsc::Receiver<Reply>,
     started: Instant,
     last_heard: Arc<AtomicU64>,
 ) {
+    let mut sent = Sent::default();
     let kicked = subscription.kicked();
     let shutdown = state.shutdown().clone();
     let interval = state.ws().ping_interval;
@@ -122,6 +183,15 @@ async fn send_loop(
         json!({"event": "connected", "tenantId": subscription.tenant().as_str()}).to_string();
     if sink.send(Message::Text(hello.into())).await.is_err() {
         return;
+    }
+    if let Some(cursor) = resume {
+        let tenant = subscription.tenant().clone();
+        if catch_up(&state, &tenant, cursor, &mut sink, &mut sent)
+            .await
+            .is_err()
+        {
+            return;
+        }
     }
 
     let end = loop {
@@ -137,9 +207,14 @@ async fn send_loop(
                 }
                 Message::Ping(Default::default())
             }
-            Some(reply) = replies.recv() => Message::Text(reply),
+            Some(reply) = replies.recv() => match reply {
+                Reply::Control(text) => Message::Text(text),
+                Reply::Update(frame) if sent.is_news(&frame) => Message::Text(frame.text),
+                Reply::Update(_) => continue,
+            },
             update = subscription.recv() => match update {
-                Some(text) => Message::Text(text),
+                Some(frame) if sent.is_news(&frame) => Message::Text(frame.text),
+                Some(_) => continue,
                 None => break End::Gone,
             },
         };
@@ -191,51 +266,145 @@ enum ClientFrame {
     Unsubscribe,
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one session's parts, passed once"
+)]
 async fn receive_loop(
+    state: AppState,
+    tenant: TenantId,
     mut stream: SplitStream<WebSocket>,
     filter: FilterHandle,
-    replies: mpsc::Sender<Utf8Bytes>,
+    replies: mpsc::Sender<Reply>,
     started: Instant,
     last_heard: Arc<AtomicU64>,
 ) {
     while let Some(Ok(message)) = stream.next().await {
         last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let reply = match message {
-            Message::Text(text) => handle_frame(text.as_str(), &filter),
-            Message::Binary(_) => error_frame("binary frames are not supported; send JSON text"),
+        let out = match message {
+            Message::Text(text) => handle_frame(&state, &tenant, text.as_str(), &filter).await,
+            Message::Binary(_) => vec![error_frame(
+                "binary frames are not supported; send JSON text",
+            )],
             Message::Close(_) => break,
             Message::Ping(_) | Message::Pong(_) => continue,
         };
-        if replies.send(reply).await.is_err() {
-            break;
+        for reply in out {
+            if replies.send(reply).await.is_err() {
+                return;
+            }
         }
     }
 }
 
-fn handle_frame(text: &str, filter: &FilterHandle) -> Utf8Bytes {
+/// Answers one client frame. A subscribe is answered with the current state
+/// of each named job, so an update that came before it is not lost.
+async fn handle_frame(
+    state: &AppState,
+    tenant: &TenantId,
+    text: &str,
+    filter: &FilterHandle,
+) -> Vec<Reply> {
     match serde_json::from_str::<ClientFrame>(text) {
-        Ok(ClientFrame::Subscribe { job_ids }) if job_ids.len() > MAX_SUBSCRIBE_IDS => error_frame(
-            &format!("subscribe names at most {MAX_SUBSCRIBE_IDS} jobIds"),
-        ),
+        Ok(ClientFrame::Subscribe { job_ids }) if job_ids.len() > MAX_SUBSCRIBE_IDS => {
+            vec![error_frame(&format!(
+                "subscribe names at most {MAX_SUBSCRIBE_IDS} jobIds"
+            ))]
+        }
         Ok(ClientFrame::Subscribe { job_ids }) => {
-            let reply = json!({"event": "subscribed", "jobIds": job_ids}).to_string();
-            filter.set(Some(job_ids.into_iter().collect::<HashSet<_>>()));
-            reply.into()
+            let ack = json!({"event": "subscribed", "jobIds": job_ids}).to_string();
+            filter.set(Some(job_ids.iter().copied().collect::<HashSet<_>>()));
+            let mut out = vec![Reply::Control(ack.into())];
+            match state.store().get_many(tenant, &job_ids).await {
+                Ok(jobs) => out.extend(jobs.iter().map(|job| Reply::Update(Frame::from(job)))),
+                Err(e) => {
+                    tracing::warn!(error = ?e, "cannot read subscribed jobs");
+                    out.push(error_frame(
+                        "cannot read the jobs' current state now; subscribe again",
+                    ));
+                }
+            }
+            out
         }
         Ok(ClientFrame::Unsubscribe) => {
             filter.set(None);
-            json!({"event": "subscribed", "jobIds": null})
-                .to_string()
-                .into()
+            vec![Reply::Control(
+                json!({"event": "subscribed", "jobIds": null})
+                    .to_string()
+                    .into(),
+            )]
         }
-        Err(e) => error_frame(&format!(
+        Err(e) => vec![error_frame(&format!(
             "bad frame ({e}); send {{\"type\":\"subscribe\",\"jobIds\":[...]}} or {{\"type\":\"unsubscribe\"}}"
-        )),
+        ))],
     }
 }
 
-fn error_frame(detail: &str) -> Utf8Bytes {
-    json!({"event": "error", "detail": detail})
-        .to_string()
-        .into()
+/// Sends what changed since `cursor` (or, past the resume window, a reset and
+/// a snapshot), then `resumed` or `snapshot`. Errs when the socket is gone.
+async fn catch_up(
+    state: &AppState,
+    tenant: &TenantId,
+    cursor: i64,
+    sink: &mut SplitSink<WebSocket, Message>,
+    sent: &mut Sent,
+) -> Result<(), axum::Error> {
+    let mut replay = Vec::new();
+    let mut from = cursor;
+    let mut complete = false;
+    while replay.len() <= RESUME_WINDOW {
+        match state.store().changes_since(tenant, from, REPLAY_PAGE).await {
+            Ok(jobs) => {
+                complete = jobs.len() < REPLAY_PAGE as usize;
+                from = jobs.last().map_or(from, |job| job.change_seq);
+                replay.extend(jobs);
+                if complete {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = ?e, "cannot read changes to resume a client");
+                break;
+            }
+        }
+    }
+    let done = if complete {
+        json!({"event": "resumed", "replayed": replay.len()})
+    } else {
+        let filter = ListFilter {
+            status: None,
+            job_type: None,
+            before: None,
+            limit: SNAPSHOT_JOBS,
+        };
+        replay = match state.store().list(tenant, &filter).await {
+            Ok(page) => page.jobs.into_iter().rev().collect(),
+            Err(e) => {
+                tracing::warn!(error = ?e, "cannot read a snapshot for a client");
+                Vec::new()
+            }
+        };
+        let reset = json!({
+            "event": "reset",
+            "detail": "the cursor is past the resume window (or the store did not answer); \
+                       a snapshot of the most recent jobs follows",
+        });
+        sink.send(Message::Text(reset.to_string().into())).await?;
+        json!({"event": "snapshot", "jobs": replay.len()})
+    };
+    for job in &replay {
+        let frame = Frame::from(job);
+        if sent.is_news(&frame) {
+            sink.send(Message::Text(frame.text)).await?;
+        }
+    }
+    sink.send(Message::Text(done.to_string().into())).await
+}
+
+fn error_frame(detail: &str) -> Reply {
+    Reply::Control(
+        json!({"event": "error", "detail": detail})
+            .to_string()
+            .into(),
+    )
 }

@@ -112,9 +112,9 @@ async fn two_apis_and_two_workers_deliver_every_update_exactly_once() {
         let row = wait_for_status(&app, id, "succeeded").await;
         assert_eq!(row.1, 3);
     }
-    // Everything published before this barrier reaches a client before it.
-    let barrier = Uuid::now_v7().to_string();
-    for tenant in ["acme", "globex"] {
+    // Everything published before a barrier reaches a client before it.
+    let barriers: Vec<String> = (0..2).map(|_| Uuid::now_v7().to_string()).collect();
+    for (tenant, barrier) in ["acme", "globex"].iter().zip(&barriers) {
         app.publish_raw(
             &json!({"tenantId": tenant, "jobId": barrier, "type": "barrier", "status": "queued",
             "version": 1, "attempt": 0, "error": null, "at": "2026-01-01T00:00:00Z"})
@@ -122,9 +122,10 @@ async fn two_apis_and_two_workers_deliver_every_update_exactly_once() {
         )
         .await;
     }
+    let barrier = &barriers[0];
 
     for (name, ws) in [("A", &mut on_a), ("B", &mut on_b)] {
-        let seen = updates_until(ws, &barrier).await;
+        let seen = updates_until(ws, barrier).await;
         assert_eq!(
             seen.len(),
             ids.len() * 3,
@@ -140,7 +141,7 @@ async fn two_apis_and_two_workers_deliver_every_update_exactly_once() {
         );
     }
     assert!(
-        updates_until(&mut stranger, &barrier).await.is_empty(),
+        updates_until(&mut stranger, &barriers[1]).await.is_empty(),
         "globex saw nothing of acme"
     );
 }

@@ -1,0 +1,23 @@
+//! What goes to a WebSocket client: one job update, ready to send.
+
+use axum::extract::ws::Utf8Bytes;
+use jobwire_core::{Job, JobId, JobUpdate};
+
+/// One update as a client receives it: the text (shared by every client it
+/// goes to) and the job and version it is about, for dropping stale ones.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub job: JobId,
+    pub version: i64,
+    pub text: Utf8Bytes,
+}
+
+impl From<&Job> for Frame {
+    fn from(job: &Job) -> Self {
+        Self {
+            job: job.id,
+            version: job.version,
+            text: JobUpdate::from(job).to_json().into(),
+        }
+    }
+}
