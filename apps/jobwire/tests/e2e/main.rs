@@ -37,5 +37,6 @@ mod lifecycle;
 mod processes;
 mod queue;
 mod realtime;
+mod reliability;
 mod slow_client;
 mod support;

@@ -17,7 +17,7 @@ use crate::support::{
 };
 
 /// A jobwire binary started on the test app's database and key prefix.
-fn command(binary: &str, app: &TestApp) -> Command {
+pub(crate) fn command(binary: &str, app: &TestApp) -> Command {
     let mut command = Command::new(binary);
     command
         .env_clear()
@@ -35,7 +35,7 @@ fn command(binary: &str, app: &TestApp) -> Command {
 }
 
 /// Starts `jobwire-api` and returns it with the address it printed.
-async fn start_api(app: &TestApp) -> (Child, String) {
+pub(crate) async fn start_api(app: &TestApp) -> (Child, String) {
     let mut child = command(env!("CARGO_BIN_EXE_jobwire-api"), app)
         .spawn()
         .expect("jobwire-api starts");
@@ -55,7 +55,7 @@ async fn start_api(app: &TestApp) -> (Child, String) {
     (child, base.trim_start_matches("http://").to_owned())
 }
 
-fn start_worker(app: &TestApp) -> Child {
+pub(crate) fn start_worker(app: &TestApp) -> Child {
     command(env!("CARGO_BIN_EXE_jobwire-worker"), app)
         .spawn()
         .expect("jobwire-worker starts")
@@ -146,7 +146,7 @@ async fn two_apis_and_two_workers_deliver_every_update_exactly_once() {
     );
 }
 
-async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> (String, i64, i32) {
+pub(crate) async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> (String, i64, i32) {
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tokio::time::timeout(WAIT, async {
         loop {
@@ -373,4 +373,20 @@ async fn unreachable_postgres_or_redis_is_named_at_startup() {
             "{stderr}"
         );
     }
+}
+
+/// Polls one of `tenant`'s jobs until it has `status`.
+pub(crate) async fn wait_for_status_of(app: &TestApp, tenant: &str, id: &str, status: &str) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tokio::time::timeout(WAIT, async {
+        loop {
+            tick.tick().await;
+            let (_, job) = app.get(tenant, &format!("/v1/jobs/{id}")).await;
+            if job["status"] == status {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("job {id} never reached {status}"));
 }

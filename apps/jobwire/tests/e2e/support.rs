@@ -544,3 +544,30 @@ impl Drop for PrivateRedis {
         self.stop();
     }
 }
+
+impl Ws {
+    /// Connects with `?cursor=` to resume after a disconnection.
+    pub async fn resume(addr: SocketAddr, token: &str, cursor: &str) -> Ws {
+        let url = format!("ws://{addr}/v1/ws?token={token}&cursor={cursor}");
+        let (stream, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("WebSocket connects");
+        let mut ws = Ws { stream };
+        let hello = ws.next_frame().await.expect("connected frame");
+        assert_eq!(hello["event"], "connected", "{hello}");
+        ws
+    }
+
+    /// Frames until the control frame `event`; returns the updates before it.
+    pub async fn updates_until_event(&mut self, event: &str) -> (Vec<Value>, Value) {
+        let mut updates = Vec::new();
+        loop {
+            let frame = self.next_frame().await.expect("connection open");
+            match frame.get("event") {
+                Some(name) if name == event => return (updates, frame),
+                Some(_) => {}
+                None => updates.push(frame),
+            }
+        }
+    }
+}

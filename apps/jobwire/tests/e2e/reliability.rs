@@ -1,0 +1,324 @@
+//! At-least-once jobs: retries, delays, timeouts, cancellation of running
+//! jobs, idempotency, and updates that converge (resume, subscribe).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{Backend, Options, Ws, job, spawn_app_with, statuses};
+
+fn millis_between(job: &Value, from: &str, to: &str) -> i64 {
+    let at = |field: &str| {
+        chrono_millis(
+            job[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("{field} in {job}")),
+        )
+    };
+    at(to) - at(from)
+}
+
+/// Milliseconds since the epoch of an RFC 3339 UTC time like `2026-11-26T22:32:39.719492Z`.
+fn chrono_millis(at: &str) -> i64 {
+    let (date, time) = at.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|p| p.parse().unwrap()).collect();
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms.split(':').map(|p| p.parse().unwrap()).collect();
+    let millis: i64 = format!("{frac:0<3}")[..3].parse().unwrap();
+    // Days from civil (Howard Hinnant's algorithm), enough for comparing times.
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    ((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + millis
+}
+
+async fn failed_jobs_retry_with_backoff_then_dead_letter_and_retry_by_hand(backend: Backend) {
+    let app = spawn_app_with(Options::on(backend)).await;
+    let mut ws = app.ws("acme").await;
+    let id = app
+        .create(
+            "acme",
+            json!({"type": "fail", "payload": {"message": "nope"}, "maxAttempts": 3}),
+        )
+        .await;
+    let updates = ws.until_status(&id, "failed").await;
+    assert_eq!(
+        statuses(&updates),
+        [
+            "queued",
+            "running",
+            "scheduled",
+            "queued",
+            "running",
+            "scheduled",
+            "queued",
+            "running",
+            "failed"
+        ]
+    );
+    assert!(
+        updates
+            .iter()
+            .filter(|u| u["status"] == "scheduled")
+            .all(|u| u["runAt"].is_string())
+    );
+    let last = updates.last().unwrap();
+    assert_eq!(
+        (last["attempt"].as_i64(), last["error"].as_str()),
+        (Some(3), Some("nope"))
+    );
+
+    let (_, dead) = app.get("acme", "/v1/jobs?status=failed").await;
+    assert_eq!(
+        dead["jobs"][0]["id"],
+        id.as_str(),
+        "the dead letter lists it"
+    );
+
+    let (code, again) = app
+        .post("acme", &format!("/v1/jobs/{id}/retry"), json!({}))
+        .await;
+    assert_eq!(
+        (code, again["status"].as_str(), again["attempt"].as_i64()),
+        (200, Some("queued"), Some(0))
+    );
+    let rerun = ws.until_status(&id, "running").await;
+    assert_eq!(rerun.last().unwrap()["attempt"], 1);
+
+    let ok = app.create("acme", job("noop", json!({}))).await;
+    ws.until_status(&ok, "succeeded").await;
+    let (code, problem) = app
+        .post("acme", &format!("/v1/jobs/{ok}/retry"), json!({}))
+        .await;
+    assert_eq!(
+        code, 409,
+        "only failed or cancelled jobs are retried: {problem}"
+    );
+}
+
+async fn delayed_jobs_wait_for_their_time(backend: Backend) {
+    let app = spawn_app_with(Options::on(backend)).await;
+    let mut ws = app.ws("acme").await;
+    let (code, created) = app
+        .post("acme", "/v1/jobs", json!({"type": "noop", "delayMs": 400}))
+        .await;
+    assert_eq!((code, created["status"].as_str()), (201, Some("scheduled")));
+    let id = created["id"].as_str().unwrap().to_owned();
+    ws.until_status(&id, "succeeded").await;
+    let (_, done) = app.get("acme", &format!("/v1/jobs/{id}")).await;
+    assert!(
+        millis_between(&done, "createdAt", "startedAt") >= 400,
+        "ran after its delay: {done}"
+    );
+
+    let (code, _) = app
+        .post(
+            "acme",
+            "/v1/jobs",
+            json!({"type": "noop", "delayMs": 1, "runAt": "2030-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(code, 422, "runAt or delayMs, not both");
+    let (code, at) = app
+        .post(
+            "acme",
+            "/v1/jobs",
+            json!({"type": "noop", "runAt": "2099-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(
+        (code, at["status"].as_str(), at["runAt"].as_str()),
+        (201, Some("scheduled"), Some("2099-01-01T00:00:00Z"))
+    );
+}
+
+async fn a_timed_out_attempt_is_cancelled_and_fails(backend: Backend) {
+    let app = spawn_app_with(Options::on(backend)).await;
+    let mut ws = app.ws("acme").await;
+    let id = app
+        .create(
+            "acme",
+            json!({"type": "sleep", "payload": {"ms": 30000}, "timeoutMs": 200, "maxAttempts": 1}),
+        )
+        .await;
+    let last = ws.until_status(&id, "failed").await.pop().unwrap();
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 200 ms"),
+        "{last}"
+    );
+    let (_, done) = app.get("acme", &format!("/v1/jobs/{id}")).await;
+    assert!(
+        millis_between(&done, "startedAt", "finishedAt") < 5000,
+        "cut short: {done}"
+    );
+}
+
+async fn cancelling_a_running_job_stops_its_handler(backend: Backend) {
+    let app = spawn_app_with(Options {
+        worker_concurrency: 1,
+        ..Options::on(backend)
+    })
+    .await;
+    let mut ws = app.ws("acme").await;
+    let long = app.create("acme", job("sleep", json!({"ms": 60000}))).await;
+    ws.until_status(&long, "running").await;
+    let waiting = app.create("acme", job("noop", json!({}))).await;
+
+    let cancelled_at = Instant::now();
+    let (code, body) = app
+        .post("acme", &format!("/v1/jobs/{long}/cancel"), json!({}))
+        .await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("cancelled")));
+    ws.until_status(&long, "cancelled").await;
+    // The only slot frees when the handler stops: the waiting job starts.
+    ws.until_status(&waiting, "running").await;
+    let reached = cancelled_at.elapsed();
+    println!("cancellation reached the worker and freed its slot in {reached:?}");
+    assert!(
+        reached < Duration::from_secs(1),
+        "within 1 s, took {reached:?}"
+    );
+    assert_eq!(
+        app.row(&long).await.0,
+        "cancelled",
+        "the stopped attempt did not overwrite it"
+    );
+}
+
+async fn an_idempotency_key_creates_once(backend: Backend) {
+    let app = spawn_app_with(Options {
+        backend,
+        ..Options::without_worker()
+    })
+    .await;
+    let send = |body: Value| {
+        let request = app
+            .http
+            .post(app.url("/v1/jobs"))
+            .bearer_auth(app.token("acme"))
+            .header("Idempotency-Key", "order-7")
+            .json(&body);
+        async move { crate::support::read(request.send().await.unwrap()).await }
+    };
+    let (first_code, first) = send(json!({"type": "echo", "payload": {"n": 1}})).await;
+    let (again_code, again) = send(json!({"type": "echo", "payload": {"n": 1}})).await;
+    assert_eq!((first_code, again_code), (201, 200));
+    assert_eq!(first["id"], again["id"]);
+    let (code, problem) = send(json!({"type": "echo", "payload": {"n": 2}})).await;
+    assert_eq!(code, 409, "same key, other body: {problem}");
+    let (code, by_field) = app
+        .post(
+            "acme",
+            "/v1/jobs",
+            json!({"type": "echo", "payload": {"n": 1}, "idempotencyKey": "order-7"}),
+        )
+        .await;
+    assert_eq!((code, &by_field["id"]), (200, &first["id"]));
+    let (code, other_tenant) = app
+        .post(
+            "globex",
+            "/v1/jobs",
+            json!({"type": "echo", "idempotencyKey": "order-7"}),
+        )
+        .await;
+    assert_eq!(code, 201, "keys are per tenant: {other_tenant}");
+    assert_eq!(app.job_count().await, 1);
+    assert_eq!(app.queued_ids().await, 2, "the repeat queued nothing");
+}
+
+async fn a_reconnecting_client_resumes_from_its_cursor_without_a_gap(backend: Backend) {
+    let app = spawn_app_with(Options::on(backend)).await;
+    let mut ws = app.ws("acme").await;
+    let first = app.create("acme", job("noop", json!({}))).await;
+    let cursor = ws.until_status(&first, "succeeded").await.pop().unwrap()["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(ws);
+
+    let mut missed = Vec::new();
+    for _ in 0..3 {
+        missed.push(app.create("acme", job("noop", json!({}))).await);
+    }
+    let other = app.create("globex", job("noop", json!({}))).await;
+    for id in missed.iter().chain([&other]) {
+        crate::processes::wait_for_status_of(
+            &app,
+            if id == &other { "globex" } else { "acme" },
+            id,
+            "succeeded",
+        )
+        .await;
+    }
+
+    let mut back = Ws::resume(app.addr, &app.token("acme"), &cursor).await;
+    let (replayed, resumed) = back.updates_until_event("resumed").await;
+    let ids: Vec<&str> = replayed
+        .iter()
+        .map(|u| u["jobId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        missed.iter().map(String::as_str).collect::<Vec<_>>(),
+        "every change missed, in order"
+    );
+    assert!(
+        replayed
+            .iter()
+            .all(|u| u["status"] == "succeeded" && u["tenantId"] == "acme")
+    );
+    assert_eq!(resumed["replayed"], 3);
+    let live = app.create("acme", job("noop", json!({}))).await;
+    back.until_status(&live, "succeeded").await;
+}
+
+async fn a_subscribe_answers_with_the_current_state_first(backend: Backend) {
+    let app = spawn_app_with(Options::on(backend)).await;
+    let id = app.create("acme", job("noop", json!({}))).await;
+    crate::processes::wait_for_status_of(&app, "acme", &id, "succeeded").await;
+    let mut ws = app.ws("acme").await;
+    ws.send(json!({"type": "subscribe", "jobIds": [id]})).await;
+    assert_eq!(ws.next_frame().await.unwrap()["event"], "subscribed");
+    let current = ws.next_update().await;
+    assert_eq!(
+        (current["jobId"].as_str(), current["status"].as_str()),
+        (Some(id.as_str()), Some("succeeded"))
+    );
+}
+
+in_both_modes!(
+    failed_jobs_retry_with_backoff_then_dead_letter_and_retry_by_hand,
+    delayed_jobs_wait_for_their_time,
+    a_timed_out_attempt_is_cancelled_and_fails,
+    cancelling_a_running_job_stops_its_handler,
+    an_idempotency_key_creates_once,
+    a_reconnecting_client_resumes_from_its_cursor_without_a_gap,
+    a_subscribe_answers_with_the_current_state_first,
+);
+
+/// Past the resume window (10 000 changes) the client is told so and gets a snapshot.
+#[tokio::test]
+async fn a_cursor_past_the_resume_window_gets_a_reset_and_a_snapshot() {
+    let app = spawn_app_with(Options::without_worker()).await;
+    for _ in 0..11 {
+        let jobs: Vec<Value> = (0..1000).map(|_| json!({"type": "noop"})).collect();
+        let (code, _) = app
+            .post("acme", "/v1/jobs/batch", json!({"jobs": jobs}))
+            .await;
+        assert_eq!(code, 201);
+    }
+    let mut ws = Ws::resume(app.addr, &app.token("acme"), "0").await;
+    let (before, reset) = ws.updates_until_event("reset").await;
+    assert!(before.is_empty() && reset["detail"].as_str().unwrap().contains("resume window"));
+    let (snapshot, done) = ws.updates_until_event("snapshot").await;
+    assert_eq!((snapshot.len(), done["jobs"].as_u64()), (500, Some(500)));
+}
