@@ -9,7 +9,6 @@ use clap::{Parser, Subcommand};
 use jobwire_runtime::{ApiArgs, BackendArgs, Backends, Plan, WorkerArgs};
 use jobwire_server::JwtKeys;
 use jobwire_store::Store;
-use jobwire_worker::Registry;
 
 /// A real-time job service: REST in, workers out, every status change pushed over WebSocket.
 #[derive(Debug, Parser)]
@@ -120,7 +119,7 @@ async fn serve(backends: BackendArgs, api: ApiArgs, worker: WorkerArgs) -> anyho
         &api,
         keys,
         &worker,
-        Registry::with_builtins(),
+        worker.registry(),
         shutdown,
     )
     .await

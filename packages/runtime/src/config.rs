@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use clap::Args;
 use jobwire_server::{Limits, WsConfig};
-use jobwire_worker::{RetryPolicy, WorkerConfig};
+use jobwire_worker::{Registry, RetryPolicy, WorkerConfig};
 
 /// Where the data lives.
 #[derive(Debug, Clone, Args)]
@@ -131,6 +131,11 @@ pub struct ApiArgs {
     #[arg(long, env = "JOBWIRE_WS_QUEUE", default_value_t = 1024)]
     pub ws_queue: usize,
 
+    /// Test hook: `exit-after-commit` makes the API exit right after committing
+    /// created jobs, before enqueueing them (for fault-injection tests).
+    #[arg(long, env = "JOBWIRE_FAILPOINT")]
+    pub failpoint: Option<String>,
+
     /// How often WebSocket clients are pinged; silent for two intervals, they are dropped.
     #[arg(long, env = "JOBWIRE_WS_PING_INTERVAL", default_value = "20s", value_parser = humantime::parse_duration)]
     pub ws_ping_interval: Duration,
@@ -165,7 +170,7 @@ pub struct WorkerArgs {
     pub shutdown_grace: Duration,
 
     /// Lease of a running job: a job whose worker died is queued again after at most this long.
-    #[arg(long, env = "JOBWIRE_LEASE_TTL", default_value = "4s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "JOBWIRE_LEASE_TTL", default_value = "3s", value_parser = humantime::parse_duration)]
     pub lease_ttl: Duration,
 
     /// Backoff before the first retry of a failed job (doubles per attempt, full jitter).
@@ -179,9 +184,22 @@ pub struct WorkerArgs {
     /// A job queued this long whose ID the broker lost (restart, flush) is enqueued again.
     #[arg(long, env = "JOBWIRE_REDISPATCH_AFTER", default_value = "3s", value_parser = humantime::parse_duration)]
     pub redispatch_after: Duration,
+
+    /// Test hook: adds the `trace` handler, which logs every attempt's start and end to this directory.
+    #[arg(long, env = "JOBWIRE_TRACE_DIR")]
+    pub trace_dir: Option<std::path::PathBuf>,
 }
 
 impl WorkerArgs {
+    /// The built-in handlers, plus `trace` when the test hook is on.
+    pub fn registry(&self) -> Registry {
+        let registry = Registry::with_builtins();
+        match &self.trace_dir {
+            Some(dir) => registry.with_trace(dir.clone()),
+            None => registry,
+        }
+    }
+
     pub fn config(&self) -> WorkerConfig {
         WorkerConfig {
             concurrency: self.concurrency,

@@ -75,6 +75,12 @@ pub async fn run_api(
     keys: JwtKeys,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let failpoint = api
+        .failpoint
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let state = AppState::new(
         backends.store,
         backends.broker,
@@ -82,7 +88,8 @@ pub async fn run_api(
         api.limits(),
         api.ws(),
         shutdown.clone(),
-    );
+    )
+    .with_failpoint(failpoint);
     jobwire_server::serve(listener, state, shutdown)
         .await
         .context("the HTTP server failed")

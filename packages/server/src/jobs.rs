@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::extract::{AppJson, JobIdPath, Tenant};
-use crate::{ApiError, AppState, Limits};
+use crate::{ApiError, AppState, Failpoint, Limits};
 
 /// Body of `POST /v1/jobs`, and one entry of a batch.
 #[derive(Debug, Deserialize, Serialize)]
@@ -217,6 +217,13 @@ pub(crate) async fn create_batch(
 /// workers' re-dispatch sweep enqueues them later.
 async fn dispatch(state: &AppState, new: Vec<NewJob>) -> Result<Vec<Inserted>, ApiError> {
     let inserted = state.store().insert(&new).await?;
+    if state.failpoint() == Some(Failpoint::ExitAfterCommit) {
+        tracing::error!(
+            jobs = inserted.len(),
+            "failpoint exit-after-commit: exiting before enqueue"
+        );
+        std::process::exit(86);
+    }
     let created: Vec<&Job> = inserted
         .iter()
         .filter_map(|i| match i {

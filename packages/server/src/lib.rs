@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 pub use auth::{Claims, JwtKeys};
 pub use error::ApiError;
 pub use frame::Frame;
-pub use state::{AppState, Limits, WsConfig};
+pub use state::{AppState, Failpoint, Limits, WsConfig};
 
 /// The routes of the API, on `state`.
 pub fn router(state: AppState) -> Router {

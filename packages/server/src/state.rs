@@ -69,6 +69,27 @@ struct Inner {
     /// Short background work (resyncs), waited for on shutdown.
     tasks: TaskTracker,
     subscribed: AtomicBool,
+    failpoint: Option<Failpoint>,
+}
+
+/// A test hook that makes the API fail at a chosen point, as a crash would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failpoint {
+    /// Exit the process right after created jobs commit, before they are enqueued.
+    ExitAfterCommit,
+}
+
+impl std::str::FromStr for Failpoint {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "exit-after-commit" => Ok(Self::ExitAfterCommit),
+            other => Err(format!(
+                "unknown failpoint `{other}` (known: exit-after-commit)"
+            )),
+        }
+    }
 }
 
 /// How long shutdown waits for WebSocket sessions to say goodbye.
@@ -95,8 +116,21 @@ impl AppState {
                 sessions: TaskTracker::new(),
                 tasks: TaskTracker::new(),
                 subscribed: AtomicBool::new(false),
+                failpoint: None,
             }),
         }
+    }
+
+    /// Arms a test hook (only before the state is shared).
+    pub fn with_failpoint(mut self, failpoint: Option<Failpoint>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.failpoint = failpoint;
+        }
+        self
+    }
+
+    pub(crate) fn failpoint(&self) -> Option<Failpoint> {
+        self.inner.failpoint
     }
 
     pub fn store(&self) -> &Store {

@@ -51,3 +51,41 @@ async fn pause(ctx: &JobContext, time: Duration) -> Result<(), JobError> {
         _ = ctx.cancelled() => Err(JobError::from("stopped while sleeping")),
     }
 }
+
+impl Registry {
+    /// Adds `trace` `{"ms": N}`, a test hook for the fault-injection suite:
+    /// like `sleep`, and it appends the start and end of every attempt, with
+    /// the time and this process's ID, to a file of this process in `dir`, so
+    /// a test can prove no job ran in two places at once. Not for production:
+    /// it writes files.
+    pub fn with_trace(mut self, dir: std::path::PathBuf) -> Self {
+        self.register("trace", move |ctx: JobContext, payload: Value| {
+            let file = dir.join(format!("{}.log", std::process::id()));
+            async move {
+                let ms = payload.get("ms").and_then(Value::as_u64).unwrap_or(10);
+                trace_line(&file, &ctx, "start")?;
+                pause(&ctx, Duration::from_millis(ms)).await?;
+                trace_line(&file, &ctx, "end")?;
+                Ok(json!({"tracedMs": ms}))
+            }
+        });
+        self
+    }
+}
+
+fn trace_line(file: &std::path::Path, ctx: &JobContext, event: &str) -> Result<(), JobError> {
+    use std::io::Write;
+    let at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let line = json!({"job": ctx.job_id(), "attempt": ctx.attempt(), "event": event,
+        "atMs": at_ms as u64, "pid": std::process::id()});
+    // One unbuffered O_APPEND write per line: it survives the process being killed.
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()))
+        .map_err(|e| JobError(format!("cannot write the trace: {e}")))
+}

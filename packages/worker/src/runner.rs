@@ -38,7 +38,7 @@ impl Default for WorkerConfig {
         Self {
             concurrency: 16,
             grace: Duration::from_secs(30),
-            lease: Duration::from_secs(4),
+            lease: Duration::from_secs(3),
             retry: RetryPolicy::default(),
             redispatch_after: Duration::from_secs(3),
         }

@@ -3,7 +3,6 @@
 
 use clap::Parser;
 use jobwire_runtime::{BackendArgs, Backends, WorkerArgs};
-use jobwire_worker::Registry;
 
 /// jobwire's worker: pops job IDs, runs their handlers, publishes every change.
 #[derive(Debug, Parser)]
@@ -22,6 +21,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = jobwire_runtime::shutdown_on_signal();
     let plan = cli.backends.plan_shared("jobwire-worker")?;
     let backends = Backends::connect(&plan, &cli.backends).await?;
-    jobwire_runtime::run_worker(backends, &cli.worker, Registry::with_builtins(), shutdown).await;
+    let registry = cli.worker.registry();
+    jobwire_runtime::run_worker(backends, &cli.worker, registry, shutdown).await;
     Ok(())
 }

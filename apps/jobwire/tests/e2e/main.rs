@@ -32,6 +32,7 @@ macro_rules! in_both_modes {
 
 mod bad_input;
 mod embedded;
+mod faults;
 mod isolation;
 mod lifecycle;
 mod processes;

@@ -12,9 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
-use crate::support::{
-    Options, SECRET, TestApp, WAIT, Ws, job, redis_url, spawn_app_with, wait_ready,
-};
+use crate::support::{Options, SECRET, TestApp, WAIT, Ws, job, spawn_app_with, wait_ready};
 
 /// A jobwire binary started on the test app's database and key prefix.
 pub(crate) fn command(binary: &str, app: &TestApp) -> Command {
@@ -22,7 +20,7 @@ pub(crate) fn command(binary: &str, app: &TestApp) -> Command {
     command
         .env_clear()
         .env("DATABASE_URL", app.database_url())
-        .env("REDIS_URL", redis_url())
+        .env("REDIS_URL", app.redis_url())
         .env("JOBWIRE_PREFIX", &app.prefix)
         .env("JOBWIRE_JWT_SECRET", SECRET)
         .env("JOBWIRE_ADDR", "127.0.0.1:0")
@@ -389,4 +387,59 @@ pub(crate) async fn wait_for_status_of(app: &TestApp, tenant: &str, id: &str, st
     })
     .await
     .unwrap_or_else(|_| panic!("job {id} never reached {status}"));
+}
+
+#[tokio::test]
+async fn a_sigkilled_workers_job_runs_again_within_5_seconds_by_default() {
+    let app = spawn_app_with(Options::without_worker()).await;
+    let mut doomed = start_worker(&app);
+    let mut ws = app.ws("acme").await;
+    let id = app.create("acme", job("sleep", json!({"ms": 3000}))).await;
+    ws.until_status(&id, "running").await;
+    kill(Pid::from_raw(doomed.id().unwrap() as i32), Signal::SIGKILL).unwrap();
+    doomed.wait().await.unwrap();
+    let killed_at = std::time::Instant::now();
+    let _rescuer = start_worker(&app);
+    // Default lease (3 s): the job is queued again and a live worker runs it.
+    let rerun = loop {
+        let update = ws.next_update().await;
+        if update["jobId"] == id.as_str() && update["status"] == "running" {
+            break update;
+        }
+    };
+    let recovered = killed_at.elapsed();
+    println!("a SIGKILLed worker's job ran again after {recovered:?}");
+    assert_eq!(rerun["attempt"], 2);
+    assert!(
+        recovered < Duration::from_secs(5),
+        "within 5 s, took {recovered:?}"
+    );
+    let last = ws.until_status(&id, "succeeded").await.pop().unwrap();
+    assert_eq!(last["attempt"], 2);
+}
+
+#[tokio::test]
+async fn sigterm_hands_back_what_cannot_finish_in_the_grace_period_at_once() {
+    let app = spawn_app_with(Options::without_worker()).await;
+    let mut worker = command(env!("CARGO_BIN_EXE_jobwire-worker"), &app)
+        .env("JOBWIRE_SHUTDOWN_GRACE", "300ms")
+        .env("JOBWIRE_LEASE_TTL", "60s")
+        .spawn()
+        .unwrap();
+    let mut ws = app.ws("acme").await;
+    let id = app.create("acme", job("sleep", json!({"ms": 60000}))).await;
+    ws.until_status(&id, "running").await;
+    kill(Pid::from_raw(worker.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(WAIT, worker.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    // Handed back at once, not after the 60 s lease.
+    let (job_status, _, attempt) = app.row(&id).await;
+    assert_eq!((job_status.as_str(), attempt), ("queued", 1));
+    assert_eq!(app.queued_ids().await, 1, "its ID is back in the queue");
+    app.start_worker();
+    let last = ws.until_status(&id, "running").await.pop().unwrap();
+    assert_eq!(last["attempt"], 2);
 }

@@ -159,6 +159,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         max_batch: 1000,
         ws_queue: options.ws_queue,
         ws_ping_interval: options.ws_ping_interval,
+        failpoint: None,
     };
     let keys = JwtKeys::new(SECRET.as_bytes());
     let listener = jobwire_runtime::bind(api.addr).await.expect("bind port 0");
@@ -205,6 +206,7 @@ impl TestApp {
             retry_base: Duration::from_millis(50),
             retry_cap: Duration::from_millis(500),
             redispatch_after: Duration::from_secs(1),
+            trace_dir: None,
         };
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
@@ -266,6 +268,12 @@ impl TestApp {
             Data::Postgres { database_url, .. } => database_url,
             Data::Sqlite { .. } => panic!("an embedded app has no Postgres database"),
         }
+    }
+
+    /// This app's Redis URL (Postgres/Redis apps only).
+    pub fn redis_url(&self) -> String {
+        let client = self.redis();
+        format!("redis://{}", client.get_connection_info().addr())
     }
 
     /// A client of this app's Redis (Postgres/Redis apps only).
@@ -475,6 +483,7 @@ pub fn statuses(updates: &[Value]) -> Vec<&str> {
 /// not touch the shared Redis. Killed when dropped.
 pub struct PrivateRedis {
     pub url: String,
+    port: u16,
     process: std::process::Child,
 }
 
@@ -484,6 +493,21 @@ impl PrivateRedis {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        let process = Self::spawn(port).await;
+        PrivateRedis {
+            url: format!("redis://127.0.0.1:{port}"),
+            port,
+            process,
+        }
+    }
+
+    /// Stops the server and starts an empty one on the same port.
+    pub async fn restart_empty(&mut self) {
+        self.stop();
+        self.process = Self::spawn(self.port).await;
+    }
+
+    async fn spawn(port: u16) -> std::process::Child {
         let process = std::process::Command::new("redis-server")
             .args([
                 "--port",
@@ -517,7 +541,7 @@ impl PrivateRedis {
         tokio::time::timeout(WAIT, up)
             .await
             .expect("private redis-server answers");
-        PrivateRedis { url, process }
+        process
     }
 
     pub async fn command(&self, args: &[&str]) -> redis::Value {
