@@ -443,3 +443,42 @@ async fn sigterm_hands_back_what_cannot_finish_in_the_grace_period_at_once() {
     let last = ws.until_status(&id, "running").await.pop().unwrap();
     assert_eq!(last["attempt"], 2);
 }
+
+#[tokio::test]
+async fn a_paused_worker_that_lost_its_lease_cannot_overwrite_the_newer_attempt() {
+    let app = spawn_app_with(Options::without_worker()).await;
+    let lease = |command: &mut Command| {
+        command.env("JOBWIRE_LEASE_TTL", "1s");
+    };
+    let mut paused = command(env!("CARGO_BIN_EXE_jobwire-worker"), &app);
+    lease(&mut paused);
+    let mut paused = paused.spawn().unwrap();
+    let mut ws = app.ws("acme").await;
+    let id = app.create("acme", job("sleep", json!({"ms": 1500}))).await;
+    ws.until_status(&id, "running").await;
+    let pid = Pid::from_raw(paused.id().unwrap() as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+
+    // Its lease lapses; another worker runs the job as attempt 2.
+    let mut other = command(env!("CARGO_BIN_EXE_jobwire-worker"), &app);
+    lease(&mut other);
+    let _other = other.spawn().unwrap();
+    let second = ws.until_status(&id, "running").await.pop().unwrap();
+    assert_eq!(second["attempt"], 2);
+    // The paused worker wakes up with its sleep over and tries to finish attempt 1.
+    kill(pid, Signal::SIGCONT).unwrap();
+    let updates = ws.until_status(&id, "succeeded").await;
+    assert!(
+        updates.iter().all(|u| u["attempt"] == 2),
+        "nothing from attempt 1 after it lost its lease: {updates:?}"
+    );
+    let (status, _, attempt) = app.row(&id).await;
+    assert_eq!((status.as_str(), attempt), ("succeeded", 2));
+    let (_, done) = app.get("acme", &format!("/v1/jobs/{id}")).await;
+    assert!(
+        crate::support::millis_between(&done, "startedAt", "finishedAt") >= 1500,
+        "the result is attempt 2's, after its full sleep: {done}"
+    );
+    kill(pid, Signal::SIGKILL).unwrap();
+    paused.wait().await.unwrap();
+}

@@ -595,3 +595,35 @@ impl Ws {
         }
     }
 }
+
+/// Milliseconds from a job's time field `from` to its field `to`.
+pub fn millis_between(job: &Value, from: &str, to: &str) -> i64 {
+    let at = |field: &str| {
+        chrono_millis(
+            job[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("{field} in {job}")),
+        )
+    };
+    at(to) - at(from)
+}
+
+/// Milliseconds since the epoch of an RFC 3339 UTC time like `2026-11-26T22:32:39.719492Z`.
+pub fn chrono_millis(at: &str) -> i64 {
+    let (date, time) = at.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|p| p.parse().unwrap()).collect();
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms.split(':').map(|p| p.parse().unwrap()).collect();
+    let millis: i64 = format!("{frac:0<3}")[..3].parse().unwrap();
+    // Days from civil (Howard Hinnant's algorithm), enough for comparing times.
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    ((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + millis
+}
