@@ -7,6 +7,7 @@
 
 mod error;
 mod postgres;
+mod row;
 mod sqlite;
 
 use std::time::Duration;

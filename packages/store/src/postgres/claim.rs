@@ -52,17 +52,3 @@ impl PgStore {
             .collect())
     }
 }
-
-impl TryFrom<JobRow> for Claim {
-    type Error = StoreError;
-
-    fn try_from(row: JobRow) -> Result<Self, StoreError> {
-        let token = row
-            .lease_token
-            .ok_or_else(|| StoreError::Corrupt("a claimed job without a lease token".into()))?;
-        Ok(Claim {
-            job: row.try_into()?,
-            token: LeaseToken(token.to_string()),
-        })
-    }
-}

@@ -29,17 +29,7 @@ impl SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(StoreError::query("claim job"))?;
-        row.map(|row| {
-            let token = row
-                .lease_token
-                .clone()
-                .ok_or_else(|| StoreError::Corrupt("a claimed job without a lease token".into()))?;
-            Ok(Claim {
-                job: row.try_into()?,
-                token: LeaseToken(token),
-            })
-        })
-        .transpose()
+        row.map(Claim::try_from).transpose()
     }
 
     pub(crate) async fn heartbeat(

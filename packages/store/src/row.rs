@@ -1,0 +1,112 @@
+//! The `jobs` row as both adapters read it: the same columns, with the ID
+//! (and lease token) in each database's own type.
+
+use std::fmt::Display;
+
+use chrono::{DateTime, Utc};
+use jobwire_core::{InvalidValue, Job, JobId};
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// The columns every query returns, as a literal for `concat!`.
+macro_rules! columns {
+    () => {
+        "id, tenant_id, job_type, payload, priority, status, attempt, result, error, \
+         progress, version, created_at, started_at, finished_at, updated_at, max_attempts, \
+         run_at, timeout_ms, idempotency_key, change_seq, lease_token, request_hash"
+    };
+}
+pub(crate) use columns;
+
+/// How an adapter stores IDs: a UUID in Postgres, text in SQLite.
+pub(crate) trait RowId: Display {
+    fn job_id(&self) -> Result<JobId, InvalidValue>;
+}
+
+impl RowId for Uuid {
+    fn job_id(&self) -> Result<JobId, InvalidValue> {
+        Ok(JobId::from(*self))
+    }
+}
+
+impl RowId for String {
+    fn job_id(&self) -> Result<JobId, InvalidValue> {
+        self.parse()
+    }
+}
+
+/// A `jobs` row as the database returns it, before its values are checked.
+#[derive(sqlx::FromRow)]
+pub(crate) struct JobRow<I> {
+    id: I,
+    tenant_id: String,
+    job_type: String,
+    payload: Json<Value>,
+    priority: String,
+    status: String,
+    attempt: i32,
+    result: Option<Json<Value>>,
+    error: Option<String>,
+    progress: Option<Json<Value>>,
+    version: i64,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+    max_attempts: i32,
+    run_at: Option<DateTime<Utc>>,
+    timeout_ms: Option<i64>,
+    idempotency_key: Option<String>,
+    change_seq: i64,
+    pub(crate) lease_token: Option<I>,
+    pub(crate) request_hash: Option<String>,
+}
+
+impl<I: RowId> TryFrom<JobRow<I>> for Job {
+    type Error = StoreError;
+
+    fn try_from(row: JobRow<I>) -> Result<Self, StoreError> {
+        let corrupt = |e: InvalidValue| StoreError::Corrupt(format!("job {}: {e}", row.id));
+        Ok(Job {
+            id: row.id.job_id().map_err(corrupt)?,
+            tenant_id: row.tenant_id.parse().map_err(corrupt)?,
+            job_type: row.job_type.parse().map_err(corrupt)?,
+            payload: row.payload.0,
+            priority: row.priority.parse().map_err(corrupt)?,
+            status: row.status.parse().map_err(corrupt)?,
+            attempt: row.attempt,
+            result: row.result.map(|r| r.0),
+            error: row.error,
+            progress: row.progress.map(|p| p.0),
+            version: row.version,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            updated_at: row.updated_at,
+            max_attempts: row.max_attempts,
+            run_at: row.run_at,
+            timeout_ms: row.timeout_ms,
+            idempotency_key: row.idempotency_key,
+            change_seq: row.change_seq,
+        })
+    }
+}
+
+impl<I: RowId> TryFrom<JobRow<I>> for crate::Claim {
+    type Error = StoreError;
+
+    fn try_from(row: JobRow<I>) -> Result<Self, StoreError> {
+        let token = row
+            .lease_token
+            .as_ref()
+            .map(ToString::to_string)
+            .ok_or_else(|| StoreError::Corrupt("a claimed job without a lease token".into()))?;
+        Ok(crate::Claim {
+            job: row.try_into()?,
+            token: crate::LeaseToken(token),
+        })
+    }
+}
