@@ -1,10 +1,13 @@
 //! This instance's one update subscriber, feeding the hub. Each message is
 //! parsed once (for its tenant, job and version) and its text is shared by
 //! every client it goes to. When the subscription was lost and comes back,
-//! every connected tenant is resynced from the store, so no client is left
-//! showing a stale status.
+//! every connected tenant is resynced from the store; and a change whose
+//! update never arrived (see [`crate::gaps`]) is read from the store and
+//! passed on, so no client is left showing a stale status.
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use jobwire_broker::SubscriberEvent;
@@ -12,7 +15,11 @@ use jobwire_core::{JobId, TenantId};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::gaps::Gaps;
 use crate::{AppState, Frame};
+
+/// How often missing changes are looked for.
+const GAP_CHECK: Duration = Duration::from_secs(1);
 
 /// Changes read back per query when resyncing.
 const RESYNC_PAGE: u32 = 500;
@@ -32,29 +39,67 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
     let broker = state.broker().clone();
     // The newest change seen, and where to resync from after a loss.
     let seen = AtomicI64::new(0);
+    let gaps: Arc<Mutex<Gaps>> = Arc::default();
     let mut lost_at: Option<i64> = None;
-    broker
-        .run_subscriber(shutdown, |event| match event {
-            SubscriberEvent::Subscribed => {
-                state.set_subscribed(true);
-                if let Some(after) = lost_at.take() {
-                    let resyncing = state.clone();
+    let subscriber = broker.run_subscriber(shutdown.clone(), |event| match event {
+        SubscriberEvent::Subscribed => {
+            state.set_subscribed(true);
+            if let Some(after) = lost_at.take() {
+                let resyncing = state.clone();
+                state
+                    .tasks()
+                    .spawn(async move { resync(&resyncing, after).await });
+            }
+        }
+        SubscriberEvent::Lost => {
+            state.set_subscribed(false);
+            lost_at.get_or_insert(seen.load(Ordering::Relaxed));
+        }
+        SubscriberEvent::Message(bytes) => {
+            if let Some(seq) = deliver(&state, bytes) {
+                seen.fetch_max(seq, Ordering::Relaxed);
+                lock(&gaps).saw(seq);
+            }
+        }
+    });
+    tokio::join!(subscriber, fill_gaps(&state, &gaps, shutdown));
+}
+
+fn lock(gaps: &Mutex<Gaps>) -> std::sync::MutexGuard<'_, Gaps> {
+    // A poisoned lock means a panic between two plain set calls; the set is intact.
+    gaps.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Every [`GAP_CHECK`], reads the changes whose update never arrived and
+/// passes them on.
+async fn fill_gaps(state: &AppState, gaps: &Mutex<Gaps>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(GAP_CHECK);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let missing = lock(gaps).missing();
+        if missing.is_empty() {
+            continue;
+        }
+        match state.store().changes_at(&missing).await {
+            Ok(jobs) => {
+                if !jobs.is_empty() {
+                    tracing::info!(
+                        jobs = jobs.len(),
+                        "passing on changes whose update never arrived"
+                    );
+                }
+                for job in &jobs {
                     state
-                        .tasks()
-                        .spawn(async move { resync(&resyncing, after).await });
+                        .hub()
+                        .publish(&job.tenant_id, job.id, job.version, &Frame::from(job));
                 }
             }
-            SubscriberEvent::Lost => {
-                state.set_subscribed(false);
-                lost_at.get_or_insert(seen.load(Ordering::Relaxed));
-            }
-            SubscriberEvent::Message(bytes) => {
-                if let Some(seq) = deliver(&state, bytes) {
-                    seen.fetch_max(seq, Ordering::Relaxed);
-                }
-            }
-        })
-        .await;
+            Err(e) => tracing::warn!(error = ?e, "cannot read changes whose update never arrived"),
+        }
+    }
 }
 
 /// Routes one message to the hub; returns its place in the change feed.

@@ -10,6 +10,7 @@ mod error;
 mod extract;
 mod fanout;
 mod frame;
+mod gaps;
 mod health;
 mod jobs;
 mod state;

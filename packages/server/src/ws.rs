@@ -55,6 +55,10 @@ pub(crate) struct WsQuery {
 
 /// Most changes replayed on resume; further behind, the client gets a snapshot.
 const RESUME_WINDOW: usize = 10_000;
+/// Places before the cursor replayed too: writes commit in a slightly
+/// different order than they take their places, so a change just before the
+/// cursor may have been published after it. The client drops what it has.
+const RESUME_OVERLAP: i64 = 1_000;
 /// Changes read from the store per query while replaying.
 const REPLAY_PAGE: u32 = 500;
 /// Jobs in a snapshot: the tenant's most recent.
@@ -350,7 +354,7 @@ async fn catch_up(
     sent: &mut Sent,
 ) -> Result<(), axum::Error> {
     let mut replay = Vec::new();
-    let mut from = cursor;
+    let mut from = cursor.saturating_sub(RESUME_OVERLAP).max(0);
     let mut complete = false;
     while replay.len() <= RESUME_WINDOW {
         match state.store().changes_since(tenant, from, REPLAY_PAGE).await {

@@ -235,14 +235,20 @@ impl Store {
         delegate!(self.claim(id, worker, lease))
     }
 
-    /// Extends every lease `worker` holds; returns the jobs it still holds
-    /// (any other job it runs was cancelled or lost, and must stop).
+    /// Extends the leases of `jobs` that `worker` still holds, and returns
+    /// those (any other of them was cancelled or lost, and must stop). A job
+    /// the worker does not know it holds (its claim's answer was lost) is not
+    /// renewed, so its lease runs out and it runs again.
     pub async fn heartbeat(
         &self,
         worker: &str,
+        jobs: &[JobId],
         lease: Duration,
     ) -> Result<Vec<(JobId, LeaseToken)>, StoreError> {
-        delegate!(self.heartbeat(worker, lease))
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        delegate!(self.heartbeat(worker, jobs, lease))
     }
 
     /// Ends an attempt; `None` when `lease` no longer holds the job (it was
@@ -306,6 +312,12 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Job>, StoreError> {
         delegate!(self.changes_since(tenant, after, limit))
+    }
+
+    /// The jobs (of any tenant) whose last change is one of `seqs`: what an
+    /// update subscriber that saw a gap in the change feed missed.
+    pub async fn changes_at(&self, seqs: &[i64]) -> Result<Vec<Job>, StoreError> {
+        delegate!(self.changes_at(seqs))
     }
 
     /// Jobs whose lease ran out: `queued` again while attempts are left,

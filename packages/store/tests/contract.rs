@@ -358,8 +358,17 @@ async fn an_expired_lease_requeues_or_fails_the_job(store: Store) {
         .await
         .remove(0);
     claim(&store, alive.id).await;
+    // w1 holds `forgotten` too but does not know it (its claim's answer was lost).
+    let forgotten = insert(&store, &[new_job("acme", "noop", Priority::Default)])
+        .await
+        .remove(0);
+    store
+        .claim(forgotten.id, "w1", Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
     let held: Vec<JobId> = store
-        .heartbeat("w1", LEASE)
+        .heartbeat("w1", &[alive.id, jobs[0].id], LEASE)
         .await
         .unwrap()
         .into_iter()
@@ -371,7 +380,11 @@ async fn an_expired_lease_requeues_or_fails_the_job(store: Store) {
     let outcome: HashSet<(JobId, Status)> = reaped.iter().map(|j| (j.id, j.status)).collect();
     assert_eq!(
         outcome,
-        HashSet::from([(jobs[0].id, Status::Queued), (jobs[1].id, Status::Failed)])
+        HashSet::from([
+            (jobs[0].id, Status::Queued),
+            (jobs[1].id, Status::Failed),
+            (forgotten.id, Status::Queued)
+        ])
     );
     assert!(
         reaped
@@ -471,7 +484,11 @@ async fn an_unfinished_job_of_the_tenant_can_be_cancelled_and_retried(store: Sto
         Status::Cancelled
     );
     assert!(
-        store.heartbeat("w1", LEASE).await.unwrap().is_empty(),
+        store
+            .heartbeat("w1", &[jobs[1].id], LEASE)
+            .await
+            .unwrap()
+            .is_empty(),
         "its worker learns it lost the job"
     );
     assert!(

@@ -31,7 +31,12 @@ impl Worker {
                 .iter()
                 .map(|(id, running)| (*id, running.token.clone()))
                 .collect();
-            match self.store.heartbeat(&self.id, self.config.lease).await {
+            let jobs: Vec<JobId> = before.iter().map(|(id, _)| *id).collect();
+            match self
+                .store
+                .heartbeat(&self.id, &jobs, self.config.lease)
+                .await
+            {
                 Ok(held) => {
                     let held: HashSet<(JobId, LeaseToken)> = held.into_iter().collect();
                     let running = self.running();

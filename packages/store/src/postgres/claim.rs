@@ -35,14 +35,18 @@ impl PgStore {
     pub(crate) async fn heartbeat(
         &self,
         worker: &str,
+        jobs: &[JobId],
         lease: Duration,
     ) -> Result<Vec<(JobId, LeaseToken)>, StoreError> {
+        let ids: Vec<Uuid> = jobs.iter().map(JobId::as_uuid).collect();
         let rows: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
             "update jobs set lease_expires_at = now() + $2::bigint * interval '1 millisecond' \
-             where lease_owner = $1 and status = 'running' returning id, lease_token",
+             where lease_owner = $1 and status = 'running' and id = any($3) \
+             returning id, lease_token",
         )
         .bind(worker)
         .bind(lease.as_millis() as i64)
+        .bind(ids)
         .fetch_all(&self.pool)
         .await
         .map_err(StoreError::query("renew leases"))?;

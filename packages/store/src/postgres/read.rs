@@ -89,4 +89,14 @@ impl PgStore {
         .bind(i64::from(limit));
         fetch_jobs(query, &self.pool, "changes since").await
     }
+
+    pub(crate) async fn changes_at(&self, seqs: &[i64]) -> Result<Vec<Job>, StoreError> {
+        let query = sqlx::query_as(concat!(
+            "select ",
+            columns!(),
+            " from jobs where change_seq = any($1) order by change_seq"
+        ))
+        .bind(seqs);
+        fetch_jobs(query, &self.pool, "changes at").await
+    }
 }

@@ -35,14 +35,17 @@ impl SqliteStore {
     pub(crate) async fn heartbeat(
         &self,
         worker: &str,
+        jobs: &[JobId],
         lease: Duration,
     ) -> Result<Vec<(JobId, LeaseToken)>, StoreError> {
+        let ids: Vec<String> = jobs.iter().map(JobId::to_string).collect();
         let rows: Vec<(String, Option<String>)> = sqlx::query_as(
             "update jobs set lease_expires_at = ?2 where lease_owner = ?1 and status = 'running' \
-             returning id, lease_token",
+             and id in (select value from json_each(?3)) returning id, lease_token",
         )
         .bind(worker)
         .bind(text(now() + lease))
+        .bind(sqlx::types::Json(ids))
         .fetch_all(&self.pool)
         .await
         .map_err(StoreError::query("renew leases"))?;

@@ -81,4 +81,14 @@ impl SqliteStore {
         .bind(i64::from(limit));
         fetch_jobs(query, &self.pool, "changes since").await
     }
+
+    pub(crate) async fn changes_at(&self, seqs: &[i64]) -> Result<Vec<Job>, StoreError> {
+        let query = sqlx::query_as(concat!(
+            "select ",
+            columns!(),
+            " from jobs where change_seq in (select value from json_each(?1)) order by change_seq"
+        ))
+        .bind(sqlx::types::Json(seqs));
+        fetch_jobs(query, &self.pool, "changes at").await
+    }
 }
