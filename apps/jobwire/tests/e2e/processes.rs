@@ -311,6 +311,10 @@ async fn help_lists_every_setting_with_its_environment_variable() {
                 "JOBWIRE_PREFIX",
                 "JOBWIRE_WORKER_CONCURRENCY",
                 "JOBWIRE_SHUTDOWN_GRACE",
+                "JOBWIRE_LEASE_TTL",
+                "JOBWIRE_RETRY_BASE",
+                "JOBWIRE_RETRY_CAP",
+                "JOBWIRE_REDISPATCH_AFTER",
             ],
         ),
     ];
