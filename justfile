@@ -13,6 +13,10 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# End-to-end throughput and latency, embedded and on Postgres + Redis (release build).
+bench *ARGS:
+    cargo run --release -p jobwire-bench -- {{ARGS}}
+
 # Postgres, Redis, API and worker in containers.
 up:
     docker compose up --build
