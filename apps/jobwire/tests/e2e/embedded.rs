@@ -8,10 +8,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::process::{ChildStdout, Command};
 use uuid::Uuid;
 
-use crate::support::{WAIT, Ws, job, wait_ready};
+use crate::support::{Proc, SpawnProc, WAIT, Ws, job, wait_ready};
 
 /// An empty directory of the test's own, removed when dropped.
 struct TempDir(PathBuf);
@@ -33,7 +33,7 @@ impl Drop for TempDir {
 
 /// A running `jobwire`, as a newcomer starts it: no URLs, nothing installed.
 struct Embedded {
-    child: Child,
+    child: Proc,
     addr: String,
     token: String,
     banner: String,
@@ -49,8 +49,7 @@ async fn start(dir: &Path) -> Embedded {
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
-        .spawn()
-        .expect("jobwire starts");
+        .spawn_proc();
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut banner = String::new();
     while !banner.contains("dev token") {

@@ -14,13 +14,12 @@ use futures_util::StreamExt;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
-use tokio::process::Child;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 use crate::processes::{command, start_api};
-use crate::support::{Options, PrivateRedis, TestApp, spawn_app_with};
+use crate::support::{Options, PrivateRedis, Proc, SpawnProc, TestApp, spawn_app_with};
 
 /// How long a faulted system may take to settle.
 const SETTLE: Duration = Duration::from_secs(60);
@@ -38,9 +37,9 @@ fn now_ms() -> u64 {
 /// and key prefix, and runs no worker of its own).
 struct Cluster {
     /// Held for its kill-on-drop.
-    _api: Child,
+    _api: Proc,
     api_addr: String,
-    workers: Vec<Child>,
+    workers: Vec<Proc>,
     trace: PathBuf,
     /// When each killed worker process died, by PID.
     killed: HashMap<u32, u64>,
@@ -85,8 +84,7 @@ impl Cluster {
             .env("JOBWIRE_REDISPATCH_AFTER", "1s")
             .env("JOBWIRE_SHUTDOWN_GRACE", "2s")
             .env("JOBWIRE_TRACE_DIR", &self.trace)
-            .spawn()
-            .expect("jobwire-worker starts");
+            .spawn_proc();
         self.workers.push(worker);
     }
 
@@ -418,7 +416,7 @@ async fn api_killed_between_commit_and_enqueue() {
     let (mut doomed, doomed_addr) = {
         let mut command = command(env!("CARGO_BIN_EXE_jobwire-api"), &cluster.app);
         command.env("JOBWIRE_FAILPOINT", "exit-after-commit");
-        let mut child = command.spawn().unwrap();
+        let mut child = command.spawn_proc();
         let stdout = child.stdout.take().unwrap();
         let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
         let line = lines.next_line().await.unwrap().unwrap();

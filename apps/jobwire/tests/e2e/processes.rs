@@ -9,10 +9,12 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use uuid::Uuid;
 
-use crate::support::{Options, SECRET, TestApp, WAIT, Ws, job, spawn_app_with, wait_ready};
+use crate::support::{
+    Options, Proc, SECRET, SpawnProc, TestApp, WAIT, Ws, job, spawn_app_with, wait_ready,
+};
 
 /// A jobwire binary started on the test app's database and key prefix.
 pub(crate) fn command(binary: &str, app: &TestApp) -> Command {
@@ -33,10 +35,8 @@ pub(crate) fn command(binary: &str, app: &TestApp) -> Command {
 }
 
 /// Starts `jobwire-api` and returns it with the address it printed.
-pub(crate) async fn start_api(app: &TestApp) -> (Child, String) {
-    let mut child = command(env!("CARGO_BIN_EXE_jobwire-api"), app)
-        .spawn()
-        .expect("jobwire-api starts");
+pub(crate) async fn start_api(app: &TestApp) -> (Proc, String) {
+    let mut child = command(env!("CARGO_BIN_EXE_jobwire-api"), app).spawn_proc();
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     let line = tokio::time::timeout(WAIT, lines.next_line())
@@ -53,10 +53,8 @@ pub(crate) async fn start_api(app: &TestApp) -> (Child, String) {
     (child, base.trim_start_matches("http://").to_owned())
 }
 
-pub(crate) fn start_worker(app: &TestApp) -> Child {
-    command(env!("CARGO_BIN_EXE_jobwire-worker"), app)
-        .spawn()
-        .expect("jobwire-worker starts")
+pub(crate) fn start_worker(app: &TestApp) -> Proc {
+    command(env!("CARGO_BIN_EXE_jobwire-worker"), app).spawn_proc()
 }
 
 async fn create_via(http: &reqwest::Client, addr: &str, token: &str, body: Value) -> String {
@@ -456,7 +454,7 @@ async fn a_paused_worker_that_lost_its_lease_cannot_overwrite_the_newer_attempt(
     };
     let mut paused = command(env!("CARGO_BIN_EXE_jobwire-worker"), &app);
     lease(&mut paused);
-    let mut paused = paused.spawn().unwrap();
+    let mut paused = paused.spawn_proc();
     let mut ws = app.ws("acme").await;
     let id = app.create("acme", job("sleep", json!({"ms": 1500}))).await;
     ws.until_status(&id, "running").await;
@@ -466,7 +464,7 @@ async fn a_paused_worker_that_lost_its_lease_cannot_overwrite_the_newer_attempt(
     // Its lease lapses; another worker runs the job as attempt 2.
     let mut other = command(env!("CARGO_BIN_EXE_jobwire-worker"), &app);
     lease(&mut other);
-    let _other = other.spawn().unwrap();
+    let _other = other.spawn_proc();
     let second = ws.until_status(&id, "running").await.pop().unwrap();
     assert_eq!(second["attempt"], 2);
     // The paused worker wakes up with its sleep over and tries to finish attempt 1.

@@ -355,20 +355,24 @@ impl Drop for TestApp {
                 if let Some(redis) = redis
                     && let Ok(mut conn) = redis.get_multiplexed_async_connection().await
                 {
-                    let keys: Vec<String> = Priority::ALL
-                        .iter()
-                        .map(|p| format!("{prefix}job_queue:{p}"))
-                        .collect();
-                    let _ = redis::cmd("DEL")
-                        .arg(keys)
-                        .query_async::<()>(&mut conn)
-                        .await;
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg(format!("{prefix}*"))
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _ = redis::cmd("DEL")
+                            .arg(keys)
+                            .query_async::<()>(&mut conn)
+                            .await;
+                    }
                 }
             });
         });
         let _ = cleanup.join();
     }
 }
+
 pub async fn wait_ready(http: &reqwest::Client, url: &str) {
     let ready = async {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -626,4 +630,45 @@ pub fn chrono_millis(at: &str) -> i64 {
     let doy = (153 * m + 2) / 5 + d[2] - 1;
     let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
     ((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + millis
+}
+
+/// A jobwire process started by a test: killed, and waited for, when dropped,
+/// so that it is gone before the test's database and keys are removed.
+pub struct Proc(tokio::process::Child);
+
+impl std::ops::Deref for Proc {
+    type Target = tokio::process::Child;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+        // SIGKILL takes effect at once; wait (bounded) until the process is reaped.
+        for _ in 0..2000 {
+            if !matches!(self.0.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+pub trait SpawnProc {
+    fn spawn_proc(&mut self) -> Proc;
+}
+
+impl SpawnProc for tokio::process::Command {
+    fn spawn_proc(&mut self) -> Proc {
+        Proc(self.spawn().expect("a jobwire binary starts"))
+    }
 }
