@@ -84,11 +84,18 @@ pub const LEASE_LOST: &str = "the worker running this attempt was lost (its leas
 
 /// Matches each requested job with what the insert did: created, or an
 /// earlier job with the same idempotency key (same request), or a conflict.
-pub(crate) fn settle_idempotent(
+pub(crate) fn settle_idempotent<I: row::RowId>(
     requested: &[NewJob],
     created: Vec<Job>,
-    earlier: Vec<(Job, Option<String>)>,
+    earlier: Vec<row::JobRow<I>>,
 ) -> Result<Vec<Inserted>, StoreError> {
+    let earlier = earlier
+        .into_iter()
+        .map(|row| {
+            let hash = row.request_hash.clone();
+            Ok((Job::try_from(row)?, hash))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
     let mut created: std::collections::HashMap<JobId, Job> =
         created.into_iter().map(|job| (job.id, job)).collect();
     requested

@@ -82,12 +82,7 @@ impl PgStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(StoreError::query("find idempotency keys"))?;
-            rows.into_iter()
-                .map(|row| {
-                    let hash = row.request_hash.clone();
-                    Ok((Job::try_from(row)?, hash))
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?
+            rows
         } else {
             Vec::new()
         };
