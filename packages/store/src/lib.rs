@@ -56,6 +56,28 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LeaseToken(pub String);
 
+impl LeaseToken {
+    /// A fresh token, made by the worker before it claims, so that it can
+    /// track the attempt before the claim's answer arrives.
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+}
+
+impl Default for LeaseToken {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One attempt to end: the job, the lease it ran under, and how it ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    pub id: JobId,
+    pub lease: LeaseToken,
+    pub outcome: Outcome,
+}
+
 /// A job a worker now runs, and the token that proves it.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -239,7 +261,25 @@ impl Store {
         worker: &str,
         lease: Duration,
     ) -> Result<Option<Claim>, StoreError> {
-        delegate!(self.claim(id, worker, lease))
+        Ok(self
+            .claim_many(&[(id, LeaseToken::new())], worker, lease)
+            .await?
+            .pop())
+    }
+
+    /// [`Store::claim`] for many jobs in one write, each under the token
+    /// given with it. Returns the claims of the jobs that were queued; the
+    /// others are not claimed.
+    pub async fn claim_many(
+        &self,
+        jobs: &[(JobId, LeaseToken)],
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Vec<Claim>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        delegate!(self.claim_many(jobs, worker, lease))
     }
 
     /// Extends the leases of `jobs` that `worker` still holds, and returns
@@ -266,7 +306,21 @@ impl Store {
         lease: &LeaseToken,
         outcome: Outcome,
     ) -> Result<Option<Job>, StoreError> {
-        delegate!(self.finish(id, lease, outcome))
+        let finish = Finish {
+            id,
+            lease: lease.clone(),
+            outcome,
+        };
+        Ok(self.finish_many(vec![finish]).await?.pop())
+    }
+
+    /// [`Store::finish`] for many attempts in one write. Returns the jobs
+    /// that changed; an attempt whose lease no longer holds is left out.
+    pub async fn finish_many(&self, batch: Vec<Finish>) -> Result<Vec<Job>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        delegate!(self.finish_many(batch))
     }
 
     /// Records an attempt's progress; `None` when `lease` no longer holds the job.

@@ -7,29 +7,39 @@ use super::PgStore;
 use super::row::{JobRow, bump, columns};
 use crate::{Claim, LeaseToken, StoreError};
 
+/// The lease token as Postgres stores it; a token that is not a UUID matches nothing.
+pub(super) fn token(token: &LeaseToken) -> Option<Uuid> {
+    Uuid::parse_str(&token.0).ok()
+}
+
 impl PgStore {
-    pub(crate) async fn claim(
+    /// One statement for the whole batch, so one commit (one WAL flush)
+    /// claims every job in it.
+    pub(crate) async fn claim_many(
         &self,
-        id: JobId,
+        jobs: &[(JobId, LeaseToken)],
         worker: &str,
         lease: Duration,
-    ) -> Result<Option<Claim>, StoreError> {
-        let row: Option<JobRow> = sqlx::query_as(concat!(
+    ) -> Result<Vec<Claim>, StoreError> {
+        let ids: Vec<Uuid> = jobs.iter().map(|(id, _)| id.as_uuid()).collect();
+        let tokens: Vec<Option<Uuid>> = jobs.iter().map(|(_, lease)| token(lease)).collect();
+        let rows: Vec<JobRow> = sqlx::query_as(concat!(
             "update jobs set status = 'running', attempt = attempt + 1, started_at = now(), ",
-            "lease_token = $2, lease_owner = $3, ",
+            "lease_token = claim.token, lease_owner = $3, ",
             "lease_expires_at = now() + $4::bigint * interval '1 millisecond', ",
             bump!(),
-            " where id = $1 and status = 'queued' returning ",
+            " from unnest($1::uuid[], $2::uuid[]) as claim(job, token) ",
+            "where id = claim.job and status = 'queued' and claim.token is not null returning ",
             columns!()
         ))
-        .bind(id.as_uuid())
-        .bind(Uuid::new_v4())
+        .bind(ids)
+        .bind(tokens)
         .bind(worker)
         .bind(lease.as_millis() as i64)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await
-        .map_err(StoreError::query("claim job"))?;
-        row.map(Claim::try_from).transpose()
+        .map_err(StoreError::query("claim jobs"))?;
+        rows.into_iter().map(Claim::try_from).collect()
     }
 
     pub(crate) async fn heartbeat(

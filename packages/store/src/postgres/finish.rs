@@ -1,40 +1,51 @@
+use chrono::{DateTime, Utc};
 use jobwire_core::{Job, JobId};
 use serde_json::Value;
 use sqlx::types::Json;
-use uuid::Uuid;
 
 use super::PgStore;
-use super::row::{bump, columns, fetch_optional_job};
-use crate::{LeaseToken, Outcome, StoreError};
-
-/// The lease token as Postgres stores it; a token that is not a UUID matches nothing.
-fn token(token: &LeaseToken) -> Option<Uuid> {
-    Uuid::parse_str(&token.0).ok()
-}
+use super::claim::token;
+use super::row::{bump, columns, fetch_jobs, fetch_optional_job};
+use crate::{Finish, LeaseToken, StoreError};
 
 impl PgStore {
-    pub(crate) async fn finish(
-        &self,
-        id: JobId,
-        lease: &LeaseToken,
-        outcome: Outcome,
-    ) -> Result<Option<Job>, StoreError> {
-        let (status, result, error, run_at) = outcome.columns();
+    /// Ends every attempt of the batch in one statement (one commit); an
+    /// attempt whose lease no longer holds is left as it is.
+    pub(crate) async fn finish_many(&self, batch: Vec<Finish>) -> Result<Vec<Job>, StoreError> {
+        let mut ids = Vec::with_capacity(batch.len());
+        let mut tokens = Vec::with_capacity(batch.len());
+        let mut statuses = Vec::with_capacity(batch.len());
+        let mut results: Vec<Option<Json<Value>>> = Vec::with_capacity(batch.len());
+        let mut errors: Vec<Option<String>> = Vec::with_capacity(batch.len());
+        let mut run_ats: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(batch.len());
+        for Finish { id, lease, outcome } in batch {
+            let (status, result, error, run_at) = outcome.columns();
+            ids.push(id.as_uuid());
+            tokens.push(token(&lease));
+            statuses.push(status);
+            results.push(result.map(Json));
+            errors.push(error);
+            run_ats.push(run_at);
+        }
         let query = sqlx::query_as(concat!(
-            "update jobs set status = $3, result = $4, error = $5, run_at = $6, ",
-            "finished_at = case when $3 in ('succeeded', 'failed') then now() end, ",
+            "update jobs set status = done.new_status, result = done.new_result, ",
+            "error = done.new_error, run_at = done.new_run_at, ",
+            "finished_at = case when done.new_status in ('succeeded', 'failed') then now() end, ",
             "lease_token = null, lease_owner = null, lease_expires_at = null, ",
             bump!(),
-            " where id = $1 and status = 'running' and lease_token = $2 returning ",
+            " from unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::text[], ",
+            "$6::timestamptz[]) as done(job, token, new_status, new_result, new_error, new_run_at) ",
+            "where jobs.id = done.job and jobs.status = 'running' and jobs.lease_token = done.token ",
+            "returning ",
             columns!()
         ))
-        .bind(id.as_uuid())
-        .bind(token(lease))
-        .bind(status)
-        .bind(result.map(Json))
-        .bind(error)
-        .bind(run_at);
-        fetch_optional_job(query, &self.pool, "finish job").await
+        .bind(ids)
+        .bind(tokens)
+        .bind(statuses)
+        .bind(results)
+        .bind(errors)
+        .bind(run_ats);
+        fetch_jobs(query, &self.pool, "finish jobs").await
     }
 
     pub(crate) async fn report_progress(

@@ -7,29 +7,45 @@ use super::{SqliteStore, now, text};
 use crate::{Claim, LeaseToken, StoreError};
 
 impl SqliteStore {
-    pub(crate) async fn claim(
+    /// One transaction for the whole batch. A statement per job: SQLite
+    /// gives every row of one statement the same `max(change_seq) + 1`.
+    pub(crate) async fn claim_many(
         &self,
-        id: JobId,
+        jobs: &[(JobId, LeaseToken)],
         worker: &str,
         lease: Duration,
-    ) -> Result<Option<Claim>, StoreError> {
-        let at = now();
-        let row: Option<JobRow> = sqlx::query_as(concat!(
-            "update jobs set status = 'running', attempt = attempt + 1, started_at = ?2, ",
-            "lease_token = ?3, lease_owner = ?4, lease_expires_at = ?5, ",
-            bump!("?2"),
-            " where id = ?1 and status = 'queued' returning ",
-            columns!()
-        ))
-        .bind(id.to_string())
-        .bind(text(at))
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(worker)
-        .bind(text(at + lease))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(StoreError::query("claim job"))?;
-        row.map(Claim::try_from).transpose()
+    ) -> Result<Vec<Claim>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(StoreError::query("begin claim"))?;
+        let mut claims = Vec::with_capacity(jobs.len());
+        for (id, token) in jobs {
+            let at = now();
+            let row: Option<JobRow> = sqlx::query_as(concat!(
+                "update jobs set status = 'running', attempt = attempt + 1, started_at = ?2, ",
+                "lease_token = ?3, lease_owner = ?4, lease_expires_at = ?5, ",
+                bump!("?2"),
+                " where id = ?1 and status = 'queued' returning ",
+                columns!()
+            ))
+            .bind(id.to_string())
+            .bind(text(at))
+            .bind(&token.0)
+            .bind(worker)
+            .bind(text(at + lease))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::query("claim job"))?;
+            if let Some(row) = row {
+                claims.push(Claim::try_from(row)?);
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(StoreError::query("commit claim"))?;
+        Ok(claims)
     }
 
     pub(crate) async fn heartbeat(
