@@ -10,16 +10,18 @@
 mod error;
 mod keys;
 mod memory;
+mod outbox;
 mod redis_broker;
 
 use std::time::Duration;
 
-use jobwire_core::{JobId, Priority};
+use jobwire_core::{Job, JobId, Priority};
 use tokio_util::sync::CancellationToken;
 
 pub use error::BrokerError;
 pub use keys::Keys;
 pub use memory::{MemoryBroker, MemoryConsumer};
+pub use outbox::Outbox;
 pub use redis_broker::{RedisBroker, RedisConsumer};
 
 /// What the subscriber reports to its owner.
@@ -77,20 +79,41 @@ impl Broker {
         delegate!(self.ping())
     }
 
-    /// Announces freshly committed jobs and queues their IDs. The `queued`
-    /// updates go out before the IDs are queued, so no worker can announce
-    /// `running` ahead of them.
+    /// Sends an [`Outbox`] in one round trip.
+    pub async fn send(&self, outbox: Outbox) -> Result<(), BrokerError> {
+        if outbox.is_empty() {
+            return Ok(());
+        }
+        delegate!(self.send(outbox))
+    }
+
+    /// Announces committed changes of `jobs` (see [`Outbox::announcing`]).
+    pub async fn announce(&self, jobs: &[Job]) -> Result<(), BrokerError> {
+        self.send(Outbox::announcing(jobs)).await
+    }
+
+    /// Queues IDs (and publishes `updates` first), as re-dispatch and
+    /// recovery do for jobs already announced.
     pub async fn enqueue(
         &self,
         jobs: &[(JobId, Priority)],
         updates: &[String],
     ) -> Result<(), BrokerError> {
-        delegate!(self.enqueue(jobs, updates))
+        self.send(Outbox {
+            updates: updates.to_vec(),
+            queue: jobs.to_vec(),
+            acks: None,
+        })
+        .await
     }
 
     /// Publishes one update (JSON text) to every subscriber.
     pub async fn publish(&self, update: &str) -> Result<(), BrokerError> {
-        delegate!(self.publish(update))
+        self.send(Outbox {
+            updates: vec![update.to_owned()],
+            ..Outbox::default()
+        })
+        .await
     }
 
     /// How many IDs wait in a priority's queue.
@@ -111,7 +134,8 @@ impl Broker {
     /// `worker` is done with an ID it popped: it claimed the job (whose lease
     /// now protects it) or found nothing to claim.
     pub async fn ack(&self, worker: &str, id: JobId) -> Result<(), BrokerError> {
-        delegate!(self.ack(worker, id))
+        self.send(Outbox::default().acknowledging(worker, vec![id]))
+            .await
     }
 
     /// Those of `ids` the broker does not hold (neither queued nor being taken):
@@ -155,13 +179,23 @@ pub enum Consumer {
 }
 
 impl Consumer {
-    /// The oldest ID of the highest-priority non-empty queue, waiting up to
-    /// the block time; `None` when every queue stayed empty. The ID stays
-    /// held for the worker until [`Broker::ack`]. Do not cut a pop short.
-    pub async fn pop(&mut self) -> Result<Option<JobId>, BrokerError> {
+    /// Up to `max` IDs, oldest first from the highest-priority non-empty
+    /// queue on, taken in one step; waits up to the block time when every
+    /// queue is empty, and returns none if they stay empty. The IDs stay
+    /// held for the worker until acknowledged. Do not cut a pop short.
+    pub async fn pop_many(&mut self, max: usize) -> Result<Vec<JobId>, BrokerError> {
+        let max = max.clamp(1, MAX_POP);
         match self {
-            Consumer::Redis(consumer) => consumer.pop().await,
-            Consumer::Memory(consumer) => Ok(consumer.pop().await),
+            Consumer::Redis(consumer) => consumer.pop_many(max).await,
+            Consumer::Memory(consumer) => Ok(consumer.pop_many(max).await),
         }
     }
+
+    /// [`Consumer::pop_many`] for one ID.
+    pub async fn pop(&mut self) -> Result<Option<JobId>, BrokerError> {
+        Ok(self.pop_many(1).await?.pop())
+    }
 }
+
+/// Most IDs one pop takes.
+pub const MAX_POP: usize = 1000;

@@ -10,7 +10,7 @@ use jobwire_core::{JobId, Priority};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use crate::{BrokerError, SubscriberEvent};
+use crate::{BrokerError, Outbox, SubscriberEvent};
 
 /// Updates buffered for a subscriber that is momentarily behind.
 const UPDATE_BUFFER: usize = 65_536;
@@ -74,48 +74,38 @@ impl MemoryBroker {
         Ok(())
     }
 
-    pub(crate) async fn enqueue(
-        &self,
-        jobs: &[(JobId, Priority)],
-        updates: &[String],
-    ) -> Result<(), BrokerError> {
-        for update in updates {
-            self.send(update);
+    pub(crate) async fn send(&self, outbox: Outbox) -> Result<(), BrokerError> {
+        for update in &outbox.updates {
+            self.publish_text(update);
         }
         {
             let mut state = self.state();
-            for (id, priority) in jobs {
+            for (id, priority) in &outbox.queue {
                 state.queues[index(*priority)].push_back(*id);
                 *state.pending.entry(*id).or_default() += 1;
             }
+            for id in outbox.acks.iter().flat_map(|(_, ids)| ids) {
+                if let Some(count) = state.pending.get_mut(id) {
+                    *count -= 1;
+                    if *count == 0 {
+                        state.pending.remove(id);
+                    }
+                }
+            }
         }
-        self.inner.queued.notify_waiters();
+        if !outbox.queue.is_empty() {
+            self.inner.queued.notify_waiters();
+        }
         Ok(())
     }
 
-    pub(crate) async fn publish(&self, update: &str) -> Result<(), BrokerError> {
-        self.send(update);
-        Ok(())
-    }
-
-    fn send(&self, update: &str) {
+    fn publish_text(&self, update: &str) {
         // No subscriber yet is not an error: nobody is listening.
         let _ = self.inner.updates.send(Arc::from(update));
     }
 
     pub(crate) async fn queue_len(&self, priority: Priority) -> Result<usize, BrokerError> {
         Ok(self.state().queues[index(priority)].len())
-    }
-
-    pub(crate) async fn ack(&self, _worker: &str, id: JobId) -> Result<(), BrokerError> {
-        let mut state = self.state();
-        if let Some(count) = state.pending.get_mut(&id) {
-            *count -= 1;
-            if *count == 0 {
-                state.pending.remove(&id);
-            }
-        }
-        Ok(())
     }
 
     pub(crate) async fn missing(&self, ids: &[JobId]) -> Result<Vec<JobId>, BrokerError> {
@@ -151,8 +141,14 @@ impl MemoryBroker {
         }
     }
 
-    fn try_pop(&self) -> Option<JobId> {
-        self.state().queues.iter_mut().find_map(VecDeque::pop_front)
+    fn try_pop(&self, max: usize) -> Vec<JobId> {
+        let mut state = self.state();
+        let mut taken = Vec::new();
+        for queue in &mut state.queues {
+            let n = (max - taken.len()).min(queue.len());
+            taken.extend(queue.drain(..n));
+        }
+        taken
     }
 
     pub(crate) async fn run_subscriber(
@@ -186,18 +182,19 @@ pub struct MemoryConsumer {
 }
 
 impl MemoryConsumer {
-    pub(crate) async fn pop(&mut self) -> Option<JobId> {
+    pub(crate) async fn pop_many(&mut self, max: usize) -> Vec<JobId> {
         let deadline = tokio::time::Instant::now() + self.block;
         loop {
             // Registered before looking, so a push between the look and the wait still wakes us.
             let queued = self.broker.inner.queued.notified();
             tokio::pin!(queued);
             queued.as_mut().enable();
-            if let Some(id) = self.broker.try_pop() {
-                return Some(id);
+            let taken = self.broker.try_pop(max);
+            if !taken.is_empty() {
+                return taken;
             }
             if tokio::time::timeout_at(deadline, queued).await.is_err() {
-                return None;
+                return taken;
             }
         }
     }

@@ -7,15 +7,24 @@ use redis::{AsyncConnectionConfig, Script};
 use super::{COMMAND_TIMEOUT, RedisBroker};
 use crate::{BrokerError, Keys};
 
-/// Moves the oldest ID of the highest-priority non-empty queue onto the
-/// worker's processing list, atomically: a popped ID is never only in a
-/// worker's memory.
+/// Moves up to ARGV[1] of the oldest IDs, highest-priority queue first,
+/// onto the worker's processing list, atomically: a popped ID is never only
+/// in a worker's memory. KEYS: the queues (highest first), the processing
+/// list, the wake list. When it leaves every queue empty it drops the wake
+/// markers too: each ID queued later brings its own, pushed after the ID.
 const POP: &str = r"
-for i = 1, #KEYS - 1 do
-  local id = redis.call('LMOVE', KEYS[i], KEYS[#KEYS], 'RIGHT', 'LEFT')
-  if id then return id end
+local want = tonumber(ARGV[1])
+local taken = {}
+for i = 1, #KEYS - 2 do
+  local got = redis.call('RPOP', KEYS[i], want - #taken)
+  if got then
+    for _, id in ipairs(got) do taken[#taken + 1] = id end
+    if #taken >= want then break end
+  end
 end
-return false
+if #taken > 0 then redis.call('LPUSH', KEYS[#KEYS - 1], unpack(taken)) end
+if #taken < want then redis.call('DEL', KEYS[#KEYS]) end
+return taken
 ";
 
 /// A dedicated connection: a consumer blocks on the wake list, and a blocking
@@ -56,12 +65,13 @@ impl RedisBroker {
 }
 
 impl RedisConsumer {
-    /// Takes an ID (see [`POP`]); when every queue is empty, waits up to the
-    /// block time for a wake marker and looks once more. An entry that is not
-    /// a job ID (pushed by hand) is dropped with a warning.
-    pub(crate) async fn pop(&mut self) -> Result<Option<JobId>, BrokerError> {
-        if let Some(id) = self.try_pop().await? {
-            return Ok(Some(id));
+    /// Takes up to `max` IDs (see [`POP`]); when every queue is empty, waits
+    /// up to the block time for a wake marker and looks once more. An entry
+    /// that is not a job ID (pushed by hand) is dropped with a warning.
+    pub(crate) async fn pop_many(&mut self, max: usize) -> Result<Vec<JobId>, BrokerError> {
+        let ids = self.try_pop(max).await?;
+        if !ids.is_empty() {
+            return Ok(ids);
         }
         let _: Option<(String, String)> = redis::cmd("BRPOP")
             .arg(self.keys.wake())
@@ -69,25 +79,31 @@ impl RedisConsumer {
             .query_async(&mut self.conn)
             .await
             .map_err(BrokerError::command("BRPOP"))?;
-        self.try_pop().await
+        self.try_pop(max).await
     }
 
-    async fn try_pop(&mut self) -> Result<Option<JobId>, BrokerError> {
+    async fn try_pop(&mut self, max: usize) -> Result<Vec<JobId>, BrokerError> {
         let mut invocation = self.pop.prepare_invoke();
         for queue in self.keys.queues() {
             invocation.key(queue);
         }
-        invocation.key(&self.processing);
-        let popped: Option<String> = invocation
+        invocation
+            .key(&self.processing)
+            .key(self.keys.wake())
+            .arg(max);
+        let popped: Vec<String> = invocation
             .invoke_async(&mut self.conn)
             .await
             .map_err(BrokerError::command("EVALSHA pop"))?;
-        Ok(popped.and_then(|raw| match raw.parse() {
-            Ok(id) => Some(id),
-            Err(e) => {
-                tracing::warn!(entry = %raw, error = %e, "dropping a queue entry that is not a job ID");
-                None
-            }
-        }))
+        Ok(popped
+            .into_iter()
+            .filter_map(|raw| match raw.parse() {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    tracing::warn!(entry = %raw, error = %e, "dropping a queue entry that is not a job ID");
+                    None
+                }
+            })
+            .collect())
     }
 }

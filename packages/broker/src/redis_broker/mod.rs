@@ -12,10 +12,12 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use consumer::RedisConsumer;
 
-use crate::{BrokerError, Keys};
+use crate::{BrokerError, Keys, Outbox};
 
-/// How long a command on the shared connection may take before it fails.
-pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a command may take before it fails: well under the default
+/// 3 s lease, so that a stalled Redis fails a worker's call while the leases
+/// of its running jobs still hold.
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The shared command connection (reconnecting) plus the key names.
 #[derive(Clone)]
@@ -78,18 +80,18 @@ impl RedisBroker {
     /// once per block time.
     const MAX_WAKE_MARKERS: isize = 10_000;
 
-    pub(crate) async fn enqueue(
-        &self,
-        jobs: &[(JobId, Priority)],
-        updates: &[String],
-    ) -> Result<(), BrokerError> {
+    /// One pipeline: PUBLISH each update; per priority SADD to the pending
+    /// set and LPUSH onto the queue, plus one wake marker per ID; then LREM
+    /// each acknowledged ID from the worker's processing list and SREM them.
+    pub(crate) async fn send(&self, outbox: Outbox) -> Result<(), BrokerError> {
         let mut pipe = redis::pipe();
-        for update in updates {
+        for update in &outbox.updates {
             pipe.publish(self.keys.channel(), update).ignore();
         }
-        if !jobs.is_empty() {
+        if !outbox.queue.is_empty() {
             for priority in Priority::ALL {
-                let ids: Vec<String> = jobs
+                let ids: Vec<String> = outbox
+                    .queue
                     .iter()
                     .filter(|(_, p)| *p == priority)
                     .map(|(id, _)| id.to_string())
@@ -99,26 +101,24 @@ impl RedisBroker {
                     pipe.lpush(self.keys.queue(priority), ids).ignore();
                 }
             }
-            pipe.lpush(self.keys.wake(), vec!["1"; jobs.len()]).ignore();
+            pipe.lpush(self.keys.wake(), vec!["1"; outbox.queue.len()])
+                .ignore();
             pipe.ltrim(self.keys.wake(), 0, Self::MAX_WAKE_MARKERS - 1)
                 .ignore();
         }
+        if let Some((worker, ids)) = &outbox.acks
+            && !ids.is_empty()
+        {
+            let processing = self.keys.processing(worker);
+            let ids: Vec<String> = ids.iter().map(JobId::to_string).collect();
+            for id in &ids {
+                pipe.lrem(&processing, 1, id).ignore();
+            }
+            pipe.srem(self.keys.pending(), ids).ignore();
+        }
         pipe.query_async::<()>(&mut self.conn.clone())
             .await
-            .map_err(BrokerError::command("PUBLISH+LPUSH"))
-    }
-
-    /// The worker is done with a popped ID (claimed it, or found nothing to claim).
-    pub(crate) async fn ack(&self, worker: &str, id: JobId) -> Result<(), BrokerError> {
-        let id = id.to_string();
-        redis::pipe()
-            .lrem(self.keys.processing(worker), 1, &id)
-            .ignore()
-            .srem(self.keys.pending(), &id)
-            .ignore()
-            .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(BrokerError::command("LREM+SREM"))
+            .map_err(BrokerError::command("PUBLISH+LPUSH+LREM"))
     }
 
     /// Those of `ids` that Redis does not hold (neither queued nor being taken).
@@ -205,16 +205,6 @@ impl RedisBroker {
             .await
             .map_err(BrokerError::command("forget worker"))?;
         Ok(ids.len())
-    }
-
-    /// Publishes one update (JSON text) on the `job_updates` channel.
-    pub(crate) async fn publish(&self, update: &str) -> Result<(), BrokerError> {
-        redis::cmd("PUBLISH")
-            .arg(self.keys.channel())
-            .arg(update)
-            .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(BrokerError::command("PUBLISH"))
     }
 
     /// How many IDs wait in a priority's queue.
