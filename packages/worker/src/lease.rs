@@ -25,13 +25,18 @@ impl Worker {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            // Only attempts claimed before the renewal are judged by its answer.
-            let before: Vec<(JobId, LeaseToken)> = self
-                .running()
-                .iter()
-                .map(|(id, running)| (*id, running.token.clone()))
-                .collect();
-            let jobs: Vec<JobId> = before.iter().map(|(id, _)| *id).collect();
+            // Every tracked attempt is renewed, but only those claimed before
+            // the renewal are judged by its answer.
+            let (jobs, judged): (Vec<JobId>, Vec<(JobId, LeaseToken)>) = {
+                let running = self.running();
+                let jobs = running.keys().copied().collect();
+                let judged = running
+                    .iter()
+                    .filter(|(_, running)| running.claimed)
+                    .map(|(id, running)| (*id, running.token.clone()))
+                    .collect();
+                (jobs, judged)
+            };
             match self
                 .store
                 .heartbeat(&self.id, &jobs, self.config.lease)
@@ -40,7 +45,7 @@ impl Worker {
                 Ok(held) => {
                     let held: HashSet<(JobId, LeaseToken)> = held.into_iter().collect();
                     let running = self.running();
-                    for lost in before.iter().filter(|entry| !held.contains(entry)) {
+                    for lost in judged.iter().filter(|entry| !held.contains(entry)) {
                         if let Some(attempt) = running.get(&lost.0).filter(|r| r.token == lost.1) {
                             tracing::info!(job = %lost.0, "job cancelled or lease lost; stopping it");
                             attempt.stop.cancel();

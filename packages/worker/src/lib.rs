@@ -6,6 +6,8 @@
 //! maintenance loop (expired leases, due retries, lost IDs).
 
 mod builtins;
+mod claim;
+mod complete;
 mod context;
 mod error;
 mod lease;

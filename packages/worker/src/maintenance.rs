@@ -30,13 +30,13 @@ impl Worker {
             match self.store.reap_expired().await {
                 Ok(jobs) if !jobs.is_empty() => {
                     tracing::warn!(jobs = jobs.len(), "leases expired; re-queueing");
-                    self.requeue(&jobs).await;
+                    self.announce(&jobs).await;
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot reap expired leases"),
             }
             match self.store.promote_due().await {
-                Ok(jobs) if !jobs.is_empty() => self.requeue(&jobs).await,
+                Ok(jobs) if !jobs.is_empty() => self.announce(&jobs).await,
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot queue due jobs"),
             }

@@ -3,9 +3,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use jobwire_broker::{Broker, Consumer};
-use jobwire_core::{Job, JobId, JobUpdate, Status};
-use jobwire_store::{Claim, LeaseToken, Outcome, Store};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use jobwire_core::{Job, JobId};
+use jobwire_store::{Claim, Finish, LeaseToken, Outcome, Store};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
@@ -45,10 +45,17 @@ impl Default for WorkerConfig {
     }
 }
 
-/// An attempt this worker runs: its fencing token and its stop signal.
+/// Most jobs one pop takes (and so one claim writes).
+const MAX_TAKE: usize = 100;
+
+/// An attempt this worker tracks, from just before its claim until its
+/// outcome is stored: its fencing token and its stop signal. Heartbeats renew
+/// every tracked attempt, but only judge claimed ones (an attempt whose claim
+/// is still in flight is not held yet).
 pub(crate) struct Running {
     pub(crate) token: LeaseToken,
     pub(crate) stop: CancellationToken,
+    pub(crate) claimed: bool,
 }
 
 /// A pool of job slots fed by one popper, with its lease keeper and
@@ -88,6 +95,11 @@ impl Worker {
 
     /// Takes and runs jobs until `shutdown`; then takes no more, gives running
     /// jobs the grace period, hands back the ones still running, and returns.
+    ///
+    /// One popper takes as many IDs as there are free slots in one step and
+    /// claims them in one write; each job then runs in its own task, and a
+    /// completer stores the outcomes, a write per batch of whatever finished
+    /// meanwhile (see [`Worker::complete`]).
     pub async fn run(self, shutdown: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let jobs = TaskTracker::new();
@@ -95,17 +107,26 @@ impl Worker {
         let background = CancellationToken::new();
         let keeper = tokio::spawn(self.clone().keep_leases(background.clone()));
         let maintenance = tokio::spawn(self.clone().maintain(background.clone()));
+        let (outcomes, finished) = mpsc::channel(self.config.concurrency.max(1));
+        let completer = tokio::spawn(self.clone().complete(finished));
         let mut consumer: Option<Consumer> = None;
         tracing::info!(worker = %self.id, concurrency = self.config.concurrency, "worker started");
 
         while !shutdown.is_cancelled() {
-            let slot = tokio::select! {
+            let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 slot = Arc::clone(&slots).acquire_owned() => match slot {
                     Ok(slot) => slot,
                     Err(_closed) => break,
                 },
             };
+            let mut free = vec![first];
+            while free.len() < MAX_TAKE {
+                match Arc::clone(&slots).try_acquire_owned() {
+                    Ok(slot) => free.push(slot),
+                    Err(_) => break,
+                }
+            }
             let popper = match consumer.as_mut() {
                 Some(popper) => popper,
                 None => match self.broker.consumer(&self.id, POP_BLOCK).await {
@@ -117,15 +138,19 @@ impl Worker {
                     }
                 },
             };
-            match popper.pop().await {
-                Ok(Some(id)) => {
-                    let worker = self.clone();
-                    let hard_stop = hard_stop.clone();
-                    jobs.spawn(async move { worker.process(id, slot, hard_stop).await });
+            match popper.pop_many(free.len()).await {
+                Ok(ids) if ids.is_empty() => {}
+                Ok(ids) => {
+                    for (claim, slot) in self.claim(ids).await.into_iter().zip(free) {
+                        let (worker, hard_stop, outcomes) =
+                            (self.clone(), hard_stop.clone(), outcomes.clone());
+                        jobs.spawn(async move {
+                            worker.process(claim, slot, hard_stop, outcomes).await
+                        });
+                    }
                 }
-                Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "popping a job failed; reconnecting");
+                    tracing::warn!(error = %e, "popping jobs failed; reconnecting");
                     consumer = None;
                     pause(&shutdown).await;
                 }
@@ -145,6 +170,11 @@ impl Worker {
             hard_stop.cancel();
             jobs.wait().await;
         }
+        // The completer ends once it has stored every outcome handed to it.
+        drop(outcomes);
+        if let Err(e) = completer.await {
+            tracing::error!(error = %e, "the worker's completer failed");
+        }
         background.cancel();
         for task in [keeper, maintenance] {
             if let Err(e) = task.await {
@@ -157,54 +187,47 @@ impl Worker {
         tracing::info!("worker stopped");
     }
 
-    /// Claims, runs and finishes one job; `_slot` frees a place when dropped.
-    async fn process(&self, id: JobId, _slot: OwnedSemaphorePermit, hard_stop: CancellationToken) {
-        let claimed = self.store.claim(id, &self.id, self.config.lease).await;
-        // Claimed or not, the popped ID has served: the lease (or the job's
-        // state) protects the job from here, and re-dispatch covers a failed claim.
-        if let Err(e) = self.broker.ack(&self.id, id).await {
-            tracing::warn!(job = %id, error = %e, "cannot acknowledge a popped ID");
-        }
-        let Claim { job, token } = match claimed {
-            Ok(Some(claim)) => claim,
-            Ok(None) => {
-                tracing::debug!(job = %id, "popped a job that is not queued; skipping");
-                return;
-            }
-            Err(e) => {
-                tracing::error!(job = %id, error = ?e, "cannot claim job");
-                return;
-            }
+    /// Runs one claimed job and hands its outcome to the completer; `_slot`
+    /// frees a place when dropped. A job stopped by the end of the grace
+    /// period is handed back (queued again) at once instead.
+    async fn process(
+        &self,
+        claim: Claim,
+        _slot: OwnedSemaphorePermit,
+        hard_stop: CancellationToken,
+        outcomes: mpsc::Sender<Finish>,
+    ) {
+        let Claim { job, token } = claim;
+        let stop = match self.running().get(&job.id) {
+            Some(running) if running.token == token => running.stop.clone(),
+            _ => CancellationToken::new(),
         };
-        self.announce(&job).await;
-
-        let stop = CancellationToken::new();
-        self.running().insert(
-            id,
-            Running {
-                token: token.clone(),
-                stop: stop.clone(),
-            },
-        );
         let outcome = tokio::select! {
-            outcome = self.run_handler(&job, &token, stop) => Some(outcome),
-            _ = hard_stop.cancelled() => None,
-        };
-        self.running().remove(&id);
-
-        let stored = match outcome {
-            Some(outcome) => self.store.finish(id, &token, outcome).await,
-            None => self.store.release(id, &token).await,
-        };
-        match stored {
-            // Handed back: queued again, at once.
-            Ok(Some(job)) if job.status == Status::Queued => self.requeue(&[job]).await,
-            Ok(Some(job)) => self.announce(&job).await,
-            Ok(None) => {
-                tracing::info!(job = %id, "the job was cancelled or taken over; its outcome is dropped")
+            outcome = self.run_handler(&job, &token, stop) => outcome,
+            _ = hard_stop.cancelled() => {
+                self.hand_back(job.id, &token).await;
+                return;
             }
-            Err(e) => tracing::error!(job = %id, error = ?e, "cannot store the outcome of job"),
+        };
+        let finish = Finish {
+            id: job.id,
+            lease: token,
+            outcome,
+        };
+        if outcomes.send(finish).await.is_err() {
+            // Only when the completer died; the lease runs out and the job runs again.
+            tracing::error!(job = %job.id, "the completer is gone; the outcome is lost");
         }
+    }
+
+    /// Queues an unfinished attempt again, as a stopping worker does.
+    async fn hand_back(&self, id: JobId, token: &LeaseToken) {
+        match self.store.release(id, token).await {
+            Ok(Some(job)) => self.announce(&[job]).await,
+            Ok(None) => tracing::info!(job = %id, "the job was cancelled or taken over"),
+            Err(e) => tracing::error!(job = %id, error = ?e, "cannot hand back job"),
+        }
+        self.untrack(&[(id, token.clone())]);
     }
 
     async fn run_handler(&self, job: &Job, token: &LeaseToken, stop: CancellationToken) -> Outcome {
@@ -253,27 +276,23 @@ impl Worker {
         }
     }
 
-    /// Publishes a committed change; a lost notification is logged, not
-    /// fatal (the store holds the truth and clients resync from it).
-    pub(crate) async fn announce(&self, job: &Job) {
-        if let Err(e) = self.broker.publish(&JobUpdate::from(job).to_json()).await {
-            tracing::warn!(job = %job.id, status = %job.status, error = ?e, "cannot publish update");
+    /// Announces committed changes (queueing those now `queued`); a lost
+    /// notification is logged, not fatal: the store holds the truth, clients
+    /// resync from it, and re-dispatch queues what was not queued.
+    pub(crate) async fn announce(&self, jobs: &[Job]) {
+        if let Err(e) = self.broker.announce(jobs).await {
+            tracing::warn!(jobs = jobs.len(), error = ?e, "cannot announce changes");
         }
     }
 
-    /// Publishes the jobs' changes and puts the queued ones on the queue.
-    pub(crate) async fn requeue(&self, jobs: &[Job]) {
-        let queued: Vec<_> = jobs
-            .iter()
-            .filter(|job| job.status == Status::Queued)
-            .map(|job| (job.id, job.priority))
-            .collect();
-        let updates: Vec<String> = jobs
-            .iter()
-            .map(|job| JobUpdate::from(job).to_json())
-            .collect();
-        if let Err(e) = self.broker.enqueue(&queued, &updates).await {
-            tracing::warn!(jobs = jobs.len(), error = ?e, "cannot enqueue; re-dispatch will retry");
+    /// Stops tracking these attempts (an attempt of the same job claimed
+    /// since, under another token, stays tracked).
+    pub(crate) fn untrack(&self, attempts: &[(JobId, LeaseToken)]) {
+        let mut running = self.running();
+        for (id, token) in attempts {
+            if running.get(id).is_some_and(|r| &r.token == token) {
+                running.remove(id);
+            }
         }
     }
 }

@@ -1,0 +1,80 @@
+use std::collections::HashSet;
+
+use jobwire_broker::Outbox;
+use jobwire_core::JobId;
+use jobwire_store::{Claim, LeaseToken};
+use tokio_util::sync::CancellationToken;
+
+use crate::Worker;
+use crate::runner::Running;
+
+impl Worker {
+    /// Claims popped jobs in one write, then, in one round trip to the
+    /// broker, announces them `running` and acknowledges every popped ID.
+    ///
+    /// Each attempt is tracked under a token made here before the claim is
+    /// sent, so the lease keeper renews it even while the claim's answer is
+    /// on its way. If the claim fails, nothing stays tracked: a claim that
+    /// committed unseen is then never renewed, its lease runs out and the job
+    /// runs again.
+    pub(crate) async fn claim(&self, popped: Vec<JobId>) -> Vec<Claim> {
+        let mut attempts: Vec<(JobId, LeaseToken)> = Vec::with_capacity(popped.len());
+        {
+            let mut running = self.running();
+            for id in &popped {
+                // A job this worker already runs cannot be claimed again.
+                if running.contains_key(id) {
+                    continue;
+                }
+                let token = LeaseToken::new();
+                let tracked = Running {
+                    token: token.clone(),
+                    stop: CancellationToken::new(),
+                    claimed: false,
+                };
+                running.insert(*id, tracked);
+                attempts.push((*id, token));
+            }
+        }
+        let claims = match self
+            .store
+            .claim_many(&attempts, &self.id, self.config.lease)
+            .await
+        {
+            Ok(claims) => claims,
+            Err(e) => {
+                tracing::error!(jobs = attempts.len(), error = ?e, "cannot claim jobs");
+                Vec::new()
+            }
+        };
+        let held: HashSet<&JobId> = claims.iter().map(|claim| &claim.job.id).collect();
+        let unclaimed: Vec<(JobId, LeaseToken)> = attempts
+            .iter()
+            .filter(|(id, _)| !held.contains(id))
+            .cloned()
+            .collect();
+        self.untrack(&unclaimed);
+        {
+            let mut running = self.running();
+            for claim in &claims {
+                if let Some(tracked) = running.get_mut(&claim.job.id) {
+                    tracked.claimed = true;
+                }
+            }
+        }
+        if !unclaimed.is_empty() {
+            tracing::debug!(
+                jobs = unclaimed.len(),
+                "popped jobs that are not queued; skipping"
+            );
+        }
+        // Claimed or not, the popped IDs have served: a lease (or the job's
+        // state) protects each job from here, and re-dispatch covers a failed claim.
+        let outbox = Outbox::announcing(claims.iter().map(|claim| &claim.job))
+            .acknowledging(&self.id, popped);
+        if let Err(e) = self.broker.send(outbox).await {
+            tracing::warn!(jobs = claims.len(), error = ?e, "cannot announce claimed jobs");
+        }
+        claims
+    }
+}

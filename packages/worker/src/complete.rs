@@ -1,0 +1,43 @@
+use jobwire_core::JobId;
+use jobwire_store::{Finish, LeaseToken};
+use tokio::sync::mpsc;
+
+use crate::Worker;
+
+/// Most outcomes stored in one write.
+const MAX_BATCH: usize = 1000;
+
+impl Worker {
+    /// Stores outcomes until every sender is gone: waits for one, takes every
+    /// other one already waiting, and writes them all in one statement, then
+    /// announces the changes in one round trip. Nothing waits for a timer: a
+    /// lone outcome goes at once, and under load whatever finished while the
+    /// previous write was in flight goes in the next (group commit).
+    pub(crate) async fn complete(self, mut finished: mpsc::Receiver<Finish>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while finished.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let attempts: Vec<(JobId, LeaseToken)> = batch
+                .iter()
+                .map(|finish| (finish.id, finish.lease.clone()))
+                .collect();
+            match self.store.finish_many(std::mem::take(&mut batch)).await {
+                Ok(jobs) => {
+                    let dropped = attempts.len() - jobs.len();
+                    if dropped > 0 {
+                        tracing::info!(
+                            jobs = dropped,
+                            "jobs were cancelled or taken over; their outcomes are dropped"
+                        );
+                    }
+                    // Retries due now are queued here; handed-back jobs too.
+                    self.announce(&jobs).await;
+                }
+                // The leases run out and the jobs run again.
+                Err(e) => {
+                    tracing::error!(jobs = attempts.len(), error = ?e, "cannot store outcomes")
+                }
+            }
+            self.untrack(&attempts);
+        }
+    }
+}
