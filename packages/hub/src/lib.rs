@@ -202,6 +202,11 @@ impl<M: Clone> Subscription<M> {
         self.rx.recv().await
     }
 
+    /// The next message if one is queued now; `None` otherwise.
+    pub fn try_recv(&mut self) -> Option<M> {
+        self.rx.try_recv().ok()
+    }
+
     pub fn tenant(&self) -> &TenantId {
         &self.tenant
     }

@@ -1,8 +1,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use jobwire_broker::Broker;
-use jobwire_core::JobUpdate;
+use jobwire_broker::{Broker, Outbox};
 use jobwire_server::{AppState, JwtKeys};
 use jobwire_store::{PgStore, SqliteStore, Store};
 use jobwire_worker::{Registry, Worker};
@@ -44,11 +43,10 @@ impl Backends {
     pub async fn recover(&self) -> anyhow::Result<usize> {
         let requeued = self.store.requeue_running().await?;
         let queued = self.store.queued().await?;
-        let updates: Vec<String> = requeued
-            .iter()
-            .map(|job| JobUpdate::from(job).to_json())
-            .collect();
-        self.broker.enqueue(&queued, &updates).await?;
+        let mut outbox = Outbox::announcing(&requeued);
+        // Every queued job is queued once: the requeued ones are among them.
+        outbox.queue = queued.clone();
+        self.broker.send(outbox).await?;
         if !queued.is_empty() {
             tracing::info!(
                 queued = queued.len(),
@@ -88,8 +86,8 @@ pub async fn run_api(
         api.limits(),
         api.ws(),
         shutdown.clone(),
-    )
-    .with_failpoint(failpoint);
+        failpoint,
+    );
     jobwire_server::serve(listener, state, shutdown)
         .await
         .context("the HTTP server failed")

@@ -6,8 +6,9 @@
 
 use std::collections::BTreeSet;
 
-/// Most places looked up per check; a larger gap is looked up over several checks.
-const MAX_PER_CHECK: i64 = 10_000;
+/// Most missing places looked up per check; more are looked up over several
+/// checks. Places seen cost nothing here, so the rate of changes is not capped.
+const MAX_MISSING_PER_CHECK: usize = 10_000;
 
 /// Places seen, since the last check.
 #[derive(Debug, Default)]
@@ -34,8 +35,17 @@ impl Gaps {
             self.horizon = self.seen.last().copied();
             return Vec::new();
         };
-        let upto = horizon.min(low + MAX_PER_CHECK - 1);
-        let missing: Vec<i64> = (low..=upto).filter(|p| !self.seen.contains(p)).collect();
+        let mut upto = horizon;
+        let mut missing = Vec::new();
+        for place in low..=horizon {
+            if !self.seen.contains(&place) {
+                if missing.len() == MAX_MISSING_PER_CHECK {
+                    upto = place - 1;
+                    break;
+                }
+                missing.push(place);
+            }
+        }
         self.seen = self.seen.split_off(&(upto + 1));
         self.low = Some(upto + 1);
         self.horizon = self
@@ -67,5 +77,27 @@ mod tests {
         assert!(gaps.missing().is_empty(), "12 arrived late, within a check");
         assert_eq!(gaps.missing(), [15, 16]);
         assert!(gaps.missing().is_empty());
+    }
+
+    #[test]
+    fn many_changes_seen_between_two_checks_are_not_capped() {
+        let mut gaps = Gaps::default();
+        gaps.saw(1);
+        assert!(gaps.missing().is_empty());
+        for place in 2..=100_000 {
+            if place != 99_999 {
+                gaps.saw(place);
+            }
+        }
+        assert_eq!(
+            gaps.missing(),
+            Vec::<i64>::new(),
+            "only up to the horizon, 1"
+        );
+        assert_eq!(
+            gaps.missing(),
+            [99_999],
+            "a gap far past the old 10,000-place window is found in one check"
+        );
     }
 }

@@ -5,15 +5,15 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use jobwire_core::{
-    DEFAULT_MAX_ATTEMPTS, Idempotency, Job, JobId, JobType, JobUpdate, NewJob, Priority, Status,
-    TenantId,
+    DEFAULT_MAX_ATTEMPTS, Idempotency, Job, JobId, JobType, NewJob, Priority, Status, TenantId,
 };
 use jobwire_store::{Inserted, ListFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::extract::{AppJson, JobIdPath, Tenant};
-use crate::{ApiError, AppState, Failpoint, Limits};
+use crate::intake::announce_job;
+use crate::{ApiError, AppState, Limits};
 
 /// Body of `POST /v1/jobs`, and one entry of a batch.
 #[derive(Debug, Deserialize, Serialize)]
@@ -149,7 +149,7 @@ pub(crate) async fn create(
         }
     }
     let new = body.into_new_job(&tenant, state.limits())?;
-    let inserted = dispatch(&state, vec![new]).await?.pop();
+    let inserted = state.intake().create(vec![new]).await?.pop();
     match inserted {
         Some(Inserted::Created(job)) => Ok((StatusCode::CREATED, Json(job))),
         Some(Inserted::Existing(job)) => Ok((StatusCode::OK, Json(job))),
@@ -195,7 +195,7 @@ pub(crate) async fn create_batch(
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let inserted = dispatch(&state, new).await?;
+    let inserted = state.intake().create(new).await?;
     let status = if inserted.iter().any(|i| matches!(i, Inserted::Created(_))) {
         StatusCode::CREATED
     } else {
@@ -209,46 +209,6 @@ pub(crate) async fn create_batch(
             next_cursor: None,
         }),
     ))
-}
-
-/// Commits the jobs, then announces them and queues those due now. Once the
-/// insert has committed the jobs exist; a broker failure after it is logged,
-/// not returned (so a client does not retry and create them twice), and the
-/// workers' re-dispatch sweep enqueues them later.
-async fn dispatch(state: &AppState, new: Vec<NewJob>) -> Result<Vec<Inserted>, ApiError> {
-    let inserted = state.store().insert(&new).await?;
-    if state.failpoint() == Some(Failpoint::ExitAfterCommit) {
-        tracing::error!(
-            jobs = inserted.len(),
-            "failpoint exit-after-commit: exiting before enqueue"
-        );
-        std::process::exit(86);
-    }
-    let created: Vec<&Job> = inserted
-        .iter()
-        .filter_map(|i| match i {
-            Inserted::Created(job) => Some(job),
-            Inserted::Existing(_) => None,
-        })
-        .collect();
-    announce(state, &created).await;
-    Ok(inserted)
-}
-
-/// Publishes the jobs' changes and queues the ones that are `queued`.
-async fn announce(state: &AppState, jobs: &[&Job]) {
-    if jobs.is_empty() {
-        return;
-    }
-    let queued: Vec<(JobId, Priority)> = jobs
-        .iter()
-        .filter(|j| j.status == Status::Queued)
-        .map(|j| (j.id, j.priority))
-        .collect();
-    let updates: Vec<String> = jobs.iter().map(|j| JobUpdate::from(*j).to_json()).collect();
-    if let Err(e) = state.broker().enqueue(&queued, &updates).await {
-        tracing::error!(error = ?e, jobs = jobs.len(), "jobs committed but not enqueued; re-dispatch will");
-    }
 }
 
 pub(crate) async fn get(
@@ -270,7 +230,7 @@ pub(crate) async fn cancel(
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<Job>, ApiError> {
     let job = state.store().cancel(&tenant, id).await?;
-    announce(&state, &[&job]).await;
+    announce_job(state.broker(), &job).await;
     Ok(Json(job))
 }
 
@@ -281,7 +241,7 @@ pub(crate) async fn retry(
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<Job>, ApiError> {
     let job = state.store().retry(&tenant, id).await?;
-    announce(&state, &[&job]).await;
+    announce_job(state.broker(), &job).await;
     Ok(Json(job))
 }
 

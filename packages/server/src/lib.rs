@@ -12,6 +12,7 @@ mod fanout;
 mod frame;
 mod gaps;
 mod health;
+mod intake;
 mod jobs;
 mod state;
 mod ws;

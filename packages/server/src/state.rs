@@ -8,6 +8,7 @@ use jobwire_store::Store;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::intake::Intake;
 use crate::{Frame, JwtKeys};
 
 /// Limits on what a request may carry.
@@ -69,7 +70,7 @@ struct Inner {
     /// Short background work (resyncs), waited for on shutdown.
     tasks: TaskTracker,
     subscribed: AtomicBool,
-    failpoint: Option<Failpoint>,
+    intake: Intake,
 }
 
 /// A test hook that makes the API fail at a chosen point, as a crash would.
@@ -96,6 +97,7 @@ impl std::str::FromStr for Failpoint {
 const SESSION_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl AppState {
+    /// Call within the Tokio runtime: it starts the writer of created jobs.
     pub fn new(
         store: Store,
         broker: Broker,
@@ -103,9 +105,11 @@ impl AppState {
         limits: Limits,
         ws: WsConfig,
         shutdown: CancellationToken,
+        failpoint: Option<Failpoint>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                intake: Intake::start(store.clone(), broker.clone(), failpoint),
                 store,
                 broker,
                 hub: Hub::new(),
@@ -116,21 +120,12 @@ impl AppState {
                 sessions: TaskTracker::new(),
                 tasks: TaskTracker::new(),
                 subscribed: AtomicBool::new(false),
-                failpoint: None,
             }),
         }
     }
 
-    /// Arms a test hook (only before the state is shared).
-    pub fn with_failpoint(mut self, failpoint: Option<Failpoint>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.failpoint = failpoint;
-        }
-        self
-    }
-
-    pub(crate) fn failpoint(&self) -> Option<Failpoint> {
-        self.inner.failpoint
+    pub(crate) fn intake(&self) -> &Intake {
+        &self.inner.intake
     }
 
     pub fn store(&self) -> &Store {

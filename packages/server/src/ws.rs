@@ -223,13 +223,13 @@ async fn send_loop(
             },
         };
         // Racing the write too: a client that stopped reading blocks it.
-        let sent = tokio::select! {
+        let written = tokio::select! {
             biased;
             _ = kicked.cancelled() => break End::Kicked,
             _ = shutdown.cancelled() => break End::Shutdown,
-            sent = sink.send(message) => sent,
+            written = write_queued(&mut sink, message, &mut subscription, &mut sent) => written,
         };
-        if sent.is_err() {
+        if written.is_err() {
             break End::Gone;
         }
     };
@@ -255,6 +255,28 @@ async fn send_loop(
         // A client that never reads cannot take even this frame; then the socket is just dropped.
         let _ = tokio::time::timeout(timeout, sink.send(Message::Close(Some(frame)))).await;
     }
+}
+
+/// Most frames written before one flush.
+const MAX_FRAMES_PER_FLUSH: usize = 64;
+
+/// Writes `first`, and the updates already queued behind it, in one flush:
+/// a client that is behind gets several frames per write instead of one.
+async fn write_queued(
+    sink: &mut SplitSink<WebSocket, Message>,
+    first: Message,
+    subscription: &mut Subscription<Frame>,
+    sent: &mut Sent,
+) -> Result<(), axum::Error> {
+    sink.feed(first).await?;
+    for _ in 1..MAX_FRAMES_PER_FLUSH {
+        match subscription.try_recv() {
+            Some(frame) if sent.is_news(&frame) => sink.feed(Message::Text(frame.text)).await?,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    sink.flush().await
 }
 
 /// What a client may send.
