@@ -19,6 +19,8 @@ mod stats;
 mod throughput;
 mod ws_client;
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 use crate::procs::{Engine, Run, Services};
@@ -76,8 +78,19 @@ impl Mode {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run(&cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The whole chain of causes, without a backtrace: they say what went wrong and where the logs are.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<()> {
     let mut run = Run::new(cli.mode.engine(), &cli.services).await?;
     let outcome = tokio::select! {
         outcome = cli.mode.measure(&mut run) => outcome,
