@@ -210,8 +210,8 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
     let frames_per_s = delivered as f64 / delivery_secs;
     let pct = Percentiles::of(latencies);
     let ms = |f: fn(&Percentiles) -> f64| pct.as_ref().map(|p| round2(f(p)));
-    let (warnings, errors) = run.log_warnings();
-    let json = json!({
+    let logs = run.log_summary();
+    let mut json = json!({
         "mode": "fanout",
         "engine": "shared",
         "clients": p.clients,
@@ -237,10 +237,9 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         "client_end_samples": end_samples,
         "api_rss_kb": api_rss_kb,
         "cpu_pct": cpu,
-        "child_log_warnings": warnings,
-        "child_log_errors": errors,
         "bench_build": crate::BUILD,
     });
+    logs.add_to(&mut json);
     let title = format!(
         "fanout: {} clients over {} tenants, {}/s updates PUBLISHed for {} s",
         p.clients, p.tenants, p.rate, p.secs
@@ -264,7 +263,7 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
             "clients kicked (4008) / closed",
             format!("{kicked} / {closed}"),
         )
-        .row("log lines WARN / ERROR", format!("{warnings} / {errors}")))
+        .row("log lines WARN / ERROR", logs.row()))
 }
 
 /// Reads one client's frames until the bench stops or the connection ends.

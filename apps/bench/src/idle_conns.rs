@@ -44,7 +44,8 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
     run.check_children()?;
     drop(sockets);
     let per_connection = after.saturating_sub(before) as f64 / p.clients as f64;
-    let json = json!({
+    let logs = run.log_summary();
+    let mut json = json!({
         "mode": "idle-conns",
         "engine": run.engine.name(),
         "clients": p.clients,
@@ -55,6 +56,7 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         "settled": settled_before && settled_after,
         "bench_build": crate::BUILD,
     });
+    logs.add_to(&mut json);
     Ok(Report::new(
         format!(
             "idle-conns, {}: {} idle WebSocket clients",
@@ -66,5 +68,6 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
     .row("API RSS before", format!("{before} KiB"))
     .row("API RSS after", format!("{after} KiB"))
     .row("per connection", format!("{per_connection:.2} KiB"))
-    .row("readings settled", settled_before && settled_after))
+    .row("readings settled", settled_before && settled_after)
+    .row("log lines WARN / ERROR", logs.row()))
 }

@@ -40,8 +40,9 @@ pub struct Params {
     pub concurrency: usize,
 }
 
-/// What one create call came to: the job's ID and when the call started, or an error.
-type Created = Result<(String, Instant), String>;
+/// What one create call came to: the job's ID, when the call started and how long
+/// it took to answer, or an error.
+type Created = Result<(String, Instant, Duration), String>;
 
 pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
     ensure!(
@@ -80,6 +81,7 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
     let mut starts: HashMap<String, Instant> = HashMap::new();
     let mut early: HashMap<String, Instant> = HashMap::new();
     let mut latencies: Vec<f64> = Vec::with_capacity(total as usize);
+    let mut answers: Vec<f64> = Vec::with_capacity(total as usize);
     let (mut errors, mut error_samples) = (0u64, Vec::new());
     let mut last_completion = started;
     let mut sent: Option<(u64, Duration)> = None;
@@ -100,12 +102,15 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
                 deadline = Some(Instant::now() + TAIL);
             }
             created = created_rx.recv(), if created_open => match created {
-                Some(Ok((id, start))) => match early.remove(&id) {
-                    Some(at) => latencies.push(ms(at.saturating_duration_since(start))),
-                    None => {
-                        starts.insert(id, start);
+                Some(Ok((id, start, answered))) => {
+                    answers.push(ms(answered));
+                    match early.remove(&id) {
+                        Some(at) => latencies.push(ms(at.saturating_duration_since(start))),
+                        None => {
+                            starts.insert(id, start);
+                        }
                     }
-                },
+                }
                 Some(Err(e)) => {
                     errors += 1;
                     if error_samples.len() < 3 {
@@ -138,14 +143,15 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
     let Some(pct) = Percentiles::of(latencies) else {
         bail!("no job was seen to succeed ({errors} create errors: {error_samples:?})");
     };
+    let answer = Percentiles::of(answers);
     let achieved = sent as f64 / send_took.as_secs_f64();
     let completed_rate = measured as f64
         / last_completion
             .saturating_duration_since(started)
             .as_secs_f64();
     let unfinished = sent.saturating_sub(errors + measured as u64);
-    let (warnings, log_errors) = run.log_warnings();
-    let json = json!({
+    let logs = run.log_summary();
+    let mut json = json!({
         "mode": "latency",
         "engine": p.engine.name(),
         "target_rate": p.rate,
@@ -166,11 +172,13 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         "p90_ms": round2(pct.p90),
         "p99_ms": round2(pct.p99),
         "max_ms": round2(pct.max),
+        // The create call alone: request sent → 201 received.
+        "create_p50_ms": answer.map(|a| round2(a.p50)),
+        "create_p99_ms": answer.map(|a| round2(a.p99)),
         "cpu_pct": cpu,
-        "child_log_warnings": warnings,
-        "child_log_errors": log_errors,
         "bench_build": crate::BUILD,
     });
+    logs.add_to(&mut json);
     let title = format!(
         "latency, {}: single creates offered at {}/s for {} s, {} × concurrency {}",
         p.engine.name(),
@@ -198,9 +206,13 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
             ),
         )
         .row(
-            "log lines WARN / ERROR",
-            format!("{warnings} / {log_errors}"),
-        ))
+            "create call alone (→ 201)",
+            match answer {
+                Some(a) => format!("p50 {:.1} ms, p99 {:.1} ms", a.p50, a.p99),
+                None => "no answer".to_owned(),
+            },
+        )
+        .row("log lines WARN / ERROR", logs.row()))
 }
 
 /// Creates one job and waits for its success: the workers are up and the
@@ -251,7 +263,7 @@ async fn send_at_rate(
                 let outcome = api
                     .create_one(body)
                     .await
-                    .map(|id| (id, start))
+                    .map(|id| (id, start, start.elapsed()))
                     .map_err(|e| format!("{e:#}"));
                 // The receiver lives until every sent job is accounted for or the run ends.
                 let _ = created.send(outcome);

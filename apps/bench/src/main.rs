@@ -42,6 +42,9 @@ struct Cli {
     mode: Mode,
     #[command(flatten)]
     services: Services,
+    /// Keep the temp dir with the processes' logs after a successful run (a failed run always keeps it).
+    #[arg(long, env = "BENCH_KEEP_LOGS", global = true)]
+    keep_logs: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,7 +94,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
-    let mut run = Run::new(cli.mode.engine(), &cli.services).await?;
+    let mut run = Run::new(cli.mode.engine(), &cli.services, cli.keep_logs).await?;
     let outcome = tokio::select! {
         outcome = cli.mode.measure(&mut run) => outcome,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),

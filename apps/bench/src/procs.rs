@@ -102,11 +102,13 @@ pub struct Run {
     keys: JwtKeys,
     shared: Option<SharedData>,
     children: Children,
+    keep_logs: bool,
 }
 
 impl Run {
-    /// Prepares a run: checks the binaries and services it needs, makes its temp dir.
-    pub async fn new(engine: Engine, services: &Services) -> anyhow::Result<Run> {
+    /// Prepares a run: checks the binaries and services it needs, makes its temp dir
+    /// (kept after a successful run too when `keep_logs`).
+    pub async fn new(engine: Engine, services: &Services, keep_logs: bool) -> anyhow::Result<Run> {
         let bin_dir = match &services.bin_dir {
             Some(dir) => dir.clone(),
             None => std::env::current_exe()
@@ -154,6 +156,7 @@ impl Run {
             dir,
             shared,
             children: Children::default(),
+            keep_logs,
         })
     }
 
@@ -255,20 +258,30 @@ impl Run {
             .collect()
     }
 
-    /// Lines of the children's logs at level WARN and ERROR.
-    pub fn log_warnings(&self) -> (usize, usize) {
-        let (mut warn, mut error) = (0, 0);
+    /// How many lines of the children's logs are at level WARN and ERROR, and the first of them.
+    pub fn log_summary(&self) -> LogSummary {
+        let mut summary = LogSummary::default();
         for child in &self.children.0 {
             let text = std::fs::read_to_string(&child.log).unwrap_or_default();
             for line in text.lines() {
-                if line.contains(" WARN ") {
-                    warn += 1;
+                let level = if line.contains(" WARN ") {
+                    summary.warnings += 1;
+                    " WARN "
                 } else if line.contains(" ERROR ") {
-                    error += 1;
+                    summary.errors += 1;
+                    " ERROR "
+                } else {
+                    continue;
+                };
+                if summary.first.is_none() {
+                    // Without the timestamp; long lines are cut.
+                    let message = line.split_once(level).map_or(line, |(_, rest)| rest);
+                    let cut: String = message.chars().take(300).collect();
+                    summary.first = Some(format!("{}:{level}{cut}", child.name));
                 }
             }
         }
-        (warn, error)
+        summary
     }
 
     /// Stops the children and removes the run's data. On success the temp dir
@@ -281,7 +294,11 @@ impl Run {
                 if let Err(e) = cleanup {
                     eprintln!("warning: cleaning up after the run: {e:#}");
                 }
-                let _ = std::fs::remove_dir_all(&self.dir);
+                if self.keep_logs {
+                    eprintln!("the processes' logs are in {}", self.dir.display());
+                } else {
+                    let _ = std::fs::remove_dir_all(&self.dir);
+                }
                 Ok(value)
             }
             Err(e) => {
@@ -425,6 +442,29 @@ async fn wait_ready(addr: &str, children: &mut Children) -> anyhow::Result<()> {
             bail!("{url} did not answer 200 within {STARTUP:?}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// WARN and ERROR lines of a run's logs.
+#[derive(Debug, Default)]
+pub struct LogSummary {
+    pub warnings: usize,
+    pub errors: usize,
+    /// The first of them, with the process's name.
+    pub first: Option<String>,
+}
+
+impl LogSummary {
+    /// The JSON fields every mode reports.
+    pub fn add_to(&self, json: &mut serde_json::Value) {
+        json["child_log_warnings"] = self.warnings.into();
+        json["child_log_errors"] = self.errors.into();
+        json["child_log_first"] = self.first.clone().into();
+    }
+
+    /// For the human table.
+    pub fn row(&self) -> String {
+        format!("{} / {}", self.warnings, self.errors)
     }
 }
 

@@ -130,9 +130,9 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         .max(Duration::from_micros(1));
     let enqueue_rate = p.jobs as f64 / enqueue.as_secs_f64();
     let process_rate = p.jobs as f64 / process.as_secs_f64();
-    let (warnings, errors) = run.log_warnings();
+    let logs = run.log_summary();
     let embedded = p.engine == Engine::Embedded;
-    let json = json!({
+    let mut json = json!({
         "mode": "throughput",
         "engine": p.engine.name(),
         "jobs": p.jobs,
@@ -148,10 +148,9 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         // From the workers' start (shared) or the end of the enqueue (embedded) to the last success.
         "drain_secs": round2(last.saturating_duration_since(workers_started).as_secs_f64()),
         "cpu_pct": {"enqueue": enqueue_cpu, "process": process_cpu},
-        "child_log_warnings": warnings,
-        "child_log_errors": errors,
         "bench_build": crate::BUILD,
     });
+    logs.add_to(&mut json);
     let title = format!(
         "throughput, {}: {} noop jobs in batches of {}, {} × concurrency {}",
         p.engine.name(),
@@ -174,5 +173,5 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
             format!("{} ({:.2} s)", per_sec(process_rate), process.as_secs_f64()),
         )
         .row("workers ran during the enqueue", embedded)
-        .row("log lines WARN / ERROR", format!("{warnings} / {errors}")))
+        .row("log lines WARN / ERROR", logs.row()))
 }
