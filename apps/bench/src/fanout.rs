@@ -136,7 +136,7 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         .get_multiplexed_async_connection()
         .await
         .context("connecting to Redis to publish")?;
-    let cpu = CpuMeter::start(&run.children());
+    let cpu = CpuMeter::start(&run.processes());
     let total = p.rate * p.secs;
     let publish_started_us = shared.now_us();
     let started = Instant::now();
@@ -185,7 +185,7 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         }
         run.check_children()?;
     }
-    let cpu = cpu.percent(&run.children());
+    let cpu = cpu.percent(&run.processes());
     let api_rss_kb = rss_kb(server.pid)?;
     shared.stop.cancel();
 

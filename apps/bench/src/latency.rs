@@ -73,7 +73,7 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
     let mut watch = SucceededWatch::start(ws_client::connect(&server.addr, &token).await?);
     warm_up(run, &api, &mut watch).await?;
 
-    let cpu = CpuMeter::start(&run.children());
+    let cpu = CpuMeter::start(&run.processes());
     let (created_tx, mut created_rx) = mpsc::unbounded_channel::<Created>();
     let started = Instant::now();
     let mut sender = tokio::spawn(send_at_rate(api, p.rate, total, started, created_tx));
@@ -137,7 +137,7 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
             }
         }
     }
-    let cpu = cpu.percent(&run.children());
+    let cpu = cpu.percent(&run.processes());
     let (sent, send_took) = sent.context("the loop ends only after the sender")?;
     let measured = latencies.len();
     let Some(pct) = Percentiles::of(latencies) else {

@@ -249,12 +249,14 @@ impl Run {
         self.children.check()
     }
 
-    /// `(name, pid)` of every child started so far.
-    pub fn children(&self) -> Vec<(String, u32)> {
+    /// `(name, pid)` of every child started so far, and of this process (the
+    /// clients: on a shared machine its CPU is taken from the product's).
+    pub fn processes(&self) -> Vec<(String, u32)> {
         self.children
             .0
             .iter()
             .map(|c| (c.name.clone(), c.process.id()))
+            .chain([("jobwire-bench".to_owned(), std::process::id())])
             .collect()
     }
 

@@ -80,15 +80,15 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         batches.push((rest, last.as_str()));
     }
 
-    let cpu = CpuMeter::start(&run.children());
+    let cpu = CpuMeter::start(&run.processes());
     let enqueue_started = Instant::now();
     for (size, body) in batches {
         api.create_batch(body.to_owned(), size).await?;
     }
     let enqueue = enqueue_started.elapsed();
-    let enqueue_cpu = cpu.percent(&run.children());
+    let enqueue_cpu = cpu.percent(&run.processes());
 
-    let cpu = CpuMeter::start(&run.children());
+    let cpu = CpuMeter::start(&run.processes());
     let workers_started = Instant::now();
     if p.engine == Engine::Shared {
         run.start_workers(p.workers, p.concurrency)?;
@@ -123,7 +123,7 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
             }
         }
     }
-    let process_cpu = cpu.percent(&run.children());
+    let process_cpu = cpu.percent(&run.processes());
     let first = first.context("no job succeeded")?;
     let process = last
         .saturating_duration_since(first)
