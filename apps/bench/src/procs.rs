@@ -73,7 +73,7 @@ pub struct Server {
 pub struct ServerSettings {
     /// `JOBWIRE_WS_QUEUE`: updates queued per WebSocket client before it is kicked.
     pub ws_queue: usize,
-    /// `JOBWIRE_MAX_BATCH`.
+    /// Most jobs in one batch the bench sends (`JOBWIRE_MAX_BATCH` is raised to it if needed).
     pub max_batch: usize,
     /// `JOBWIRE_WORKER_CONCURRENCY` of the embedded process's workers (unused by `jobwire-api`).
     pub concurrency: usize,
@@ -209,12 +209,11 @@ impl Run {
         command
             .env("JOBWIRE_ADDR", "127.0.0.1:0")
             .env("JOBWIRE_JWT_SECRET", &self.secret)
-            .env("JOBWIRE_WS_QUEUE", settings.ws_queue.to_string())
-            .env(
-                "JOBWIRE_MAX_BATCH",
-                settings.max_batch.max(1000).to_string(),
-            )
-            .env("JOBWIRE_MAX_BODY_BYTES", (64 * 1024 * 1024).to_string());
+            .env("JOBWIRE_WS_QUEUE", settings.ws_queue.to_string());
+        // Other settings keep their deployed defaults; the batch limit (1000) only grows.
+        if settings.max_batch > 1000 {
+            command.env("JOBWIRE_MAX_BATCH", settings.max_batch.to_string());
+        }
         let index = self.children.spawn(name, command, &self.dir)?;
         let addr = self.wait_for_address(index).await?;
         let pid = self.children.0[index].process.id();
@@ -223,12 +222,11 @@ impl Run {
     }
 
     /// Starts `n` `jobwire-worker` processes (shared engine only).
-    pub fn start_workers(&mut self, n: usize, concurrency: usize) -> anyhow::Result<Vec<u32>> {
+    pub fn start_workers(&mut self, n: usize, concurrency: usize) -> anyhow::Result<()> {
         let shared = self
             .shared
             .as_ref()
             .context("only the shared engine has separate workers")?;
-        let mut pids = Vec::new();
         for i in 1..=n {
             let mut command = self.command("jobwire-worker");
             command
@@ -236,12 +234,10 @@ impl Run {
                 .env("REDIS_URL", &shared.redis_url)
                 .env("JOBWIRE_PREFIX", &shared.prefix)
                 .env("JOBWIRE_WORKER_CONCURRENCY", concurrency.to_string());
-            let index = self
-                .children
+            self.children
                 .spawn(&format!("jobwire-worker-{i}"), command, &self.dir)?;
-            pids.push(self.children.0[index].process.id());
         }
-        Ok(pids)
+        Ok(())
     }
 
     /// Fails, naming the process and its log, if a child has exited.

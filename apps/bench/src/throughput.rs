@@ -70,14 +70,14 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
     // Bodies are built before the clock starts: every full batch is the same.
     let full = batch_body(p.batch);
     let rest = p.jobs % p.batch;
-    let last = if rest > 0 {
+    let partial = if rest > 0 {
         batch_body(rest)
     } else {
         String::new()
     };
     let mut batches: Vec<(usize, &str)> = vec![(p.batch, full.as_str()); p.jobs / p.batch];
     if rest > 0 {
-        batches.push((rest, last.as_str()));
+        batches.push((rest, partial.as_str()));
     }
 
     let cpu = CpuMeter::start(&run.processes());
