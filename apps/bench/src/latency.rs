@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::procfs::CpuMeter;
-use crate::procs::{Engine, Run, ServerSettings};
+use crate::procs::{Engine, Run, ServerSettings, ensure_open_files};
 use crate::report::{Report, per_sec};
 use crate::rest::{Api, job_body};
 use crate::stats::{Percentiles, round2, whole};
@@ -58,6 +58,9 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         "the embedded engine is one process with its own worker pool: --workers applies to shared only"
     );
     let total = p.rate * p.secs;
+    // Requests the API is slow to answer pile up, each on a connection of its own: allow many
+    // (best effort: where the hard limit is lower, the run goes on and reports what fails).
+    let _ = ensure_open_files(p.rate.max(1024) * 4);
     let server = run
         .start_server(&ServerSettings {
             ws_queue: (4 * total as usize).max(1024),

@@ -58,13 +58,13 @@ pub async fn connect(addr: &str, token: &str) -> anyhow::Result<Socket> {
 
 /// The fields of a frame the bench looks at.
 #[derive(Deserialize)]
-pub struct Frame<'a> {
+struct Frame<'a> {
     #[serde(borrow, default)]
-    pub event: Option<Cow<'a, str>>,
+    event: Option<Cow<'a, str>>,
     #[serde(borrow, default, rename = "jobId")]
-    pub job_id: Option<Cow<'a, str>>,
+    job_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    pub status: Option<Cow<'a, str>>,
+    status: Option<Cow<'a, str>>,
 }
 
 /// Why a connection stopped delivering frames.
