@@ -13,9 +13,15 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# End-to-end throughput and latency, embedded and on Postgres + Redis (release build).
+# The benchmark of the real binaries (release build), e.g. `just bench throughput --engine embedded`,
+# `just bench latency --rate 500`, `just bench fanout`, `just bench idle-conns`; `just bench --help`.
 bench *ARGS:
-    cargo run --release -p jobwire-bench -- {{ARGS}}
+    cargo build --release --bins
+    cargo run --release -q -p jobwire-bench -- {{ARGS}}
+
+# jobwire beside BullMQ (../shared/bench/peer): interleaved rounds (default 3), medians and ratios.
+bench-peer ROUNDS="":
+    bash scripts/bench-peer.sh {{ROUNDS}}
 
 # Postgres, Redis, API and worker in containers.
 up:
