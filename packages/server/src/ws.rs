@@ -41,6 +41,13 @@ pub const CLOSE_GOING_AWAY: u16 = 1001;
 const MAX_SUBSCRIBE_IDS: usize = 10_000;
 /// Largest frame a client may send: a full `subscribe` fits with room to spare.
 const MAX_CLIENT_MESSAGE: usize = 512 * 1024;
+/// Bytes read from a client at a time. tungstenite allocates 128 KiB per
+/// socket up front by default; clients send little, and an idle connection
+/// should cost a few KiB, not 140.
+const READ_BUFFER: usize = 4 * 1024;
+/// Frames are gathered up to this many bytes before a write (a flush writes
+/// at once); the buffer only grows for a client that is behind.
+const WRITE_BUFFER: usize = 16 * 1024;
 /// How long a slow consumer's close frame may wait behind what it has not
 /// read yet; a client that reads again within it learns why it was dropped.
 const SLOW_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -92,7 +99,9 @@ pub(crate) async fn upgrade(
     let ws = ws
         .map_err(|e| ApiError::BadRequest(e.body_text()))?
         .max_message_size(MAX_CLIENT_MESSAGE)
-        .max_frame_size(MAX_CLIENT_MESSAGE);
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER);
     let sessions = state.sessions().clone();
     Ok(ws.on_upgrade(move |socket| sessions.track_future(session(state, tenant, resume, socket))))
 }
