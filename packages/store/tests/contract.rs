@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use jobwire_core::{Idempotency, Job, JobId, NewJob, Priority, Status, TenantId};
-use jobwire_store::{Claim, Inserted, LeaseToken, ListFilter, Outcome, Store, StoreError};
+use jobwire_store::{Claim, Finish, Inserted, LeaseToken, ListFilter, Outcome, Store, StoreError};
 use serde_json::json;
 
 /// A store of its own; removed when dropped.
@@ -691,6 +691,84 @@ async fn the_change_feed_and_many_jobs_read_back(store: Store) {
     );
 }
 
+/// A batch claim and a batch finish: only claimable jobs and live leases
+/// change, each changed job takes its own next place in the change feed (no
+/// place shared, none skipped), and outcomes keep their JSON as given.
+async fn batches_claim_and_finish_many_jobs_in_one_write(store: Store) {
+    let jobs = insert(
+        &store,
+        &(0..6)
+            .map(|_| new_job("acme", "noop", Priority::Default))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    store.cancel(&tenant("acme"), jobs[5].id).await.unwrap();
+    let before = store
+        .changes_since(&tenant("acme"), 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|job| job.change_seq)
+        .max()
+        .unwrap();
+
+    let attempts: Vec<(JobId, LeaseToken)> =
+        jobs.iter().map(|job| (job.id, LeaseToken::new())).collect();
+    let claims = store.claim_many(&attempts, "w1", LEASE).await.unwrap();
+    let mut claimed: Vec<JobId> = claims.iter().map(|c| c.job.id).collect();
+    claimed.sort();
+    let mut expected: Vec<JobId> = jobs[..5].iter().map(|job| job.id).collect();
+    expected.sort();
+    assert_eq!(claimed, expected, "the cancelled job is not claimed");
+    for claim in &claims {
+        let given = attempts.iter().find(|(id, _)| *id == claim.job.id).unwrap();
+        assert_eq!(
+            claim.token, given.1,
+            "each job is claimed under its own token"
+        );
+        assert_eq!((claim.job.status, claim.job.attempt), (Status::Running, 1));
+    }
+    let mut places: Vec<i64> = claims.iter().map(|c| c.job.change_seq).collect();
+    places.sort();
+    assert_eq!(places, ((before + 1)..=(before + 5)).collect::<Vec<_>>());
+
+    let results = [json!("text"), json!({"a": [1, 2]}), json!(null), json!(7)];
+    let mut batch: Vec<Finish> = claims[..4]
+        .iter()
+        .zip(&results)
+        .map(|(claim, result)| Finish {
+            id: claim.job.id,
+            lease: claim.token.clone(),
+            outcome: Outcome::Succeeded(result.clone()),
+        })
+        .collect();
+    batch.push(Finish {
+        id: claims[4].job.id,
+        lease: LeaseToken::new(),
+        outcome: Outcome::Succeeded(json!("stale")),
+    });
+    let finished = store.finish_many(batch).await.unwrap();
+    assert_eq!(finished.len(), 4, "the stale lease's outcome is dropped");
+    for (claim, result) in claims[..4].iter().zip(&results) {
+        let stored = store
+            .get(&tenant("acme"), claim.job.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.status, Status::Succeeded);
+        assert_eq!(stored.result.as_ref(), Some(result));
+    }
+    let mut places: Vec<i64> = finished.iter().map(|job| job.change_seq).collect();
+    places.sort();
+    assert_eq!(places, ((before + 6)..=(before + 9)).collect::<Vec<_>>());
+    let still = store
+        .get(&tenant("acme"), claims[4].job.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(still.status, Status::Running);
+}
+
 contract!(
     create_returns_queued_jobs_in_the_order_given,
     a_job_is_claimed_once_under_concurrency,
@@ -702,4 +780,5 @@ contract!(
     listing_pages_newest_first_per_tenant,
     recovery_requeues_running_jobs_and_lists_queued_oldest_first,
     the_change_feed_and_many_jobs_read_back,
+    batches_claim_and_finish_many_jobs_in_one_write,
 );

@@ -2,50 +2,49 @@ use std::time::Duration;
 
 use jobwire_core::JobId;
 
-use super::row::{JobRow, bump, columns};
+use sqlx::types::Json;
+
+use super::row::{JobRow, columns};
 use super::{SqliteStore, now, text};
 use crate::{Claim, LeaseToken, StoreError};
 
 impl SqliteStore {
-    /// One transaction for the whole batch. A statement per job: SQLite
-    /// gives every row of one statement the same `max(change_seq) + 1`.
+    /// One statement for the whole batch. Each claimed row takes the next
+    /// place in the change feed: the uncorrelated `max(change_seq)` is
+    /// evaluated once per statement, before any row changes, and the rows
+    /// claimed are numbered 1, 2, … (so a job not claimed leaves no hole).
     pub(crate) async fn claim_many(
         &self,
         jobs: &[(JobId, LeaseToken)],
         worker: &str,
         lease: Duration,
     ) -> Result<Vec<Claim>, StoreError> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(StoreError::query("begin claim"))?;
-        let mut claims = Vec::with_capacity(jobs.len());
-        for (id, token) in jobs {
-            let at = now();
-            let row: Option<JobRow> = sqlx::query_as(concat!(
-                "update jobs set status = 'running', attempt = attempt + 1, started_at = ?2, ",
-                "lease_token = ?3, lease_owner = ?4, lease_expires_at = ?5, ",
-                bump!("?2"),
-                " where id = ?1 and status = 'queued' returning ",
-                columns!()
-            ))
-            .bind(id.to_string())
-            .bind(text(at))
-            .bind(&token.0)
-            .bind(worker)
-            .bind(text(at + lease))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::query("claim job"))?;
-            if let Some(row) = row {
-                claims.push(Claim::try_from(row)?);
-            }
-        }
-        tx.commit()
-            .await
-            .map_err(StoreError::query("commit claim"))?;
-        Ok(claims)
+        let at = now();
+        let batch: Vec<(String, &str)> = jobs
+            .iter()
+            .map(|(id, token)| (id.to_string(), token.0.as_str()))
+            .collect();
+        let rows: Vec<JobRow> = sqlx::query_as(concat!(
+            "update jobs set status = 'running', attempt = attempt + 1, started_at = ?2, ",
+            "lease_token = claim.token, lease_owner = ?3, lease_expires_at = ?4, ",
+            "version = version + 1, ",
+            "change_seq = (select coalesce(max(change_seq), 0) from jobs) + claim.n, ",
+            "updated_at = ?2 ",
+            "from (select j.id as job, e.value ->> '$[1]' as token, ",
+            "row_number() over (order by e.key) as n ",
+            "from json_each(?1) as e join jobs as j on j.id = e.value ->> '$[0]' ",
+            "where j.status = 'queued') as claim ",
+            "where jobs.id = claim.job returning ",
+            columns!()
+        ))
+        .bind(Json(batch))
+        .bind(text(at))
+        .bind(worker)
+        .bind(text(at + lease))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("claim jobs"))?;
+        rows.into_iter().map(Claim::try_from).collect()
     }
 
     pub(crate) async fn heartbeat(

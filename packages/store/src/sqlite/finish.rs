@@ -1,48 +1,49 @@
 use jobwire_core::{Job, JobId};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::types::Json;
 
-use super::row::{JobRow, bump, columns, fetch_optional_job};
+use super::row::{bump, columns, fetch_jobs, fetch_optional_job};
 use super::{SqliteStore, now, text};
 use crate::{Finish, LeaseToken, StoreError};
 
 impl SqliteStore {
-    /// One transaction for the whole batch, a statement per job (see `claim_many`).
+    /// One statement for the whole batch, numbering the rows it changes in
+    /// the change feed as `claim_many` does.
     pub(crate) async fn finish_many(&self, batch: Vec<Finish>) -> Result<Vec<Job>, StoreError> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(StoreError::query("begin finish"))?;
-        let mut finished = Vec::with_capacity(batch.len());
-        for Finish { id, lease, outcome } in batch {
-            let (status, result, error, run_at) = outcome.columns();
-            let row: Option<JobRow> = sqlx::query_as(concat!(
-                "update jobs set status = ?3, result = ?4, error = ?5, run_at = ?6, ",
-                "finished_at = case when ?3 in ('succeeded', 'failed') then ?7 end, ",
-                "lease_token = null, lease_owner = null, lease_expires_at = null, ",
-                bump!("?7"),
-                " where id = ?1 and status = 'running' and lease_token = ?2 returning ",
-                columns!()
-            ))
-            .bind(id.to_string())
-            .bind(&lease.0)
-            .bind(status)
-            .bind(result.map(Json))
-            .bind(error)
-            .bind(run_at.map(text))
-            .bind(text(now()))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::query("finish job"))?;
-            if let Some(row) = row {
-                finished.push(Job::try_from(row)?);
-            }
-        }
-        tx.commit()
-            .await
-            .map_err(StoreError::query("commit finish"))?;
-        Ok(finished)
+        let batch: Vec<Value> = batch
+            .into_iter()
+            .map(|Finish { id, lease, outcome }| {
+                let (status, result, error, run_at) = outcome.columns();
+                json!({
+                    "id": id.to_string(),
+                    "token": lease.0,
+                    "status": status,
+                    // As JSON text, so that a string result stays JSON.
+                    "result": result.map(|result| result.to_string()),
+                    "error": error,
+                    "runAt": run_at.map(text),
+                })
+            })
+            .collect();
+        let query = sqlx::query_as(concat!(
+            "update jobs set status = done.new_status, result = done.new_result, ",
+            "error = done.new_error, run_at = done.new_run_at, ",
+            "finished_at = case when done.new_status in ('succeeded', 'failed') then ?2 end, ",
+            "lease_token = null, lease_owner = null, lease_expires_at = null, ",
+            "version = version + 1, ",
+            "change_seq = (select coalesce(max(change_seq), 0) from jobs) + done.n, ",
+            "updated_at = ?2 ",
+            "from (select j.id as job, e.value ->> '$.status' as new_status, ",
+            "e.value ->> '$.result' as new_result, e.value ->> '$.error' as new_error, ",
+            "e.value ->> '$.runAt' as new_run_at, row_number() over (order by e.key) as n ",
+            "from json_each(?1) as e join jobs as j on j.id = e.value ->> '$.id' ",
+            "where j.status = 'running' and j.lease_token = e.value ->> '$.token') as done ",
+            "where jobs.id = done.job returning ",
+            columns!()
+        ))
+        .bind(Json(batch))
+        .bind(text(now()));
+        fetch_jobs(query, &self.pool, "finish jobs").await
     }
 
     pub(crate) async fn report_progress(
