@@ -403,6 +403,20 @@ impl Store {
         delegate!(self.queued_older_than(age, after, limit))
     }
 
+    /// Those of `ids` still `queued` for longer than `age`: re-dispatch
+    /// checks its candidates again after asking the broker, since a job
+    /// claimed (and its ID acknowledged) in between is not lost.
+    pub async fn queued_among(
+        &self,
+        ids: &[JobId],
+        age: Duration,
+    ) -> Result<Vec<(JobId, Priority)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        delegate!(self.queued_among(ids, age))
+    }
+
     /// Puts every `running` job back to `queued`: only for a process that
     /// owns every worker (embedded mode), at startup, when none can be running.
     pub async fn requeue_running(&self) -> Result<Vec<Job>, StoreError> {

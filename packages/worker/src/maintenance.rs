@@ -8,12 +8,14 @@ use crate::Worker;
 const TICK: Duration = Duration::from_millis(250);
 /// Dead workers are looked for every this many ticks.
 const DEAD_WORKER_TICKS: u64 = 4;
-/// Lost IDs are looked for every this many ticks, and on every tick while a
-/// sweep has more to check.
+/// Lost IDs are looked for every this many ticks; and on every tick while a
+/// sweep that is finding lost IDs has more to check.
 const REDISPATCH_TICKS: u64 = 8;
-/// Queued jobs checked against the broker per tick: with a sweep going on
-/// every tick, up to 20,000 a second, above the rate workers take jobs, so
-/// re-dispatch after Redis lost its queues is not capped below throughput.
+/// Queued jobs checked against the broker per step. A sweep finding lost IDs
+/// (Redis restarted empty) goes on every tick, up to 20,000 jobs a second,
+/// above the rate workers take them, so re-dispatch is not capped below
+/// throughput; one finding none (a backlog Redis still holds) checks 2,500 a
+/// second, so that a long backlog costs Postgres little.
 const SWEEP_BATCH: u32 = 5000;
 
 impl Worker {
@@ -24,7 +26,7 @@ impl Worker {
     /// update, so running it in many places at once is safe.
     pub(crate) async fn maintain(self, stop: CancellationToken) {
         let mut tick = tokio::time::interval(TICK);
-        let mut sweep_after: Option<JobId> = None;
+        let mut sweep = Sweep::default();
         for n in 0u64.. {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -50,16 +52,17 @@ impl Worker {
                     Err(e) => tracing::warn!(error = %e, "cannot look for dead workers"),
                 }
             }
-            if sweep_after.is_some() || n % REDISPATCH_TICKS == 0 {
-                sweep_after = self.redispatch(sweep_after).await;
+            if (sweep.finding && sweep.after.is_some()) || n % REDISPATCH_TICKS == 0 {
+                sweep = self.redispatch(sweep.after).await;
             }
         }
     }
 
     /// Enqueues again the queued jobs (older than `redispatch_after`) whose ID
     /// the broker does not hold. Walks the queued jobs in ID order a batch per
-    /// call; returns where the next call goes on (`None`: from the start).
-    async fn redispatch(&self, after: Option<JobId>) -> Option<JobId> {
+    /// call, from `after` (`None`: from the start), and says where the next
+    /// call goes on.
+    async fn redispatch(&self, after: Option<JobId>) -> Sweep {
         let candidates = match self
             .store
             .queued_older_than(self.config.redispatch_after, after, SWEEP_BATCH)
@@ -68,7 +71,10 @@ impl Worker {
             Ok(candidates) => candidates,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list queued jobs for re-dispatch");
-                return after;
+                return Sweep {
+                    after,
+                    finding: false,
+                };
             }
         };
         let next = if candidates.len() < SWEEP_BATCH as usize {
@@ -77,12 +83,21 @@ impl Worker {
             candidates.last().map(|(id, _)| *id)
         };
         let ids: Vec<JobId> = candidates.iter().map(|(id, _)| *id).collect();
-        match self.broker.missing(&ids).await {
-            Ok(missing) if !missing.is_empty() => {
-                let lost: Vec<_> = candidates
-                    .into_iter()
-                    .filter(|(id, _)| missing.contains(id))
-                    .collect();
+        let lost = match self.broker.missing(&ids).await {
+            // A job claimed while the broker was asked had its ID
+            // acknowledged: only those still queued are lost.
+            Ok(missing) => {
+                self.store
+                    .queued_among(&missing, self.config.redispatch_after)
+                    .await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check queued jobs against the broker");
+                Ok(Vec::new())
+            }
+        };
+        let finding = match lost {
+            Ok(lost) if !lost.is_empty() => {
                 tracing::warn!(
                     jobs = lost.len(),
                     "queued jobs missing from the broker; enqueueing again"
@@ -90,10 +105,26 @@ impl Worker {
                 if let Err(e) = self.broker.enqueue(&lost, &[]).await {
                     tracing::warn!(error = %e, "cannot re-dispatch");
                 }
+                true
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot check queued jobs against the broker"),
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check queued jobs again for re-dispatch");
+                false
+            }
+        };
+        Sweep {
+            after: next,
+            finding,
         }
-        next
     }
+}
+
+/// Where a re-dispatch sweep stands.
+#[derive(Debug, Default)]
+struct Sweep {
+    /// Where the next step goes on; `None`: from the start.
+    after: Option<JobId>,
+    /// Whether the last step found lost IDs.
+    finding: bool,
 }

@@ -4,7 +4,7 @@ use jobwire_core::JobId;
 use uuid::Uuid;
 
 use super::PgStore;
-use super::row::{JobRow, bump, columns};
+use super::row::{JobRow, bump, columns, lock_in_order};
 use crate::{Claim, LeaseToken, StoreError};
 
 /// The lease token as Postgres stores it; a token that is not a UUID matches nothing.
@@ -24,12 +24,14 @@ impl PgStore {
         let ids: Vec<Uuid> = jobs.iter().map(|(id, _)| id.as_uuid()).collect();
         let tokens: Vec<Option<Uuid>> = jobs.iter().map(|(_, lease)| token(lease)).collect();
         let rows: Vec<JobRow> = sqlx::query_as(concat!(
+            lock_in_order!("id = any($1::uuid[]) and status = 'queued'"),
             "update jobs set status = 'running', attempt = attempt + 1, started_at = now(), ",
             "lease_token = claim.token, lease_owner = $3, ",
             "lease_expires_at = now() + $4::bigint * interval '1 millisecond', ",
             bump!(),
             " from unnest($1::uuid[], $2::uuid[]) as claim(job, token) ",
-            "where id = claim.job and status = 'queued' and claim.token is not null returning ",
+            "where id = claim.job and id in (select id from locked) and status = 'queued' ",
+            "and claim.token is not null returning ",
             columns!()
         ))
         .bind(ids)
@@ -49,11 +51,11 @@ impl PgStore {
         lease: Duration,
     ) -> Result<Vec<(JobId, LeaseToken)>, StoreError> {
         let ids: Vec<Uuid> = jobs.iter().map(JobId::as_uuid).collect();
-        let rows: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
-            "update jobs set lease_expires_at = now() + $2::bigint * interval '1 millisecond' \
-             where lease_owner = $1 and status = 'running' and id = any($3) \
-             returning id, lease_token",
-        )
+        let rows: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(concat!(
+            lock_in_order!("lease_owner = $1 and status = 'running' and id = any($3)"),
+            "update jobs set lease_expires_at = now() + $2::bigint * interval '1 millisecond' ",
+            "where id in (select id from locked) returning id, lease_token"
+        ))
         .bind(worker)
         .bind(lease.as_millis() as i64)
         .bind(ids)

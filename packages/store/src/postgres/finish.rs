@@ -5,7 +5,7 @@ use sqlx::types::Json;
 
 use super::PgStore;
 use super::claim::token;
-use super::row::{bump, columns, fetch_jobs, fetch_optional_job};
+use super::row::{bump, columns, fetch_jobs, fetch_optional_job, lock_in_order};
 use crate::{Finish, LeaseToken, StoreError};
 
 impl PgStore {
@@ -28,6 +28,7 @@ impl PgStore {
             run_ats.push(run_at);
         }
         let query = sqlx::query_as(concat!(
+            lock_in_order!("id = any($1::uuid[])"),
             "update jobs set status = done.new_status, result = done.new_result, ",
             "error = done.new_error, run_at = done.new_run_at, ",
             "finished_at = case when done.new_status in ('succeeded', 'failed') then now() end, ",
@@ -35,7 +36,8 @@ impl PgStore {
             bump!(),
             " from unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::text[], ",
             "$6::timestamptz[]) as done(job, token, new_status, new_result, new_error, new_run_at) ",
-            "where jobs.id = done.job and jobs.status = 'running' and jobs.lease_token = done.token ",
+            "where jobs.id = done.job and jobs.id in (select id from locked) ",
+            "and jobs.status = 'running' and jobs.lease_token = done.token ",
             "returning ",
             columns!()
         ))

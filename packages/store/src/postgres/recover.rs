@@ -4,19 +4,23 @@ use jobwire_core::{Job, JobId, Priority};
 use uuid::Uuid;
 
 use super::PgStore;
-use super::row::{bump, columns, fetch_jobs};
+use super::row::{bump, columns, fetch_jobs, lock_in_order};
 use crate::{LEASE_LOST, StoreError};
 
 impl PgStore {
     pub(crate) async fn reap_expired(&self) -> Result<Vec<Job>, StoreError> {
         let query = sqlx::query_as(concat!(
+            lock_in_order!(
+                "status = 'running' and lease_expires_at < now()",
+                "skip locked"
+            ),
             "update jobs set ",
             "status = case when attempt < max_attempts then 'queued' else 'failed' end, ",
             "error = $1, ",
             "finished_at = case when attempt < max_attempts then null else now() end, ",
             "lease_token = null, lease_owner = null, lease_expires_at = null, ",
             bump!(),
-            " where status = 'running' and lease_expires_at < now() returning ",
+            " where id in (select id from locked) returning ",
             columns!()
         ))
         .bind(LEASE_LOST);
@@ -25,9 +29,10 @@ impl PgStore {
 
     pub(crate) async fn promote_due(&self) -> Result<Vec<Job>, StoreError> {
         let query = sqlx::query_as(concat!(
+            lock_in_order!("status = 'scheduled' and run_at <= now()", "skip locked"),
             "update jobs set status = 'queued', run_at = null, ",
             bump!(),
-            " where status = 'scheduled' and run_at <= now() returning ",
+            " where id in (select id from locked) returning ",
             columns!()
         ));
         fetch_jobs(query, &self.pool, "promote due jobs").await
@@ -50,6 +55,26 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(StoreError::query("list queued jobs"))?;
+        rows.into_iter()
+            .map(|(id, p)| crate::queued_entry(id.into(), &p))
+            .collect()
+    }
+
+    pub(crate) async fn queued_among(
+        &self,
+        ids: &[JobId],
+        age: Duration,
+    ) -> Result<Vec<(JobId, Priority)>, StoreError> {
+        let ids: Vec<Uuid> = ids.iter().map(JobId::as_uuid).collect();
+        let rows: Vec<(Uuid, String)> = sqlx::query_as(
+            "select id, priority from jobs where id = any($1) and status = 'queued' \
+             and updated_at < now() - $2::bigint * interval '1 millisecond' order by id",
+        )
+        .bind(ids)
+        .bind(age.as_millis() as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("check queued jobs"))?;
         rows.into_iter()
             .map(|(id, p)| crate::queued_entry(id.into(), &p))
             .collect()

@@ -17,6 +17,32 @@ macro_rules! bump {
 }
 pub(crate) use bump;
 
+/// A `locked` CTE that locks the rows matching a condition in ID order.
+/// Every statement that changes many rows locks them this way first, so two
+/// of them (a worker's finish and its lease renewal, say) can never hold
+/// locks the other waits for: without it they deadlock now and then, and
+/// Postgres aborts one after a second. `skip locked` (second argument) skips
+/// rows another write holds, for sweeps that come back on the next tick.
+macro_rules! lock_in_order {
+    ($condition:literal) => {
+        concat!(
+            "with locked as materialized (select id from jobs where ",
+            $condition,
+            " order by id for update) "
+        )
+    };
+    ($condition:literal, $skip:literal) => {
+        concat!(
+            "with locked as materialized (select id from jobs where ",
+            $condition,
+            " order by id for update ",
+            $skip,
+            ") "
+        )
+    };
+}
+pub(crate) use lock_in_order;
+
 /// Runs a query that returns job rows.
 pub(crate) async fn fetch_jobs<'q>(
     query: sqlx::query::QueryAs<'q, sqlx::Postgres, JobRow, sqlx::postgres::PgArguments>,

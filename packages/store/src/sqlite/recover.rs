@@ -64,6 +64,24 @@ impl SqliteStore {
         entries(rows)
     }
 
+    pub(crate) async fn queued_among(
+        &self,
+        ids: &[JobId],
+        age: Duration,
+    ) -> Result<Vec<(JobId, Priority)>, StoreError> {
+        let ids: Vec<String> = ids.iter().map(JobId::to_string).collect();
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "select id, priority from jobs where id in (select value from json_each(?1)) \
+             and status = 'queued' and updated_at < ?2 order by id",
+        )
+        .bind(sqlx::types::Json(ids))
+        .bind(text(now() - age))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("check queued jobs"))?;
+        entries(rows)
+    }
+
     pub(crate) async fn requeue_running(&self) -> Result<Vec<Job>, StoreError> {
         let query = sqlx::query_as(concat!(
             "update jobs set status = 'queued', ",
