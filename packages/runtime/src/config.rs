@@ -161,7 +161,7 @@ impl ApiArgs {
 /// The worker pool.
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
-    /// Jobs run at the same time; as many more are claimed ahead, waiting for a slot.
+    /// Jobs run at the same time.
     #[arg(long, env = "JOBWIRE_WORKER_CONCURRENCY", default_value_t = 16)]
     pub concurrency: usize,
 

@@ -20,8 +20,7 @@ const STOP_GRACE: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Jobs run at the same time by this worker. It claims up to as many
-    /// more ahead, which wait (leased) for a free slot.
+    /// Jobs run at the same time by this worker.
     pub concurrency: usize,
     /// On shutdown, how long running jobs may take to finish before they are
     /// handed back to the queue.
@@ -48,14 +47,6 @@ impl Default for WorkerConfig {
 
 /// Most jobs one pop takes (and so one claim writes).
 const MAX_TAKE: usize = 100;
-
-/// When a job task must give up: `shutdown` for a job that has not started
-/// (it goes back to the queue), `hard_stop` for one still running when the
-/// grace period is over.
-struct Stops {
-    shutdown: CancellationToken,
-    hard_stop: CancellationToken,
-}
 
 /// An attempt this worker tracks, from just before its claim until its
 /// outcome is stored: its fencing token and its stop signal. Heartbeats renew
@@ -105,15 +96,12 @@ impl Worker {
     /// Takes and runs jobs until `shutdown`; then takes no more, gives running
     /// jobs the grace period, hands back the ones still running, and returns.
     ///
-    /// One popper takes IDs in one step and claims them in one write, up to
-    /// `concurrency` jobs ahead of those running, so that the next jobs are
-    /// claimed while the current ones run; each job then runs in its own
-    /// task as soon as one of the `concurrency` slots is free, and a
+    /// One popper takes as many IDs as there are free slots in one step and
+    /// claims them in one write; each job then runs in its own task, and a
     /// completer stores the outcomes, a write per batch of whatever finished
     /// meanwhile (see [`Worker::complete`]).
     pub async fn run(self, shutdown: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
-        let ahead = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let jobs = TaskTracker::new();
         let hard_stop = CancellationToken::new();
         let background = CancellationToken::new();
@@ -127,15 +115,15 @@ impl Worker {
         while !shutdown.is_cancelled() {
             let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                place = Arc::clone(&ahead).acquire_owned() => match place {
-                    Ok(place) => place,
+                slot = Arc::clone(&slots).acquire_owned() => match slot {
+                    Ok(slot) => slot,
                     Err(_closed) => break,
                 },
             };
             let mut free = vec![first];
             while free.len() < MAX_TAKE {
-                match Arc::clone(&ahead).try_acquire_owned() {
-                    Ok(place) => free.push(place),
+                match Arc::clone(&slots).try_acquire_owned() {
+                    Ok(slot) => free.push(slot),
                     Err(_) => break,
                 }
             }
@@ -153,15 +141,11 @@ impl Worker {
             match popper.pop_many(free.len()).await {
                 Ok(ids) if ids.is_empty() => {}
                 Ok(ids) => {
-                    for (claim, place) in self.claim(ids).await.into_iter().zip(free) {
-                        let stops = Stops {
-                            shutdown: shutdown.clone(),
-                            hard_stop: hard_stop.clone(),
-                        };
-                        let (worker, slots, outcomes) =
-                            (self.clone(), Arc::clone(&slots), outcomes.clone());
+                    for (claim, slot) in self.claim(ids).await.into_iter().zip(free) {
+                        let (worker, hard_stop, outcomes) =
+                            (self.clone(), hard_stop.clone(), outcomes.clone());
                         jobs.spawn(async move {
-                            worker.process(claim, place, slots, stops, outcomes).await
+                            worker.process(claim, slot, hard_stop, outcomes).await
                         });
                     }
                 }
@@ -203,37 +187,24 @@ impl Worker {
         tracing::info!("worker stopped");
     }
 
-    /// Waits for a slot, runs one claimed job and hands its outcome to the
-    /// completer. `_place` (in the claimed-ahead pool) is given back once the
-    /// job has a slot; the slot once its outcome is handed over. A job still
-    /// waiting for a slot at shutdown, or stopped by the end of the grace
-    /// period, is handed back (queued again) at once instead.
+    /// Runs one claimed job and hands its outcome to the completer; `_slot`
+    /// frees a place when dropped. A job stopped by the end of the grace
+    /// period is handed back (queued again) at once instead.
     async fn process(
         &self,
         claim: Claim,
-        place: OwnedSemaphorePermit,
-        slots: Arc<Semaphore>,
-        stops: Stops,
+        _slot: OwnedSemaphorePermit,
+        hard_stop: CancellationToken,
         outcomes: mpsc::Sender<Finish>,
     ) {
         let Claim { job, token } = claim;
-        let slot = tokio::select! {
-            biased;
-            _ = stops.shutdown.cancelled() => None,
-            slot = slots.acquire_owned() => slot.ok(),
-        };
-        drop(place);
-        let Some(_slot) = slot else {
-            self.hand_back(job.id, &token).await;
-            return;
-        };
         let stop = match self.running().get(&job.id) {
             Some(running) if running.token == token => running.stop.clone(),
             _ => CancellationToken::new(),
         };
         let outcome = tokio::select! {
             outcome = self.run_handler(&job, &token, stop) => outcome,
-            _ = stops.hard_stop.cancelled() => {
+            _ = hard_stop.cancelled() => {
                 self.hand_back(job.id, &token).await;
                 return;
             }
