@@ -97,7 +97,8 @@ impl Worker {
     /// jobs the grace period, hands back the ones still running, and returns.
     ///
     /// One popper takes as many IDs as there are free slots in one step and
-    /// claims them in one write; each job then runs in its own task, and a
+    /// claims them in one write (while it pops again for slots freed
+    /// meanwhile); each job then runs in its own task, and a
     /// completer stores the outcomes, a write per batch of whatever finished
     /// meanwhile (see [`Worker::complete`]).
     pub async fn run(self, shutdown: CancellationToken) {
@@ -140,14 +141,24 @@ impl Worker {
             };
             match popper.pop_many(free.len()).await {
                 Ok(ids) if ids.is_empty() => {}
+                // Claimed in a task of its own, so that slots freed while
+                // this claim is in flight are popped for at once.
                 Ok(ids) => {
-                    for (claim, slot) in self.claim(ids).await.into_iter().zip(free) {
-                        let (worker, hard_stop, outcomes) =
-                            (self.clone(), hard_stop.clone(), outcomes.clone());
-                        jobs.spawn(async move {
-                            worker.process(claim, slot, hard_stop, outcomes).await
-                        });
-                    }
+                    let (worker, tracker, hard_stop, outcomes) = (
+                        self.clone(),
+                        jobs.clone(),
+                        hard_stop.clone(),
+                        outcomes.clone(),
+                    );
+                    jobs.spawn(async move {
+                        for (claim, slot) in worker.claim(ids).await.into_iter().zip(free) {
+                            let (worker, hard_stop, outcomes) =
+                                (worker.clone(), hard_stop.clone(), outcomes.clone());
+                            tracker.spawn(async move {
+                                worker.process(claim, slot, hard_stop, outcomes).await
+                            });
+                        }
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "popping jobs failed; reconnecting");
