@@ -47,6 +47,10 @@ impl Default for WorkerConfig {
 
 /// Most jobs one pop takes (and so one claim writes).
 const MAX_TAKE: usize = 100;
+/// Claims in flight at once: a second one starts while the first commits,
+/// and slots freed meanwhile wait to go in a batch rather than one by one
+/// (an embedded store runs writes one at a time, so tiny claims cost it dear).
+const CLAIMS_IN_FLIGHT: usize = 2;
 
 /// An attempt this worker tracks, from just before its claim until its
 /// outcome is stored: its fencing token and its stop signal. Heartbeats renew
@@ -113,7 +117,16 @@ impl Worker {
         let mut consumer: Option<Consumer> = None;
         tracing::info!(worker = %self.id, concurrency = self.config.concurrency, "worker started");
 
+        let claims = Arc::new(Semaphore::new(CLAIMS_IN_FLIGHT));
         while !shutdown.is_cancelled() {
+            // Slots freed while the claims in flight are busy add up to the next batch.
+            let claiming = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                claiming = Arc::clone(&claims).acquire_owned() => match claiming {
+                    Ok(claiming) => claiming,
+                    Err(_closed) => break,
+                },
+            };
             let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 slot = Arc::clone(&slots).acquire_owned() => match slot {
@@ -151,7 +164,9 @@ impl Worker {
                         outcomes.clone(),
                     );
                     jobs.spawn(async move {
-                        for (claim, slot) in worker.claim(ids).await.into_iter().zip(free) {
+                        let claimed = worker.claim(ids).await;
+                        drop(claiming);
+                        for (claim, slot) in claimed.into_iter().zip(free) {
                             let (worker, hard_stop, outcomes) =
                                 (worker.clone(), hard_stop.clone(), outcomes.clone());
                             tracker.spawn(async move {

@@ -13,6 +13,9 @@ impl SqliteStore {
     /// place in the change feed: the uncorrelated `max(change_seq)` is
     /// evaluated once per statement, before any row changes, and the rows
     /// claimed are numbered 1, 2, … (so a job not claimed leaves no hole).
+    /// `cross join` keeps the batch as the outer loop, so each job is found by
+    /// its key: left to itself, the planner may scan every queued job instead,
+    /// which made claims slower the longer the backlog.
     pub(crate) async fn claim_many(
         &self,
         jobs: &[(JobId, LeaseToken)],
@@ -32,7 +35,7 @@ impl SqliteStore {
             "updated_at = ?2 ",
             "from (select j.id as job, e.value ->> '$[1]' as token, ",
             "row_number() over (order by e.key) as n ",
-            "from json_each(?1) as e join jobs as j on j.id = e.value ->> '$[0]' ",
+            "from json_each(?1) as e cross join jobs as j on j.id = e.value ->> '$[0]' ",
             "where j.status = 'queued') as claim ",
             "where jobs.id = claim.job returning ",
             columns!()

@@ -36,7 +36,7 @@ impl SqliteStore {
             "from (select j.id as job, e.value ->> '$.status' as new_status, ",
             "e.value ->> '$.result' as new_result, e.value ->> '$.error' as new_error, ",
             "e.value ->> '$.runAt' as new_run_at, row_number() over (order by e.key) as n ",
-            "from json_each(?1) as e join jobs as j on j.id = e.value ->> '$.id' ",
+            "from json_each(?1) as e cross join jobs as j on j.id = e.value ->> '$.id' ",
             "where j.status = 'running' and j.lease_token = e.value ->> '$.token') as done ",
             "where jobs.id = done.job returning ",
             columns!()
