@@ -43,7 +43,9 @@ impl PgStore {
         }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
+            // Under the default 3 s lease: a worker that cannot get a
+            // connection fails its renewal or write while its leases hold.
+            .acquire_timeout(Duration::from_secs(2))
             .connect(url)
             .await
             .map_err(connect_err)?;
