@@ -16,7 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{ApiError, Failpoint};
 
-/// Most jobs written in one coalesced INSERT.
+/// Most jobs written in one coalesced INSERT: SQLite takes at most 32,766
+/// parameters per statement, and its insert binds 14 per job.
 const MAX_JOBS_PER_WRITE: usize = 2000;
 /// Requests waiting for the writer before new ones wait to be queued.
 const QUEUE: usize = 4096;
@@ -82,26 +83,29 @@ struct Writer {
 }
 
 impl Writer {
+    /// Writes whatever waits, at most [`MAX_JOBS_PER_WRITE`] jobs at a time
+    /// (a request that would go past it starts the next write); ends when
+    /// the queue closes.
     async fn run(self: Arc<Self>, mut queue: mpsc::Receiver<Request>) {
-        let mut waiting: Vec<Request> = Vec::new();
+        let mut next: Option<Request> = None;
         loop {
-            if waiting.is_empty() {
-                match queue.recv().await {
-                    Some(request) => waiting.push(request),
+            let first = match next.take() {
+                Some(request) => request,
+                None => match queue.recv().await {
+                    Some(request) => request,
                     None => return,
+                },
+            };
+            let mut jobs = first.jobs.len();
+            let mut batch = vec![first];
+            while let Ok(request) = queue.try_recv() {
+                if jobs + request.jobs.len() > MAX_JOBS_PER_WRITE {
+                    next = Some(request);
+                    break;
                 }
+                jobs += request.jobs.len();
+                batch.push(request);
             }
-            let mut jobs = waiting[0].jobs.len();
-            while jobs < MAX_JOBS_PER_WRITE {
-                match queue.try_recv() {
-                    Ok(request) => {
-                        jobs += request.jobs.len();
-                        waiting.push(request);
-                    }
-                    Err(_) => break,
-                }
-            }
-            let batch = std::mem::take(&mut waiting);
             self.write_for(batch).await;
         }
     }

@@ -15,8 +15,8 @@ impl Worker {
     /// Each attempt is tracked under a token made here before the claim is
     /// sent, so the lease keeper renews it even while the claim's answer is
     /// on its way. If the claim fails, nothing stays tracked: a claim that
-    /// committed unseen is then never renewed, its lease runs out and the job
-    /// runs again.
+    /// committed unseen is renewed at most by a heartbeat already under way,
+    /// then its lease runs out and the job runs again.
     pub(crate) async fn claim(&self, popped: Vec<JobId>) -> Vec<Claim> {
         let mut attempts: Vec<(JobId, LeaseToken)> = Vec::with_capacity(popped.len());
         {

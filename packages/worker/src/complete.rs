@@ -20,7 +20,11 @@ impl Worker {
                 .iter()
                 .map(|finish| (finish.id, finish.lease.clone()))
                 .collect();
-            match self.store.finish_many(std::mem::take(&mut batch)).await {
+            let stored = self.store.finish_many(std::mem::take(&mut batch)).await;
+            // Stored (or failed for good): from here a pop of the same ID is
+            // a new attempt's, not one this worker still runs.
+            self.untrack(&attempts);
+            match stored {
                 Ok(jobs) => {
                     let dropped = attempts.len() - jobs.len();
                     if dropped > 0 {
@@ -29,7 +33,6 @@ impl Worker {
                             "jobs were cancelled or taken over; their outcomes are dropped"
                         );
                     }
-                    // Retries due now are queued here; handed-back jobs too.
                     self.announce(&jobs).await;
                 }
                 // The leases run out and the jobs run again.
@@ -37,7 +40,6 @@ impl Worker {
                     tracing::error!(jobs = attempts.len(), error = ?e, "cannot store outcomes")
                 }
             }
-            self.untrack(&attempts);
         }
     }
 }

@@ -100,7 +100,7 @@ impl Worker {
     /// Takes and runs jobs until `shutdown`; then takes no more, gives running
     /// jobs the grace period, hands back the ones still running, and returns.
     ///
-    /// One popper takes as many IDs as there are free slots in one step and
+    /// One popper takes as many IDs as there are free slots (up to 100) in one step and
     /// claims them in one write (while it pops again for slots freed
     /// meanwhile); each job then runs in its own task, and a
     /// completer stores the outcomes, a write per batch of whatever finished
@@ -229,6 +229,8 @@ impl Worker {
             _ => CancellationToken::new(),
         };
         let outcome = tokio::select! {
+            // An outcome ready as the grace period ends is kept, not handed back.
+            biased;
             outcome = self.run_handler(&job, &token, stop) => outcome,
             _ = hard_stop.cancelled() => {
                 self.hand_back(job.id, &token).await;

@@ -164,8 +164,62 @@ async fn a_cancelled_queued_job_never_runs_and_the_client_sees_cancelled(backend
     assert!(body["detail"].as_str().unwrap().contains("succeeded"));
 }
 
+/// Batches and single creates sent at once are written together (one
+/// insert per flush): each request gets its own jobs back, none is refused,
+/// and the tenant's listing holds every one of them.
+async fn concurrent_batches_and_creates_are_each_stored_and_answered(backend: Backend) {
+    let app = spawn_app_with(Options {
+        backend,
+        ..Options::without_worker()
+    })
+    .await;
+    // Three batches of 900 would make one insert of 2,700 jobs, past SQLite's
+    // limit of parameters per statement, if the intake took them together.
+    let batch = json!({"jobs": vec![job("noop", json!({"n": 1})); 900]});
+    let batches = (0..4).map(|_| app.post("acme", "/v1/jobs/batch", batch.clone()));
+    let singles = (0..100).map(|_| app.post("acme", "/v1/jobs", job("noop", json!({}))));
+    let (batches, singles) = tokio::join!(
+        futures_util::future::join_all(batches),
+        futures_util::future::join_all(singles)
+    );
+    let mut created = std::collections::HashSet::new();
+    for (code, body) in batches {
+        assert_eq!(code, 201, "{body}");
+        let jobs = body["jobs"].as_array().unwrap();
+        assert_eq!(jobs.len(), 900);
+        created.extend(jobs.iter().map(|j| j["id"].as_str().unwrap().to_owned()));
+    }
+    for (code, body) in singles {
+        assert_eq!(code, 201, "{body}");
+        created.insert(body["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(created.len(), 3700, "every request got jobs of its own");
+
+    let mut listed = std::collections::HashSet::new();
+    let mut cursor = String::new();
+    loop {
+        let (code, page) = app
+            .get("acme", &format!("/v1/jobs?limit=500&cursor={cursor}"))
+            .await;
+        assert_eq!(code, 200);
+        listed.extend(
+            page["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["id"].as_str().unwrap().to_owned()),
+        );
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(listed, created);
+}
+
 in_both_modes!(
     websocket_sees_queued_running_succeeded_in_order_and_postgres_agrees,
     fail_unknown_type_echo_and_progress_end_as_the_user_expects,
     a_cancelled_queued_job_never_runs_and_the_client_sees_cancelled,
+    concurrent_batches_and_creates_are_each_stored_and_answered,
 );
