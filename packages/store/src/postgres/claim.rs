@@ -34,6 +34,7 @@ impl PgStore {
             "and claim.token is not null returning ",
             columns!()
         ))
+        .persistent(false)
         .bind(ids)
         .bind(tokens)
         .bind(worker)
@@ -56,6 +57,7 @@ impl PgStore {
             "update jobs set lease_expires_at = now() + $2::bigint * interval '1 millisecond' ",
             "where id in (select id from locked) returning id, lease_token"
         ))
+        .persistent(false)
         .bind(worker)
         .bind(lease.as_millis() as i64)
         .bind(ids)

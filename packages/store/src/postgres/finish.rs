@@ -41,6 +41,7 @@ impl PgStore {
             "returning ",
             columns!()
         ))
+        .persistent(false)
         .bind(ids)
         .bind(tokens)
         .bind(statuses)

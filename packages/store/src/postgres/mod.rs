@@ -8,11 +8,10 @@ mod read;
 mod recover;
 mod row;
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::MigrateDatabase;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use crate::{StoreError, redact};
 
@@ -42,19 +41,12 @@ impl PgStore {
                 }
             }
         }
-        // Every statement is planned for its own arguments and the table as it
-        // is now. A cached generic plan, made while `jobs` was small and never
-        // analysed, kept scanning the whole table for `id = any($1)` as it
-        // grew: 280 sequential scans a second at 1,000 jobs/s.
-        let options = PgConnectOptions::from_str(url)
-            .map_err(connect_err)?
-            .options([("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             // Under the default 3 s lease: a worker that cannot get a
             // connection fails its renewal or write while its leases hold.
             .acquire_timeout(Duration::from_secs(2))
-            .connect_with(options)
+            .connect(url)
             .await
             .map_err(connect_err)?;
         sqlx::migrate!("../../migrations/postgres")

@@ -23,6 +23,7 @@ impl PgStore {
             " where id in (select id from locked) returning ",
             columns!()
         ))
+        .persistent(false)
         .bind(LEASE_LOST);
         fetch_jobs(query, &self.pool, "reap expired leases").await
     }
@@ -34,7 +35,8 @@ impl PgStore {
             bump!(),
             " where id in (select id from locked) returning ",
             columns!()
-        ));
+        ))
+        .persistent(false);
         fetch_jobs(query, &self.pool, "promote due jobs").await
     }
 
