@@ -20,7 +20,10 @@ impl Worker {
                 .iter()
                 .map(|finish| (finish.id, finish.lease.clone()))
                 .collect();
-            let stored = self.store.finish_many(std::mem::take(&mut batch)).await;
+            let stored = {
+                let _writing = self.lease_writes.lock().await;
+                self.store.finish_many(std::mem::take(&mut batch)).await
+            };
             // Stored (or failed for good): from here a pop of the same ID is
             // a new attempt's, not one this worker still runs.
             self.untrack(&attempts);

@@ -37,11 +37,13 @@ impl Worker {
                     .collect();
                 (jobs, judged)
             };
-            match self
-                .store
-                .heartbeat(&self.id, &jobs, self.config.lease)
-                .await
-            {
+            let renewed = {
+                let _writing = self.lease_writes.lock().await;
+                self.store
+                    .heartbeat(&self.id, &jobs, self.config.lease)
+                    .await
+            };
+            match renewed {
                 Ok(held) => {
                     let held: HashSet<(JobId, LeaseToken)> = held.into_iter().collect();
                     let running = self.running();

@@ -72,6 +72,10 @@ pub struct Worker {
     registry: Arc<Registry>,
     pub(crate) config: WorkerConfig,
     running: Arc<Mutex<HashMap<JobId, Running>>>,
+    /// Held while storing outcomes and while renewing leases: both write
+    /// many of this worker's running rows, and run one at a time so that
+    /// they never wait for each other's row locks (a deadlock otherwise).
+    pub(crate) lease_writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -89,6 +93,7 @@ impl Worker {
             registry: Arc::new(registry),
             config,
             running: Arc::default(),
+            lease_writes: Arc::default(),
         }
     }
 

@@ -5,13 +5,15 @@ use sqlx::types::Json;
 
 use super::PgStore;
 use super::claim::token;
-use super::row::{bump, columns, fetch_jobs, fetch_optional_job, lock_in_order};
+use super::row::{bump, columns, fetch_jobs, fetch_optional_job};
 use crate::{Finish, LeaseToken, StoreError};
 
 impl PgStore {
     /// Ends every attempt of the batch in one statement (one commit); an
-    /// attempt whose lease no longer holds is left as it is.
-    pub(crate) async fn finish_many(&self, batch: Vec<Finish>) -> Result<Vec<Job>, StoreError> {
+    /// attempt whose lease no longer holds is left as it is. The rows go in
+    /// ID order, for the reason [`super::claim::in_id_order`] gives.
+    pub(crate) async fn finish_many(&self, mut batch: Vec<Finish>) -> Result<Vec<Job>, StoreError> {
+        batch.sort_unstable_by_key(|finish| finish.id.as_uuid());
         let mut ids = Vec::with_capacity(batch.len());
         let mut tokens = Vec::with_capacity(batch.len());
         let mut statuses = Vec::with_capacity(batch.len());
@@ -28,7 +30,6 @@ impl PgStore {
             run_ats.push(run_at);
         }
         let query = sqlx::query_as(concat!(
-            lock_in_order!("id = any($1::uuid[])"),
             "update jobs set status = done.new_status, result = done.new_result, ",
             "error = done.new_error, run_at = done.new_run_at, ",
             "finished_at = case when done.new_status in ('succeeded', 'failed') then now() end, ",
@@ -36,7 +37,7 @@ impl PgStore {
             bump!(),
             " from unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::text[], ",
             "$6::timestamptz[]) as done(job, token, new_status, new_result, new_error, new_run_at) ",
-            "where jobs.id = done.job and jobs.id in (select id from locked) ",
+            "where jobs.id = done.job ",
             "and jobs.status = 'running' and jobs.lease_token = done.token ",
             "returning ",
             columns!()

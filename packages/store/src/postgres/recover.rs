@@ -10,10 +10,7 @@ use crate::{LEASE_LOST, StoreError};
 impl PgStore {
     pub(crate) async fn reap_expired(&self) -> Result<Vec<Job>, StoreError> {
         let query = sqlx::query_as(concat!(
-            lock_in_order!(
-                "status = 'running' and lease_expires_at < now()",
-                "skip locked"
-            ),
+            lock_in_order!("status = 'running' and lease_expires_at < now()"),
             "update jobs set ",
             "status = case when attempt < max_attempts then 'queued' else 'failed' end, ",
             "error = $1, ",
@@ -30,7 +27,7 @@ impl PgStore {
 
     pub(crate) async fn promote_due(&self) -> Result<Vec<Job>, StoreError> {
         let query = sqlx::query_as(concat!(
-            lock_in_order!("status = 'scheduled' and run_at <= now()", "skip locked"),
+            lock_in_order!("status = 'scheduled' and run_at <= now()"),
             "update jobs set status = 'queued', run_at = null, ",
             bump!(),
             " where id in (select id from locked) returning ",

@@ -17,33 +17,17 @@ macro_rules! bump {
 }
 pub(crate) use bump;
 
-/// A `locked` CTE that locks the rows matching a condition in ID order.
-/// Every statement that changes many rows locks them this way first, so two
-/// of them (a worker's finish and its lease renewal, say) can never hold
-/// locks the other waits for: without it they deadlock now and then, and
-/// Postgres aborts one after a second. `skip locked` (second argument) skips
-/// rows another write holds, for sweeps that come back on the next tick.
-///
-/// These statements run unprepared (`.persistent(false)`), so Postgres plans
-/// each run for its arguments and the table as it is: a cached generic plan,
-/// made while `jobs` was small and not yet analysed, kept scanning the whole
-/// table for `id = any($1)` as it grew (280 sequential scans a second at
-/// 1,000 jobs/s). One plan per batch or tick costs little.
+/// A `locked` CTE that locks the rows matching a condition in ID order,
+/// skipping rows another write holds: for sweeps (reaping lapsed leases,
+/// promoting due jobs) that run on every worker and come back on the next
+/// tick, so that they never wait for, or deadlock with, anyone. Like the
+/// batch updates, they run unprepared (see [`super::claim::in_id_order`]).
 macro_rules! lock_in_order {
     ($condition:literal) => {
         concat!(
             "with locked as materialized (select id from jobs where ",
             $condition,
-            " order by id for update) "
-        )
-    };
-    ($condition:literal, $skip:literal) => {
-        concat!(
-            "with locked as materialized (select id from jobs where ",
-            $condition,
-            " order by id for update ",
-            $skip,
-            ") "
+            " order by id for update skip locked) "
         )
     };
 }
