@@ -139,6 +139,26 @@ pub struct ApiArgs {
     /// How often WebSocket clients are pinged; silent for two intervals, they are dropped.
     #[arg(long, env = "JOBWIRE_WS_PING_INTERVAL", default_value = "20s", value_parser = humantime::parse_duration)]
     pub ws_ping_interval: Duration,
+
+    /// WebSocket sessions open at once on this instance; one more is closed with 1013 (try again later).
+    #[arg(long, env = "JOBWIRE_WS_MAX_SESSIONS", default_value_t = 50_000)]
+    pub ws_max_sessions: usize,
+
+    /// WebSocket sessions open at once per tenant on this instance; one more is closed with 1013.
+    #[arg(
+        long,
+        env = "JOBWIRE_WS_MAX_SESSIONS_PER_TENANT",
+        default_value_t = 10_000
+    )]
+    pub ws_max_sessions_per_tenant: usize,
+
+    /// HTTP requests answered at once; more get 503 with `Retry-After` (open WebSockets do not count).
+    #[arg(long, env = "JOBWIRE_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
+
+    /// How long an HTTP request may take before it is answered 503.
+    #[arg(long, env = "JOBWIRE_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
 }
 
 impl ApiArgs {
@@ -147,6 +167,8 @@ impl ApiArgs {
             max_payload_bytes: self.max_payload_bytes,
             max_body_bytes: self.max_body_bytes,
             max_batch: self.max_batch,
+            max_in_flight: self.max_in_flight,
+            request_timeout: self.request_timeout,
         }
     }
 
@@ -154,6 +176,8 @@ impl ApiArgs {
         WsConfig {
             queue_capacity: self.ws_queue,
             ping_interval: self.ws_ping_interval,
+            max_sessions: self.ws_max_sessions,
+            max_sessions_per_tenant: self.ws_max_sessions_per_tenant,
         }
     }
 }

@@ -30,6 +30,10 @@ pub enum ApiError {
     Unavailable(String),
     #[error("internal error")]
     Store(#[source] StoreError),
+    /// A fault (a handler panicked, a write failed for a reason other than
+    /// an outage); what it was goes to the log, not to the client.
+    #[error("internal error")]
+    Internal(String),
 }
 
 impl From<StoreError> for ApiError {
@@ -39,7 +43,10 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidTransition { .. } | StoreError::IdempotencyConflict { .. } => {
                 Self::Conflict(e.to_string())
             }
-            StoreError::Connect { .. } | StoreError::Query { .. } => {
+            StoreError::TimeOutOfRange { .. } => Self::Unprocessable(e.to_string()),
+            e if e.is_unavailable() => {
+                // Logged here since the client's 503 drops it: an outage is worth a line.
+                tracing::warn!(error = ?e, "the database is unavailable");
                 Self::Unavailable("the database is unavailable; try again".into())
             }
             other => Self::Store(other),
@@ -59,7 +66,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Store(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -71,6 +78,9 @@ struct Problem<'a> {
     title: &'a str,
     status: u16,
     detail: String,
+    /// The `x-request-id` of the request, as in the server's log.
+    #[serde(rename = "requestId", skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -85,6 +95,7 @@ impl IntoResponse for ApiError {
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: self.to_string(),
+            request_id: crate::guard::current_request_id(),
         };
         let mut response = (status, axum::Json(problem)).into_response();
         response.headers_mut().insert(

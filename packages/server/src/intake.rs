@@ -68,9 +68,10 @@ impl Intake {
         match answer.await.map_err(|_| unavailable())? {
             Ok(inserted) => Ok(inserted),
             // The writer logged the whole chain once.
-            Err(_) => Err(ApiError::Unavailable(
+            Err(e) if e.is_unavailable() => Err(ApiError::Unavailable(
                 "the database is unavailable; try again".into(),
             )),
+            Err(e) => Err(ApiError::Internal(format!("creating jobs failed: {e}"))),
         }
     }
 }

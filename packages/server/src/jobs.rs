@@ -47,6 +47,12 @@ pub(crate) struct CreateBatch {
 
 const MAX_ATTEMPTS: i32 = 100;
 const MAX_KEY_LEN: usize = 255;
+/// Furthest ahead a job may be scheduled (`runAt`, `delayMs`): ten years.
+/// Beyond it a time is a mistake (`1e16` milliseconds is 300,000 years), and
+/// the arithmetic on it would overflow.
+const MAX_DELAY_MS: u64 = 10 * 366 * 24 * 3600 * 1000;
+/// Longest `timeoutMs`: a week.
+const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
 
 impl CreateJob {
     fn into_new_job(self, tenant: &TenantId, limits: &Limits) -> Result<NewJob, ApiError> {
@@ -55,15 +61,33 @@ impl CreateJob {
         if !(1..=MAX_ATTEMPTS).contains(&max_attempts) {
             return invalid(format!("`maxAttempts` must be from 1 to {MAX_ATTEMPTS}"));
         }
-        if self.timeout_ms == Some(0) {
-            return invalid("`timeoutMs` must be at least 1".into());
+        if let Some(ms) = self
+            .timeout_ms
+            .filter(|ms| !(1..=MAX_TIMEOUT_MS).contains(ms))
+        {
+            return invalid(format!(
+                "`timeoutMs` must be from 1 to {MAX_TIMEOUT_MS} (a week), not {ms}"
+            ));
         }
+        let now = Utc::now();
+        // Far inside chrono's range, so the sum cannot overflow.
+        let latest = now + chrono::Duration::milliseconds(MAX_DELAY_MS as i64);
         let run_at = match (self.run_at, self.delay_ms) {
             (Some(_), Some(_)) => return invalid("give `runAt` or `delayMs`, not both".into()),
-            (Some(at), None) => Some(at),
-            (None, Some(ms)) => {
-                Some(Utc::now() + chrono::Duration::milliseconds(ms.min(i64::MAX as u64) as i64))
+            (Some(at), None) if at > latest || at < DateTime::UNIX_EPOCH => {
+                return invalid(format!(
+                    "`runAt` must be from 1970 to ten years ahead ({}), not {}",
+                    latest.to_rfc3339(),
+                    at.to_rfc3339()
+                ));
             }
+            (Some(at), None) => Some(at),
+            (None, Some(ms)) if ms > MAX_DELAY_MS => {
+                return invalid(format!(
+                    "`delayMs` must be at most {MAX_DELAY_MS} (ten years), not {ms}"
+                ));
+            }
+            (None, Some(ms)) => Some(now + chrono::Duration::milliseconds(ms as i64)),
             (None, None) => None,
         };
         let idempotency = match &self.idempotency_key {
@@ -96,7 +120,8 @@ impl CreateJob {
             priority: self.priority,
             max_attempts,
             run_at,
-            timeout_ms: self.timeout_ms.map(|ms| ms.min(i64::MAX as u64) as i64),
+            // At most a week, checked above.
+            timeout_ms: self.timeout_ms.map(|ms| ms as i64),
             idempotency,
         })
     }

@@ -11,9 +11,11 @@ mod extract;
 mod fanout;
 mod frame;
 mod gaps;
+mod guard;
 mod health;
 mod intake;
 mod jobs;
+mod session_limit;
 mod state;
 mod ws;
 
@@ -29,7 +31,8 @@ pub use state::{AppState, Failpoint, Limits, WsConfig};
 
 /// The routes of the API, on `state`.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let limits = state.limits().clone();
+    let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/jobs", post(jobs::create).get(jobs::list))
@@ -40,7 +43,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/ws", get(ws::upgrade))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .with_state(state)
+        .with_state(state);
+    guard::guard(routes, limits.max_in_flight, limits.request_timeout)
 }
 
 /// Serves the API on `listener` until `shutdown` fires, then drains.

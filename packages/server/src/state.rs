@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::intake::Intake;
+use crate::session_limit::SessionLimit;
 use crate::{Frame, JwtKeys};
 
 /// Limits on what a request may carry.
@@ -20,6 +21,10 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Most jobs in one batch.
     pub max_batch: usize,
+    /// Requests answered at once; more get 503 with `Retry-After`.
+    pub max_in_flight: usize,
+    /// How long a request may take before it gets 503.
+    pub request_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -28,6 +33,8 @@ impl Default for Limits {
             max_payload_bytes: 1024 * 1024,
             max_body_bytes: 16 * 1024 * 1024,
             max_batch: 1000,
+            max_in_flight: 1024,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -39,6 +46,11 @@ pub struct WsConfig {
     pub queue_capacity: usize,
     /// How often the server pings; a client silent for two intervals is dropped.
     pub ping_interval: Duration,
+    /// WebSocket sessions open at once on this instance; one more is closed
+    /// with 1013 (try again later).
+    pub max_sessions: usize,
+    /// … and per tenant.
+    pub max_sessions_per_tenant: usize,
 }
 
 impl Default for WsConfig {
@@ -46,6 +58,8 @@ impl Default for WsConfig {
         Self {
             queue_capacity: 1024,
             ping_interval: Duration::from_secs(20),
+            max_sessions: 50_000,
+            max_sessions_per_tenant: 10_000,
         }
     }
 }
@@ -71,6 +85,7 @@ struct Inner {
     tasks: TaskTracker,
     subscribed: AtomicBool,
     intake: Intake,
+    session_limit: SessionLimit,
 }
 
 /// A test hook that makes the API fail at a chosen point, as a crash would.
@@ -110,6 +125,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 intake: Intake::start(store.clone(), broker.clone(), failpoint),
+                session_limit: SessionLimit::new(ws.max_sessions, ws.max_sessions_per_tenant),
                 store,
                 broker,
                 hub: Hub::new(),
@@ -150,6 +166,10 @@ impl AppState {
 
     pub(crate) fn ws(&self) -> &WsConfig {
         &self.inner.ws
+    }
+
+    pub(crate) fn session_limit(&self) -> &SessionLimit {
+        &self.inner.session_limit
     }
 
     pub(crate) fn shutdown(&self) -> &CancellationToken {

@@ -3,8 +3,8 @@
 //! A session is two tasks: the send task drains the client's hub queue (and
 //! replies) into the socket and pings; the receive task reads client frames.
 //! When one ends the other is aborted. Server-originated control frames carry
-//! an `event` field (`connected`, `subscribed`, `resumed`, `reset`, `error`);
-//! updates never do.
+//! an `event` field (`connected`, `subscribed`, `unsubscribed`, `resumed`,
+//! `reset`, `snapshot`, `error`); updates never do.
 //!
 //! Every update carries its job's `version` and a `cursor`. The session never
 //! sends a client an update older than one it already sent for that job. A
@@ -37,6 +37,9 @@ use crate::{ApiError, AppState, Frame};
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 /// Close code on server shutdown ("going away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code when the instance or the tenant has its most sessions open
+/// ("try again later").
+pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 /// Most job IDs one `subscribe` may name.
 const MAX_SUBSCRIBE_IDS: usize = 10_000;
 /// Largest frame a client may send: a full `subscribe` fits with room to spare.
@@ -103,7 +106,27 @@ pub(crate) async fn upgrade(
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER);
     let sessions = state.sessions().clone();
-    Ok(ws.on_upgrade(move |socket| sessions.track_future(session(state, tenant, resume, socket))))
+    // Refused after the upgrade, with a close code, since a browser's
+    // WebSocket never shows the HTTP status of a refused upgrade.
+    Ok(match state.session_limit().acquire(&tenant) {
+        Ok(slot) => ws.on_upgrade(move |socket| {
+            sessions.track_future(async move {
+                session(state, tenant, resume, socket).await;
+                drop(slot);
+            })
+        }),
+        Err(reason) => ws.on_upgrade(move |mut socket| async move {
+            let close = CloseFrame {
+                code: CLOSE_TRY_AGAIN_LATER,
+                reason: reason.into(),
+            };
+            let _ = tokio::time::timeout(
+                SHUTDOWN_CLOSE_TIMEOUT,
+                socket.send(Message::Close(Some(close))),
+            )
+            .await;
+        }),
+    })
 }
 
 /// Why the send side of a session stopped.
@@ -364,9 +387,7 @@ async fn handle_frame(
         Ok(ClientFrame::Unsubscribe) => {
             filter.set(None);
             vec![Reply::Control(
-                json!({"event": "subscribed", "jobIds": null})
-                    .to_string()
-                    .into(),
+                json!({"event": "unsubscribed"}).to_string().into(),
             )]
         }
         Err(e) => vec![error_frame(&format!(

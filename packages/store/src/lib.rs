@@ -248,7 +248,21 @@ impl Store {
     /// none, in the order given. A job whose idempotency key the tenant used
     /// before yields the first job instead, or [`StoreError::IdempotencyConflict`]
     /// when the first request differed.
+    ///
+    /// A job scheduled outside years 1 to 9999 is refused
+    /// ([`StoreError::TimeOutOfRange`]) and nothing is written: SQLite keeps
+    /// times as fixed-width text, which orders like the times themselves only
+    /// within those years (year 20000 would sort before 2026, and run at once).
     pub async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Inserted>, StoreError> {
+        if let Some(job) = jobs.iter().find(|job| {
+            job.run_at
+                .is_some_and(|at| !(1..=9999).contains(&chrono::Datelike::year(&at)))
+        }) {
+            return Err(StoreError::TimeOutOfRange {
+                id: job.id,
+                run_at: job.run_at.map(|at| at.to_rfc3339()).unwrap_or_default(),
+            });
+        }
         delegate!(self.insert(jobs))
     }
 

@@ -769,6 +769,34 @@ async fn batches_claim_and_finish_many_jobs_in_one_write(store: Store) {
     assert_eq!(still.status, Status::Running);
 }
 
+/// Times compare as times: a job due in 9999 is not promoted, and one
+/// outside years 1 to 9999 (where text order and time order part) is refused
+/// whole, with the rest of its batch.
+async fn far_future_jobs_stay_scheduled_and_out_of_range_times_are_refused(store: Store) {
+    let mut late = new_job("acme", "noop", Priority::Default);
+    late.run_at = Some("9999-12-31T23:59:59Z".parse().unwrap());
+    store.insert(&[late]).await.unwrap();
+    assert!(
+        store.promote_due().await.unwrap().is_empty(),
+        "a job due in 9999 is not due now"
+    );
+
+    let fine = new_job("acme", "noop", Priority::Default);
+    let mut too_late = new_job("acme", "noop", Priority::Default);
+    too_late.run_at = Some(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+    let mut too_early = new_job("acme", "noop", Priority::Default);
+    too_early.run_at = Some(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    for bad in [too_late, too_early] {
+        let id = bad.id;
+        match store.insert(&[fine.clone(), bad]).await {
+            Err(StoreError::TimeOutOfRange { id: refused, .. }) => assert_eq!(refused, id),
+            other => panic!("expected TimeOutOfRange, got {other:?}"),
+        }
+    }
+    let listed = store.list(&tenant("acme"), &filter(10)).await.unwrap();
+    assert_eq!(listed.jobs.len(), 1, "only the job due in 9999 was written");
+}
+
 contract!(
     create_returns_queued_jobs_in_the_order_given,
     a_job_is_claimed_once_under_concurrency,
@@ -781,4 +809,5 @@ contract!(
     recovery_requeues_running_jobs_and_lists_queued_oldest_first,
     the_change_feed_and_many_jobs_read_back,
     batches_claim_and_finish_many_jobs_in_one_write,
+    far_future_jobs_stay_scheduled_and_out_of_range_times_are_refused,
 );

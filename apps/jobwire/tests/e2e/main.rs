@@ -35,6 +35,7 @@ mod embedded;
 mod faults;
 mod isolation;
 mod lifecycle;
+mod limits;
 mod processes;
 mod queue;
 mod realtime;

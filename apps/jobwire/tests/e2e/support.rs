@@ -49,6 +49,10 @@ pub struct Options {
     pub worker_concurrency: usize,
     pub ws_queue: usize,
     pub ws_ping_interval: Duration,
+    pub ws_max_sessions: usize,
+    pub ws_max_sessions_per_tenant: usize,
+    pub max_in_flight: usize,
+    pub request_timeout: Duration,
     /// Another Redis than the shared one (a private server).
     pub redis_url: Option<String>,
 }
@@ -61,6 +65,10 @@ impl Default for Options {
             worker_concurrency: 8,
             ws_queue: 1024,
             ws_ping_interval: Duration::from_secs(20),
+            ws_max_sessions: 50_000,
+            ws_max_sessions_per_tenant: 10_000,
+            max_in_flight: 1024,
+            request_timeout: Duration::from_secs(30),
             redis_url: None,
         }
     }
@@ -159,6 +167,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         max_batch: 1000,
         ws_queue: options.ws_queue,
         ws_ping_interval: options.ws_ping_interval,
+        ws_max_sessions: options.ws_max_sessions,
+        ws_max_sessions_per_tenant: options.ws_max_sessions_per_tenant,
+        max_in_flight: options.max_in_flight,
+        request_timeout: options.request_timeout,
         failpoint: None,
     };
     let keys = JwtKeys::new(SECRET.as_bytes());
