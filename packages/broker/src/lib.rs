@@ -160,6 +160,13 @@ impl Broker {
         delegate!(self.forget_worker(worker))
     }
 
+    /// Takes back the IDs `worker` popped and has not acknowledged (a lost
+    /// pop reply leaves some), and returns them: the broker no longer holds
+    /// them, so re-dispatch restores those still queued.
+    pub async fn release_taken(&self, worker: &str) -> Result<Vec<JobId>, BrokerError> {
+        delegate!(self.release_taken(worker))
+    }
+
     /// Receives every published update until `cancel`, restoring the
     /// subscription whenever it is lost, and hands each event to `on_event`.
     pub async fn run_subscriber(

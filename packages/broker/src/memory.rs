@@ -134,6 +134,11 @@ impl MemoryBroker {
         Ok(0)
     }
 
+    /// Nothing to take back: a pop here cannot lose its reply.
+    pub(crate) async fn release_taken(&self, _worker: &str) -> Result<Vec<JobId>, BrokerError> {
+        Ok(Vec::new())
+    }
+
     pub(crate) fn consumer(&self, block: Duration) -> MemoryConsumer {
         MemoryConsumer {
             broker: self.clone(),

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use clap::Args;
 use jobwire_server::{Limits, WsConfig};
-use jobwire_worker::{Registry, RetryPolicy, WorkerConfig};
+use jobwire_worker::{Failpoint, Registry, RetryPolicy, WorkerConfig};
 
 /// Where the data lives.
 #[derive(Debug, Clone, Args)]
@@ -212,6 +212,10 @@ pub struct WorkerArgs {
     /// Test hook: adds the `trace` handler, which logs every attempt's start and end to this directory.
     #[arg(long, env = "JOBWIRE_TRACE_DIR")]
     pub trace_dir: Option<std::path::PathBuf>,
+
+    /// Test hook: fail once at a point (`lose-pop-reply`, `fail-first-ack`, `exit-after-finish`).
+    #[arg(long, env = "JOBWIRE_WORKER_FAILPOINT", hide = true)]
+    pub worker_failpoint: Option<Failpoint>,
 }
 
 impl WorkerArgs {
@@ -234,6 +238,7 @@ impl WorkerArgs {
                 cap: self.retry_cap,
             },
             redispatch_after: self.redispatch_after,
+            failpoint: self.worker_failpoint,
         }
     }
 }

@@ -5,8 +5,8 @@ use jobwire_core::JobId;
 use jobwire_store::{Claim, LeaseToken};
 use tokio_util::sync::CancellationToken;
 
-use crate::Worker;
 use crate::runner::Running;
+use crate::{Failpoint, Worker};
 
 impl Worker {
     /// Claims popped jobs in one write, then, in one round trip to the
@@ -70,10 +70,18 @@ impl Worker {
         }
         // Claimed or not, the popped IDs have served: a lease (or the job's
         // state) protects each job from here, and re-dispatch covers a failed claim.
+        let mut acks = popped;
+        acks.extend(self.take_unacked());
         let outbox = Outbox::announcing(claims.iter().map(|claim| &claim.job))
-            .acknowledging(&self.id, popped);
-        if let Err(e) = self.broker.send(outbox).await {
-            tracing::warn!(jobs = claims.len(), error = ?e, "cannot announce claimed jobs");
+            .acknowledging(&self.id, acks.clone());
+        let sent = if self.failpoint.fire(Failpoint::FailFirstAck) {
+            Err("failpoint: failing an acknowledgement".to_owned())
+        } else {
+            self.broker.send(outbox).await.map_err(|e| e.to_string())
+        };
+        if let Err(e) = sent {
+            tracing::warn!(jobs = claims.len(), error = %e, "cannot announce claimed jobs");
+            self.ack_later(acks);
         }
         claims
     }

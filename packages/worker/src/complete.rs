@@ -2,7 +2,7 @@ use jobwire_core::JobId;
 use jobwire_store::{Finish, LeaseToken};
 use tokio::sync::mpsc;
 
-use crate::Worker;
+use crate::{Failpoint, Worker};
 
 /// Most outcomes stored in one write.
 const MAX_BATCH: usize = 1000;
@@ -27,6 +27,10 @@ impl Worker {
             // Stored (or failed for good): from here a pop of the same ID is
             // a new attempt's, not one this worker still runs.
             self.untrack(&attempts);
+            if stored.is_ok() && self.failpoint.fire(Failpoint::ExitAfterFinish) {
+                tracing::warn!("failpoint: exiting after outcomes committed, before publishing");
+                std::process::exit(86);
+            }
             match stored {
                 Ok(jobs) => {
                     let dropped = attempts.len() - jobs.len();

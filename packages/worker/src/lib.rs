@@ -10,6 +10,7 @@ mod claim;
 mod complete;
 mod context;
 mod error;
+mod failpoint;
 mod lease;
 mod maintenance;
 mod registry;
@@ -18,6 +19,7 @@ mod runner;
 
 pub use context::JobContext;
 pub use error::{JobError, WorkerError};
+pub use failpoint::Failpoint;
 pub use registry::{Handler, HandlerResult, Registry};
 pub use retry::RetryPolicy;
 pub use runner::{Worker, WorkerConfig};

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use jobwire_broker::Outbox;
 use jobwire_core::JobId;
 use tokio_util::sync::CancellationToken;
 
@@ -45,6 +46,7 @@ impl Worker {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot queue due jobs"),
             }
+            self.ack_again().await;
             if n % DEAD_WORKER_TICKS == 0 {
                 match self.broker.reap_dead_workers().await {
                     Ok(0) => {}
@@ -55,6 +57,20 @@ impl Worker {
             if (sweep.finding && sweep.after.is_some()) || n % REDISPATCH_TICKS == 0 {
                 sweep = self.redispatch(sweep.after).await;
             }
+        }
+    }
+
+    /// Acknowledges again the popped IDs whose acknowledgement failed, in
+    /// case no pop comes along to carry them.
+    async fn ack_again(&self) {
+        let unacked = self.take_unacked();
+        if unacked.is_empty() {
+            return;
+        }
+        let outbox = Outbox::default().acknowledging(&self.id, unacked.clone());
+        if let Err(e) = self.broker.send(outbox).await {
+            tracing::warn!(ids = unacked.len(), error = %e, "cannot acknowledge popped IDs");
+            self.ack_later(unacked);
         }
     }
 

@@ -9,7 +9,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
-use crate::{JobContext, Registry, RetryPolicy};
+use crate::failpoint::Armed;
+use crate::{Failpoint, JobContext, Registry, RetryPolicy};
 
 /// How long one pop waits; it is never cut short (a cut-short pop could
 /// strand an ID), so this bounds how long shutdown waits for the popper.
@@ -31,6 +32,8 @@ pub struct WorkerConfig {
     pub retry: RetryPolicy,
     /// A job `queued` this long whose ID the broker does not hold is enqueued again.
     pub redispatch_after: Duration,
+    /// A test hook: fail once at this point.
+    pub failpoint: Option<Failpoint>,
 }
 
 impl Default for WorkerConfig {
@@ -41,6 +44,7 @@ impl Default for WorkerConfig {
             lease: Duration::from_secs(3),
             retry: RetryPolicy::default(),
             redispatch_after: Duration::from_secs(3),
+            failpoint: None,
         }
     }
 }
@@ -76,6 +80,11 @@ pub struct Worker {
     /// many of this worker's running rows, and run one at a time so that
     /// they never wait for each other's row locks (a deadlock otherwise).
     pub(crate) lease_writes: Arc<tokio::sync::Mutex<()>>,
+    /// Popped IDs whose acknowledgement failed, sent again with the next
+    /// one (or by the maintenance loop), so that no stale entry stays behind
+    /// in the broker to hide a later loss of the same ID.
+    unacked: Arc<Mutex<Vec<JobId>>>,
+    pub(crate) failpoint: Arc<Armed>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -87,6 +96,7 @@ impl std::fmt::Debug for Worker {
 impl Worker {
     pub fn new(store: Store, broker: Broker, registry: Registry, config: WorkerConfig) -> Self {
         Self {
+            failpoint: Arc::new(Armed::new(config.failpoint)),
             id: uuid_like_id(),
             store,
             broker,
@@ -94,12 +104,12 @@ impl Worker {
             config,
             running: Arc::default(),
             lease_writes: Arc::default(),
+            unacked: Arc::default(),
         }
     }
 
     pub(crate) fn running(&self) -> MutexGuard<'_, HashMap<JobId, Running>> {
-        // A poisoned lock means a panic between two plain map calls; the map is intact.
-        self.running.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.running)
     }
 
     /// Takes and runs jobs until `shutdown`; then takes no more, gives running
@@ -148,7 +158,7 @@ impl Worker {
             }
             let popper = match consumer.as_mut() {
                 Some(popper) => popper,
-                None => match self.broker.consumer(&self.id, POP_BLOCK).await {
+                None => match self.open_consumer().await {
                     Ok(popper) => consumer.insert(popper),
                     Err(e) => {
                         tracing::warn!(error = %e, "worker cannot open its queue connection");
@@ -159,6 +169,10 @@ impl Worker {
             };
             match popper.pop_many(free.len()).await {
                 Ok(ids) if ids.is_empty() => {}
+                Ok(ids) if self.failpoint.fire(Failpoint::LosePopReply) => {
+                    tracing::warn!(ids = ids.len(), "failpoint: losing a pop's reply");
+                    consumer = None;
+                }
                 // Claimed in a task of its own, so that slots freed while
                 // this claim is in flight are popped for at once.
                 Ok(ids) => {
@@ -216,6 +230,42 @@ impl Worker {
             tracing::warn!(error = %e, "cannot deregister the worker");
         }
         tracing::info!("worker stopped");
+    }
+
+    /// Opens the connection the popper takes IDs on. First it hands back
+    /// whatever this worker's processing list still holds: IDs of a pop whose
+    /// reply was lost (the reason it reconnects) would otherwise sit there,
+    /// acknowledged by no one and hidden from re-dispatch, for good. Those
+    /// still queued in the store are queued again at once.
+    async fn open_consumer(&self) -> Result<Consumer, jobwire_broker::BrokerError> {
+        let taken = self.broker.release_taken(&self.id).await?;
+        if !taken.is_empty() {
+            match self.store.queued_among(&taken, Duration::ZERO).await {
+                Ok(queued) if !queued.is_empty() => {
+                    tracing::warn!(
+                        jobs = queued.len(),
+                        "re-queueing jobs popped but never taken"
+                    );
+                    // If this fails, re-dispatch queues them: the broker no longer holds them.
+                    if let Err(e) = self.broker.enqueue(&queued, &[]).await {
+                        tracing::warn!(error = %e, "cannot re-queue jobs popped but never taken");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot check jobs popped but never taken"),
+            }
+        }
+        self.broker.consumer(&self.id, POP_BLOCK).await
+    }
+
+    /// Keeps `ids`, whose acknowledgement failed, to acknowledge again.
+    pub(crate) fn ack_later(&self, ids: Vec<JobId>) {
+        lock(&self.unacked).extend(ids);
+    }
+
+    /// The IDs whose acknowledgement failed so far.
+    pub(crate) fn take_unacked(&self) -> Vec<JobId> {
+        std::mem::take(&mut *lock(&self.unacked))
     }
 
     /// Runs one claimed job and hands its outcome to the completer; `_slot`
@@ -328,6 +378,11 @@ impl Worker {
             }
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock means a panic between two plain collection calls; the data is intact.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn pause(shutdown: &CancellationToken) {

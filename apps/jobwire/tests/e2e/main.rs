@@ -36,6 +36,7 @@ mod faults;
 mod isolation;
 mod lifecycle;
 mod limits;
+mod lost_ids;
 mod processes;
 mod queue;
 mod realtime;

@@ -9,7 +9,7 @@ use jobwire_core::{Priority, TenantId};
 use jobwire_runtime::{ApiArgs, Backends, WorkerArgs};
 use jobwire_server::JwtKeys;
 use jobwire_store::{ListFilter, Store};
-use jobwire_worker::Registry;
+use jobwire_worker::{Failpoint, Registry};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::net::TcpStream;
@@ -53,6 +53,7 @@ pub struct Options {
     pub ws_max_sessions_per_tenant: usize,
     pub max_in_flight: usize,
     pub request_timeout: Duration,
+    pub worker_failpoint: Option<Failpoint>,
     /// Another Redis than the shared one (a private server).
     pub redis_url: Option<String>,
 }
@@ -69,6 +70,7 @@ impl Default for Options {
             ws_max_sessions_per_tenant: 10_000,
             max_in_flight: 1024,
             request_timeout: Duration::from_secs(30),
+            worker_failpoint: None,
             redis_url: None,
         }
     }
@@ -219,6 +221,7 @@ impl TestApp {
             retry_cap: Duration::from_millis(500),
             redispatch_after: Duration::from_secs(1),
             trace_dir: None,
+            worker_failpoint: self.options.worker_failpoint,
         };
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {

@@ -8,6 +8,7 @@ mod subscriber;
 use std::time::Duration;
 
 use jobwire_core::{JobId, Priority};
+use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use consumer::RedisConsumer;
@@ -18,6 +19,17 @@ use crate::{BrokerError, Keys, Outbox};
 /// 3 s lease, so that a stalled Redis fails a worker's call while the leases
 /// of its running jobs still hold.
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Takes every ID off a processing list (KEYS[1]) and out of the pending set
+/// (KEYS[2]), atomically, and returns them.
+const RELEASE: &str = r"
+local ids = redis.call('LRANGE', KEYS[1], 0, -1)
+if #ids > 0 then
+  redis.call('SREM', KEYS[2], unpack(ids))
+  redis.call('DEL', KEYS[1])
+end
+return ids
+";
 
 /// The shared command connection (reconnecting) plus the key names.
 #[derive(Clone)]
@@ -80,11 +92,14 @@ impl RedisBroker {
     /// once per block time.
     const MAX_WAKE_MARKERS: isize = 10_000;
 
-    /// One pipeline: PUBLISH each update; per priority SADD to the pending
-    /// set and LPUSH onto the queue, plus one wake marker per ID; then LREM
-    /// each acknowledged ID from the worker's processing list and SREM them.
+    /// One transaction (MULTI/EXEC, so all of it or none): PUBLISH each
+    /// update; per priority SADD to the pending set and LPUSH onto the
+    /// queue, plus one wake marker per ID; then LREM each acknowledged ID
+    /// from the worker's processing list and SREM them. Never an ID pending
+    /// but in no list (which re-dispatch would trust), nor the reverse.
     pub(crate) async fn send(&self, outbox: Outbox) -> Result<(), BrokerError> {
         let mut pipe = redis::pipe();
+        pipe.atomic();
         for update in &outbox.updates {
             pipe.publish(self.keys.channel(), update).ignore();
         }
@@ -182,29 +197,29 @@ impl RedisBroker {
 
     /// Removes a worker's processing list and registration.
     pub(crate) async fn forget_worker(&self, worker: &str) -> Result<usize, BrokerError> {
-        let mut conn = self.conn.clone();
-        let processing = self.keys.processing(worker);
-        let ids: Vec<String> = redis::cmd("LRANGE")
-            .arg(&processing)
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut conn)
-            .await
-            .map_err(BrokerError::command("LRANGE"))?;
-        let mut pipe = redis::pipe();
-        if !ids.is_empty() {
-            pipe.srem(self.keys.pending(), &ids).ignore();
-        }
-        pipe.del(&processing)
-            .ignore()
+        let released = self.release_taken(worker).await?;
+        redis::pipe()
             .del(self.keys.alive(worker))
             .ignore()
             .srem(self.keys.workers(), worker)
             .ignore()
-            .query_async::<()>(&mut conn)
+            .query_async::<()>(&mut self.conn.clone())
             .await
             .map_err(BrokerError::command("forget worker"))?;
-        Ok(ids.len())
+        Ok(released.len())
+    }
+
+    /// Empties a worker's processing list, in one step, and drops its IDs
+    /// from the pending set; returns them.
+    pub(crate) async fn release_taken(&self, worker: &str) -> Result<Vec<JobId>, BrokerError> {
+        let ids: Vec<String> = Script::new(RELEASE)
+            .key(self.keys.processing(worker))
+            .key(self.keys.pending())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(BrokerError::command("EVALSHA release"))?;
+        // An entry that is not a job ID (pushed by hand) is dropped all the same.
+        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
     }
 
     /// How many IDs wait in a priority's queue.

@@ -1,0 +1,69 @@
+//! IDs the broker holds but nobody will pop: each way one could arise, made
+//! to happen with a worker failpoint, ends with the job done and nothing
+//! stale left in Redis.
+
+use std::time::Duration;
+
+use jobwire_worker::Failpoint;
+use redis::AsyncCommands;
+use serde_json::json;
+
+use crate::support::{Options, TestApp, spawn_app_with};
+
+/// The pending set and every worker's processing list, as `redis-cli` sees them.
+async fn held_ids(app: &TestApp) -> (Vec<String>, Vec<String>) {
+    let mut redis = app
+        .redis()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis");
+    let keys = jobwire_broker::Keys::new(&app.prefix);
+    let pending: Vec<String> = redis.smembers(keys.pending()).await.expect("SMEMBERS");
+    let lists: Vec<String> = redis.keys(keys.processing("*")).await.expect("KEYS");
+    let mut processing = Vec::new();
+    for list in lists {
+        let ids: Vec<String> = redis.lrange(&list, 0, -1).await.expect("LRANGE");
+        processing.extend(ids);
+    }
+    (pending, processing)
+}
+
+/// Runs one job through a worker that fails at `failpoint`, and waits for
+/// it to succeed and for Redis to hold nothing of it.
+async fn one_job_survives(failpoint: Failpoint) {
+    let app = spawn_app_with(Options {
+        worker_failpoint: Some(failpoint),
+        ..Options::default()
+    })
+    .await;
+    let mut ws = app.ws("acme").await;
+    let id = app.create("acme", json!({"type": "noop"})).await;
+    ws.until_status(&id, "succeeded").await;
+    let clean = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let held = held_ids(&app).await;
+            if held.0.is_empty() && held.1.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let held = held_ids(&app).await;
+    assert!(
+        clean.is_ok(),
+        "Redis still holds the job's ID: pending {:?}, processing {:?}",
+        held.0,
+        held.1
+    );
+}
+
+#[tokio::test]
+async fn a_pop_whose_reply_is_lost_leaves_no_job_stranded() {
+    one_job_survives(Failpoint::LosePopReply).await;
+}
+
+#[tokio::test]
+async fn a_failed_acknowledgement_leaves_no_stale_entry() {
+    one_job_survives(Failpoint::FailFirstAck).await;
+}
