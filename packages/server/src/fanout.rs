@@ -18,8 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::gaps::Gaps;
 use crate::{AppState, Frame};
 
-/// How often missing changes are looked for.
-const GAP_CHECK: Duration = Duration::from_secs(1);
+/// How often missing changes are looked for: a change whose update never
+/// came reaches clients within two of these (plus a read).
+const GAP_CHECK: Duration = Duration::from_millis(500);
 
 /// Changes read back per query when resyncing.
 const RESYNC_PAGE: u32 = 500;
@@ -79,7 +80,14 @@ async fn fill_gaps(state: &AppState, gaps: &Mutex<Gaps>, shutdown: CancellationT
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let missing = lock(gaps).missing();
+        let latest = match state.store().latest_change().await {
+            Ok(latest) => latest,
+            Err(e) => {
+                tracing::warn!(error = ?e, "cannot read the newest change");
+                None
+            }
+        };
+        let missing = lock(gaps).missing(latest);
         if missing.is_empty() {
             continue;
         }
@@ -97,7 +105,10 @@ async fn fill_gaps(state: &AppState, gaps: &Mutex<Gaps>, shutdown: CancellationT
                         .publish(&job.tenant_id, job.id, job.version, &Frame::from(job));
                 }
             }
-            Err(e) => tracing::warn!(error = ?e, "cannot read changes whose update never arrived"),
+            Err(e) => {
+                tracing::warn!(error = ?e, "cannot read changes whose update never arrived");
+                lock(gaps).failed(missing);
+            }
         }
     }
 }

@@ -9,6 +9,9 @@ use std::collections::BTreeSet;
 /// Most missing places looked up per check; more are looked up over several
 /// checks. Places seen cost nothing here, so the rate of changes is not capped.
 const MAX_MISSING_PER_CHECK: usize = 10_000;
+/// Most places kept between checks. Past it (lookups far behind the rate of
+/// changes) the oldest places are given up on, so memory stays bounded.
+const MAX_SEEN: usize = 1_000_000;
 
 /// Places seen, since the last check.
 #[derive(Debug, Default)]
@@ -16,9 +19,12 @@ pub(crate) struct Gaps {
     /// Every place below this one was seen or looked up.
     low: Option<i64>,
     seen: BTreeSet<i64>,
-    /// The highest place seen at the previous check: later places get one
-    /// more check's time to arrive before they count as missing.
+    /// The newest place known at the previous check (seen, or committed in
+    /// the store): places up to it that were not seen since are missing;
+    /// later ones get one more check's time to arrive.
     horizon: Option<i64>,
+    /// Places whose lookup failed, looked up again at the next check.
+    retry: Vec<i64>,
 }
 
 impl Gaps {
@@ -27,19 +33,41 @@ impl Gaps {
         if place >= low {
             self.seen.insert(place);
         }
+        if self.seen.len() > MAX_SEEN {
+            // The lookups are too far behind to catch up: the oldest places
+            // count as looked up (their lookups cannot keep pace anyway).
+            let given_up = self.seen.len() - MAX_SEEN / 2;
+            let keep_from = *self.seen.iter().nth(given_up).unwrap_or(&place);
+            tracing::warn!(
+                from = low,
+                to = keep_from - 1,
+                "the gap check is too far behind; not looking for missing changes in between"
+            );
+            self.seen = self.seen.split_off(&keep_from);
+            self.low = Some(keep_from);
+        }
     }
 
-    /// The places up to the previous check's horizon that were never seen.
-    pub(crate) fn missing(&mut self) -> Vec<i64> {
+    /// The places up to the previous check's horizon that were never seen,
+    /// with those whose lookup failed last time. `latest` is the newest
+    /// place committed in the store now, so that a change at the very end,
+    /// whose update never came, is found although nothing comes after it.
+    pub(crate) fn missing(&mut self, latest: Option<i64>) -> Vec<i64> {
+        let newest = self.seen.last().copied().max(latest);
+        let mut missing = std::mem::take(&mut self.retry);
         let (Some(low), Some(horizon)) = (self.low, self.horizon) else {
-            self.horizon = self.seen.last().copied();
-            return Vec::new();
+            // The first check: changes from before this instance started are
+            // not its concern (clients resume them by cursor).
+            if self.low.is_none() {
+                self.low = latest.map(|latest| latest + 1);
+            }
+            self.horizon = newest;
+            return missing;
         };
         let mut upto = horizon;
-        let mut missing = Vec::new();
         for place in low..=horizon {
             if !self.seen.contains(&place) {
-                if missing.len() == MAX_MISSING_PER_CHECK {
+                if missing.len() >= MAX_MISSING_PER_CHECK {
                     upto = place - 1;
                     break;
                 }
@@ -47,14 +75,15 @@ impl Gaps {
             }
         }
         self.seen = self.seen.split_off(&(upto + 1));
-        self.low = Some(upto + 1);
-        self.horizon = self
-            .seen
-            .last()
-            .copied()
-            .or(Some(horizon))
-            .filter(|h| *h > upto);
+        self.low = Some(low.max(upto + 1));
+        self.horizon = newest.filter(|h| *h > upto).or(Some(horizon));
         missing
+    }
+
+    /// `places` could not be looked up now: look them up at the next check.
+    pub(crate) fn failed(&mut self, mut places: Vec<i64>) {
+        places.truncate(MAX_MISSING_PER_CHECK);
+        self.retry = places;
     }
 }
 
@@ -69,35 +98,87 @@ mod tests {
             gaps.saw(place);
         }
         assert!(
-            gaps.missing().is_empty(),
+            gaps.missing(None).is_empty(),
             "the first check only sets the horizon"
         );
         gaps.saw(12);
         gaps.saw(17);
-        assert!(gaps.missing().is_empty(), "12 arrived late, within a check");
-        assert_eq!(gaps.missing(), [15, 16]);
-        assert!(gaps.missing().is_empty());
+        assert!(
+            gaps.missing(None).is_empty(),
+            "12 arrived late, within a check"
+        );
+        assert_eq!(gaps.missing(None), [15, 16]);
+        assert!(gaps.missing(None).is_empty());
     }
 
     #[test]
     fn many_changes_seen_between_two_checks_are_not_capped() {
         let mut gaps = Gaps::default();
         gaps.saw(1);
-        assert!(gaps.missing().is_empty());
+        assert!(gaps.missing(None).is_empty());
         for place in 2..=100_000 {
             if place != 99_999 {
                 gaps.saw(place);
             }
         }
         assert_eq!(
-            gaps.missing(),
+            gaps.missing(None),
             Vec::<i64>::new(),
             "only up to the horizon, 1"
         );
         assert_eq!(
-            gaps.missing(),
+            gaps.missing(None),
             [99_999],
             "a gap far past the old 10,000-place window is found in one check"
         );
+    }
+
+    #[test]
+    fn a_change_at_the_end_whose_update_never_came_is_missing_with_nothing_after_it() {
+        let mut gaps = Gaps::default();
+        gaps.saw(5);
+        gaps.saw(6);
+        // 7 committed (the store says so), but its update never came, and
+        // nothing changes after it.
+        assert!(gaps.missing(Some(7)).is_empty());
+        assert_eq!(gaps.missing(Some(7)), [7]);
+        assert!(gaps.missing(Some(7)).is_empty(), "looked up once");
+    }
+
+    #[test]
+    fn changes_from_before_the_first_check_are_not_looked_up() {
+        let mut gaps = Gaps::default();
+        assert!(gaps.missing(Some(1_000)).is_empty());
+        assert!(gaps.missing(Some(1_000)).is_empty());
+        assert_eq!(gaps.missing(Some(1_002)), Vec::<i64>::new());
+        assert_eq!(gaps.missing(Some(1_002)), [1_001, 1_002]);
+    }
+
+    #[test]
+    fn a_failed_lookup_is_tried_again() {
+        let mut gaps = Gaps::default();
+        gaps.saw(1);
+        gaps.missing(Some(3));
+        let missing = gaps.missing(Some(3));
+        assert_eq!(missing, [2, 3]);
+        gaps.failed(missing);
+        assert_eq!(gaps.missing(Some(3)), [2, 3]);
+        assert!(gaps.missing(Some(3)).is_empty());
+    }
+
+    #[test]
+    fn places_kept_stay_bounded_when_lookups_fall_behind() {
+        let mut gaps = Gaps::default();
+        gaps.saw(0);
+        gaps.missing(None);
+        // Every other place missing, far more than one check looks up.
+        for place in (0..3 * MAX_SEEN as i64).step_by(2) {
+            gaps.saw(place);
+        }
+        assert!(gaps.seen.len() <= MAX_SEEN);
+        for _ in 0..3 {
+            assert!(gaps.missing(None).len() <= MAX_MISSING_PER_CHECK);
+            assert!(gaps.seen.len() <= MAX_SEEN);
+        }
     }
 }

@@ -389,6 +389,13 @@ impl Store {
         delegate!(self.changes_since(tenant, after, limit))
     }
 
+    /// The newest place in the change feed that has committed (`None`: no
+    /// job yet): a change there whose update never arrived is missing too,
+    /// even if nothing changes after it.
+    pub async fn latest_change(&self) -> Result<Option<i64>, StoreError> {
+        delegate!(self.latest_change())
+    }
+
     /// The jobs (of any tenant) whose last change is one of `seqs`: what an
     /// update subscriber that saw a gap in the change feed missed.
     pub async fn changes_at(&self, seqs: &[i64]) -> Result<Vec<Job>, StoreError> {

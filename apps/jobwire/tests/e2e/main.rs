@@ -33,6 +33,7 @@ macro_rules! in_both_modes {
 mod bad_input;
 mod embedded;
 mod faults;
+mod gap_fill;
 mod isolation;
 mod lifecycle;
 mod limits;

@@ -90,6 +90,13 @@ impl PgStore {
         fetch_jobs(query, &self.pool, "changes since").await
     }
 
+    pub(crate) async fn latest_change(&self) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar("select max(change_seq) from jobs")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::query("latest change"))
+    }
+
     pub(crate) async fn changes_at(&self, seqs: &[i64]) -> Result<Vec<Job>, StoreError> {
         let query = sqlx::query_as(concat!(
             "select ",
