@@ -7,7 +7,7 @@ mod update;
 
 pub use ids::{JobId, TenantId};
 pub use job::{DEFAULT_MAX_ATTEMPTS, Idempotency, Job, JobType, NewJob, Priority, Status};
-pub use update::JobUpdate;
+pub use update::{JobUpdate, MAX_INLINE_RESULT_BYTES, json_len};
 
 /// A value from outside (a request, a token, a Redis message) that is not a valid
 /// domain value. The message is meant for the person who sent it.

@@ -1,13 +1,14 @@
 //! The realtime hub: who is connected, per tenant, and what each of them
 //! wants. One published update is handed to each interested client's bounded
-//! queue without waiting; a client whose queue is full is kicked (its
-//! [`Subscription::kicked`] token fires) rather than slowing anyone else.
+//! queue (bounded in messages and in bytes) without waiting; a client whose
+//! queue is full is kicked (its [`Subscription::kicked`] token fires) rather
+//! than slowing anyone else.
 //!
 //! The hub is generic over the message it carries, so the server can pass its
 //! ready-to-send WebSocket text and clone it cheaply per client.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
@@ -20,10 +21,31 @@ type ClientId = u64;
 /// Which jobs a client wants: all of its tenant's, or only some.
 type Filter = Arc<RwLock<Option<HashSet<JobId>>>>;
 
+/// How much memory a message holds, for the byte bound of client queues.
+pub trait Weight {
+    fn weight(&self) -> usize;
+}
+
+impl Weight for u32 {
+    fn weight(&self) -> usize {
+        4
+    }
+}
+
+/// Limits on one client's queue.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimit {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
 struct Client<M> {
     tx: mpsc::Sender<M>,
     filter: Filter,
     kicked: CancellationToken,
+    /// Bytes of the messages queued for this client now.
+    queued: Arc<AtomicUsize>,
+    max_bytes: usize,
 }
 
 impl<M> Client<M> {
@@ -67,7 +89,7 @@ impl<M> std::fmt::Debug for Hub<M> {
     }
 }
 
-impl<M: Clone> Default for Hub<M> {
+impl<M: Clone + Weight> Default for Hub<M> {
     fn default() -> Self {
         Self::new()
     }
@@ -82,7 +104,7 @@ pub struct Delivery {
     pub stale: bool,
 }
 
-impl<M: Clone> Hub<M> {
+impl<M: Clone + Weight> Hub<M> {
     pub fn new() -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -93,17 +115,20 @@ impl<M: Clone> Hub<M> {
         }
     }
 
-    /// Adds a client of `tenant` with an outbound queue of `capacity` messages.
+    /// Adds a client of `tenant` with an outbound queue of at most `limit`.
     /// The client is removed when the returned subscription is dropped.
-    pub fn register(&self, tenant: TenantId, capacity: usize) -> Subscription<M> {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+    pub fn register(&self, tenant: TenantId, limit: QueueLimit) -> Subscription<M> {
+        let (tx, rx) = mpsc::channel(limit.messages.max(1));
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let filter: Filter = Arc::default();
         let kicked = CancellationToken::new();
+        let queued = Arc::new(AtomicUsize::new(0));
         let client = Client {
             tx,
             filter: Arc::clone(&filter),
             kicked: kicked.clone(),
+            queued: Arc::clone(&queued),
+            max_bytes: limit.bytes,
         };
         self.inner
             .tenants
@@ -117,6 +142,7 @@ impl<M: Clone> Hub<M> {
             rx,
             filter,
             kicked,
+            queued,
         }
     }
 
@@ -146,8 +172,20 @@ impl<M: Clone> Hub<M> {
                 if !client.wants(job) {
                     continue;
                 }
+                // A lone message bigger than the bound still goes to an empty queue.
+                let weight = message.weight();
+                let queued = client.queued.load(Ordering::Acquire);
+                if queued > 0 && queued + weight > client.max_bytes {
+                    client.kicked.cancel();
+                    delivery.kicked += 1;
+                    gone.push(*id);
+                    continue;
+                }
                 match client.tx.try_send(message.clone()) {
-                    Ok(()) => delivery.delivered += 1,
+                    Ok(()) => {
+                        client.queued.fetch_add(weight, Ordering::AcqRel);
+                        delivery.delivered += 1;
+                    }
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         client.kicked.cancel();
                         delivery.kicked += 1;
@@ -187,24 +225,34 @@ impl<M: Clone> Hub<M> {
 }
 
 /// One connected client's end: its queue, its filter and its kick signal.
-pub struct Subscription<M: Clone> {
+pub struct Subscription<M: Clone + Weight> {
     hub: Hub<M>,
     tenant: TenantId,
     id: ClientId,
     rx: mpsc::Receiver<M>,
     filter: Filter,
     kicked: CancellationToken,
+    queued: Arc<AtomicUsize>,
 }
 
-impl<M: Clone> Subscription<M> {
+impl<M: Clone + Weight> Subscription<M> {
     /// The next message for this client; `None` once it has been removed.
     pub async fn recv(&mut self) -> Option<M> {
-        self.rx.recv().await
+        let message = self.rx.recv().await;
+        self.taken(message)
     }
 
     /// The next message if one is queued now; `None` otherwise.
     pub fn try_recv(&mut self) -> Option<M> {
-        self.rx.try_recv().ok()
+        let message = self.rx.try_recv().ok();
+        self.taken(message)
+    }
+
+    fn taken(&self, message: Option<M>) -> Option<M> {
+        if let Some(message) = &message {
+            self.queued.fetch_sub(message.weight(), Ordering::AcqRel);
+        }
+        message
     }
 
     pub fn tenant(&self) -> &TenantId {
@@ -233,7 +281,7 @@ impl FilterHandle {
     }
 }
 
-impl<M: Clone> Drop for Subscription<M> {
+impl<M: Clone + Weight> Drop for Subscription<M> {
     fn drop(&mut self) {
         self.hub.unregister(&self.tenant, self.id);
     }
@@ -246,7 +294,7 @@ mod tests {
     #[tokio::test]
     async fn an_older_or_repeated_version_is_dropped() {
         let hub: Hub<u32> = Hub::new();
-        let mut client = hub.register(tenant("a"), 8);
+        let mut client = hub.register(tenant("a"), limit(8));
         let job = JobId::new();
         assert!(!hub.publish(&tenant("a"), job, 2, &2).stale);
         assert!(hub.publish(&tenant("a"), job, 1, &1).stale);
@@ -260,11 +308,48 @@ mod tests {
         name.parse().expect("valid tenant")
     }
 
+    fn limit(messages: usize) -> QueueLimit {
+        QueueLimit {
+            messages,
+            bytes: usize::MAX,
+        }
+    }
+
+    impl Weight for Vec<u8> {
+        fn weight(&self) -> usize {
+            self.len()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_is_kicked_by_bytes_queued_too_and_reading_frees_them() {
+        let hub: Hub<Vec<u8>> = Hub::new();
+        let bounded = QueueLimit {
+            messages: 1000,
+            bytes: 1000,
+        };
+        let mut reader = hub.register(tenant("a"), bounded);
+        let slow = hub.register(tenant("a"), bounded);
+        for n in 0..2 {
+            hub.publish(&tenant("a"), JobId::new(), 1, &vec![n; 400]);
+        }
+        assert_eq!(reader.recv().await.map(|m| m.len()), Some(400));
+        // The reader has 400 bytes queued, the slow one 800: 400 more is too much for it.
+        let delivery = hub.publish(&tenant("a"), JobId::new(), 1, &vec![2; 400]);
+        assert_eq!((delivery.delivered, delivery.kicked), (1, 1));
+        assert!(slow.kicked().is_cancelled());
+        assert!(!reader.kicked().is_cancelled());
+        // A message over the bound still reaches a client that has read everything.
+        while reader.try_recv().is_some() {}
+        let delivery = hub.publish(&tenant("a"), JobId::new(), 1, &vec![3; 5000]);
+        assert_eq!(delivery.delivered, 1);
+    }
+
     #[tokio::test]
     async fn a_full_client_is_kicked_and_the_others_keep_receiving() {
         let hub: Hub<u32> = Hub::new();
-        let mut fast = hub.register(tenant("a"), 4);
-        let slow = hub.register(tenant("a"), 2);
+        let mut fast = hub.register(tenant("a"), limit(4));
+        let slow = hub.register(tenant("a"), limit(2));
         let job = JobId::new();
         for n in 0..3 {
             hub.publish(&tenant("a"), job, i64::from(n), &n);
@@ -278,9 +363,9 @@ mod tests {
     async fn tenants_and_filters_narrow_delivery() {
         let hub: Hub<u32> = Hub::new();
         let (wanted, other) = (JobId::new(), JobId::new());
-        let mut narrowed = hub.register(tenant("a"), 8);
+        let mut narrowed = hub.register(tenant("a"), limit(8));
         narrowed.filter_handle().set(Some(HashSet::from([wanted])));
-        let mut stranger = hub.register(tenant("b"), 8);
+        let mut stranger = hub.register(tenant("b"), limit(8));
         hub.publish(&tenant("a"), other, 1, &1);
         hub.publish(&tenant("a"), wanted, 1, &2);
         assert_eq!(narrowed.recv().await, Some(2));

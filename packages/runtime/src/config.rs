@@ -131,6 +131,10 @@ pub struct ApiArgs {
     #[arg(long, env = "JOBWIRE_WS_QUEUE", default_value_t = 1024)]
     pub ws_queue: usize,
 
+    /// Bytes of updates queued per WebSocket client before it is dropped as too slow (close 4008).
+    #[arg(long, env = "JOBWIRE_WS_QUEUE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub ws_queue_bytes: usize,
+
     /// Test hook: `exit-after-commit` makes the API exit right after committing
     /// created jobs, before enqueueing them (for fault-injection tests).
     #[arg(long, env = "JOBWIRE_FAILPOINT")]
@@ -175,6 +179,7 @@ impl ApiArgs {
     pub fn ws(&self) -> WsConfig {
         WsConfig {
             queue_capacity: self.ws_queue,
+            queue_bytes: self.ws_queue_bytes,
             ping_interval: self.ws_ping_interval,
             max_sessions: self.ws_max_sessions,
             max_sessions_per_tenant: self.ws_max_sessions_per_tenant,

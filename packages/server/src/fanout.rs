@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use jobwire_broker::SubscriberEvent;
-use jobwire_core::{JobId, TenantId};
+use jobwire_core::{JobId, JobUpdate, TenantId};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -92,17 +92,15 @@ async fn fill_gaps(state: &AppState, gaps: &Mutex<Gaps>, shutdown: CancellationT
             continue;
         }
         match state.store().changes_at(&missing).await {
-            Ok(jobs) => {
-                if !jobs.is_empty() {
+            Ok(changes) => {
+                if !changes.is_empty() {
                     tracing::info!(
-                        jobs = jobs.len(),
+                        jobs = changes.len(),
                         "passing on changes whose update never arrived"
                     );
                 }
-                for job in &jobs {
-                    state
-                        .hub()
-                        .publish(&job.tenant_id, job.id, job.version, &Frame::from(job));
+                for change in &changes {
+                    publish(state, &change.update);
                 }
             }
             Err(e) => {
@@ -111,6 +109,16 @@ async fn fill_gaps(state: &AppState, gaps: &Mutex<Gaps>, shutdown: CancellationT
             }
         }
     }
+}
+
+/// Hands an update read from the store to the hub.
+fn publish(state: &AppState, update: &JobUpdate) {
+    state.hub().publish(
+        &update.tenant_id,
+        update.job_id,
+        update.version,
+        &Frame::from(update),
+    );
 }
 
 /// Routes one message to the hub; returns its place in the change feed.
@@ -142,25 +150,23 @@ async fn resync(state: &AppState, after: i64) {
     for tenant in state.hub().tenants() {
         let mut from = after;
         loop {
-            let jobs = match state
+            let changes = match state
                 .store()
                 .changes_since(&tenant, from, RESYNC_PAGE)
                 .await
             {
-                Ok(jobs) => jobs,
+                Ok(changes) => changes,
                 Err(e) => {
                     tracing::warn!(%tenant, error = ?e, "cannot resync after the subscription came back");
                     break;
                 }
             };
-            for job in &jobs {
-                state
-                    .hub()
-                    .publish(&tenant, job.id, job.version, &Frame::from(job));
-                from = from.max(job.change_seq);
+            for change in &changes {
+                publish(state, &change.update);
+                from = from.max(change.place);
             }
-            resent += jobs.len();
-            if jobs.len() < RESYNC_PAGE as usize {
+            resent += changes.len();
+            if changes.len() < RESYNC_PAGE as usize {
                 break;
             }
         }

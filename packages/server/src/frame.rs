@@ -2,6 +2,7 @@
 
 use axum::extract::ws::Utf8Bytes;
 use jobwire_core::{Job, JobId, JobUpdate};
+use jobwire_hub::Weight;
 
 /// One update as a client receives it: the text (shared by every client it
 /// goes to) and the job and version it is about, for dropping stale ones.
@@ -14,10 +15,22 @@ pub struct Frame {
 
 impl From<&Job> for Frame {
     fn from(job: &Job) -> Self {
+        Self::from(&JobUpdate::from(job))
+    }
+}
+
+impl From<&JobUpdate> for Frame {
+    fn from(update: &JobUpdate) -> Self {
         Self {
-            job: job.id,
-            version: job.version,
-            text: JobUpdate::from(job).to_json().into(),
+            job: update.job_id,
+            version: update.version,
+            text: update.to_json().into(),
         }
+    }
+}
+
+impl Weight for Frame {
+    fn weight(&self) -> usize {
+        self.text.len()
     }
 }

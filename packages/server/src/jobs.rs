@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use jobwire_core::{
     DEFAULT_MAX_ATTEMPTS, Idempotency, Job, JobId, JobType, NewJob, Priority, Status, TenantId,
+    json_len,
 };
 use jobwire_store::{Inserted, ListFilter};
 use serde::{Deserialize, Serialize};
@@ -47,10 +48,10 @@ pub(crate) struct CreateBatch {
 
 const MAX_ATTEMPTS: i32 = 100;
 const MAX_KEY_LEN: usize = 255;
-/// Furthest ahead a job may be scheduled (`runAt`, `delayMs`): ten years.
-/// Beyond it a time is a mistake (`1e16` milliseconds is 300,000 years), and
-/// the arithmetic on it would overflow.
-const MAX_DELAY_MS: u64 = 10 * 366 * 24 * 3600 * 1000;
+/// Furthest ahead a job may be scheduled (`runAt`, `delayMs`): a hundred
+/// years. Beyond it a time is a mistake (`1e16` milliseconds is 300,000
+/// years), and the arithmetic on it would overflow.
+const MAX_DELAY_MS: u64 = 36_525 * 24 * 3600 * 1000;
 /// Longest `timeoutMs`: a week.
 const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
 
@@ -76,7 +77,7 @@ impl CreateJob {
             (Some(_), Some(_)) => return invalid("give `runAt` or `delayMs`, not both".into()),
             (Some(at), None) if at > latest || at < DateTime::UNIX_EPOCH => {
                 return invalid(format!(
-                    "`runAt` must be from 1970 to ten years ahead ({}), not {}",
+                    "`runAt` must be from 1970 to a hundred years ahead ({}), not {}",
                     latest.to_rfc3339(),
                     at.to_rfc3339()
                 ));
@@ -84,7 +85,7 @@ impl CreateJob {
             (Some(at), None) => Some(at),
             (None, Some(ms)) if ms > MAX_DELAY_MS => {
                 return invalid(format!(
-                    "`delayMs` must be at most {MAX_DELAY_MS} (ten years), not {ms}"
+                    "`delayMs` must be at most {MAX_DELAY_MS} (a hundred years), not {ms}"
                 ));
             }
             (None, Some(ms)) => Some(now + chrono::Duration::milliseconds(ms as i64)),
@@ -135,23 +136,6 @@ fn request_hash(job: &CreateJob) -> String {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     });
     format!("{hash:016x}")
-}
-
-/// Length of `value` serialised, without building the string.
-fn json_len(value: &Value) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    // Writing a Value to an infallible writer cannot fail.
-    serde_json::to_writer(&mut counter, value).map_or(usize::MAX, |()| counter.0)
 }
 
 pub(crate) async fn create(

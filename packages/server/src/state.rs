@@ -44,6 +44,8 @@ impl Default for Limits {
 pub struct WsConfig {
     /// Updates queued per client before it counts as too slow and is dropped.
     pub queue_capacity: usize,
+    /// … and bytes of updates queued.
+    pub queue_bytes: usize,
     /// How often the server pings; a client silent for two intervals is dropped.
     pub ping_interval: Duration,
     /// WebSocket sessions open at once on this instance; one more is closed
@@ -57,9 +59,19 @@ impl Default for WsConfig {
     fn default() -> Self {
         Self {
             queue_capacity: 1024,
+            queue_bytes: 16 * 1024 * 1024,
             ping_interval: Duration::from_secs(20),
             max_sessions: 50_000,
             max_sessions_per_tenant: 10_000,
+        }
+    }
+}
+
+impl WsConfig {
+    pub(crate) fn queue_limit(&self) -> jobwire_hub::QueueLimit {
+        jobwire_hub::QueueLimit {
+            messages: self.queue_capacity,
+            bytes: self.queue_bytes,
         }
     }
 }

@@ -13,7 +13,7 @@
 //! stream, with no gap: it is registered for live updates before the store is
 //! read. Past the resume window it gets `reset` and a snapshot instead.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -69,10 +69,13 @@ const RESUME_WINDOW: usize = 10_000;
 /// different order than they take their places, so a change just before the
 /// cursor may have been published after it. The client drops what it has.
 const RESUME_OVERLAP: i64 = 1_000;
-/// Changes read from the store per query while replaying.
-const REPLAY_PAGE: u32 = 500;
+/// Changes read from the store per query while replaying: at most about
+/// 6 MiB with results of up to 64 KiB.
+const REPLAY_PAGE: u32 = 100;
 /// Jobs in a snapshot: the tenant's most recent.
 const SNAPSHOT_JOBS: u32 = 500;
+/// Jobs read from the store per query for a snapshot (with their payloads).
+const SNAPSHOT_PAGE: u32 = 50;
 
 /// Authenticates (header or `?token=`, for browsers), then upgrades.
 pub(crate) async fn upgrade(
@@ -146,7 +149,7 @@ enum Reply {
 async fn session(state: AppState, tenant: TenantId, resume: Option<i64>, socket: WebSocket) {
     let subscription = state
         .hub()
-        .register(tenant.clone(), state.ws().queue_capacity);
+        .register(tenant.clone(), state.ws().queue_limit());
     let filter = subscription.filter_handle();
     let (sink, stream) = socket.split();
     let (replies_tx, replies_rx) = mpsc::channel(16);
@@ -178,17 +181,37 @@ async fn session(state: AppState, tenant: TenantId, resume: Option<i64>, socket:
     tracing::debug!(%tenant, "WebSocket session ended");
 }
 
-/// The newest version of each job sent to one client.
+/// Jobs whose newest version sent is remembered per session: an older
+/// update of a job further back than this (a late duplicate or replay) is
+/// let through, and the client drops it by `version` as it must anyway.
+const MAX_SENT: usize = 4096;
+
+/// The newest version of each job recently sent to one client, bounded so
+/// that a long session does not grow with every job its tenant ever ran.
 #[derive(Default)]
-struct Sent(HashMap<JobId, i64>);
+struct Sent {
+    versions: HashMap<JobId, i64>,
+    /// Jobs in the order first sent, oldest first, for forgetting.
+    order: VecDeque<JobId>,
+}
 
 impl Sent {
     /// Whether `frame` is newer than what the client has; remembers it if so.
     fn is_news(&mut self, frame: &Frame) -> bool {
-        match self.0.get(&frame.job) {
+        match self.versions.get_mut(&frame.job) {
             Some(version) if *version >= frame.version => false,
-            _ => {
-                self.0.insert(frame.job, frame.version);
+            Some(version) => {
+                *version = frame.version;
+                true
+            }
+            None => {
+                self.versions.insert(frame.job, frame.version);
+                self.order.push_back(frame.job);
+                if self.order.len() > MAX_SENT
+                    && let Some(oldest) = self.order.pop_front()
+                {
+                    self.versions.remove(&oldest);
+                }
                 true
             }
         }
@@ -220,14 +243,12 @@ async fn send_loop(
     if sink.send(Message::Text(hello.into())).await.is_err() {
         return;
     }
-    if let Some(cursor) = resume {
-        let tenant = subscription.tenant().clone();
-        if catch_up(&state, &tenant, cursor, &mut sink, &mut sent)
+    if let Some(cursor) = resume
+        && catch_up(&state, cursor, &mut sink, &mut subscription, &mut sent)
             .await
             .is_err()
-        {
-            return;
-        }
+    {
+        return;
     }
 
     let end = loop {
@@ -339,21 +360,27 @@ async fn receive_loop(
 ) {
     while let Some(Ok(message)) = stream.next().await {
         last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let out = match message {
-            Message::Text(text) => handle_frame(&state, &tenant, text.as_str(), &filter).await,
-            Message::Binary(_) => vec![error_frame(
-                "binary frames are not supported; send JSON text",
-            )],
+        let answered = match message {
+            Message::Text(text) => {
+                handle_frame(&state, &tenant, text.as_str(), &filter, &replies).await
+            }
+            Message::Binary(_) => replies
+                .send(error_frame(
+                    "binary frames are not supported; send JSON text",
+                ))
+                .await
+                .map_err(|_| Gone),
             Message::Close(_) => break,
             Message::Ping(_) | Message::Pong(_) => continue,
         };
-        for reply in out {
-            if replies.send(reply).await.is_err() {
-                return;
-            }
+        if answered.is_err() {
+            return;
         }
     }
 }
+
+/// The send task is gone: the session is ending.
+struct Gone;
 
 /// Answers one client frame. A subscribe is answered with the current state
 /// of each named job, so an update that came before it is not lost.
@@ -362,99 +389,186 @@ async fn handle_frame(
     tenant: &TenantId,
     text: &str,
     filter: &FilterHandle,
-) -> Vec<Reply> {
+    replies: &mpsc::Sender<Reply>,
+) -> Result<(), Gone> {
     match serde_json::from_str::<ClientFrame>(text) {
         Ok(ClientFrame::Subscribe { job_ids }) if job_ids.len() > MAX_SUBSCRIBE_IDS => {
-            vec![error_frame(&format!(
+            let error = error_frame(&format!(
                 "subscribe names at most {MAX_SUBSCRIBE_IDS} jobIds"
-            ))]
+            ));
+            replies.send(error).await.map_err(|_| Gone)
         }
         Ok(ClientFrame::Subscribe { job_ids }) => {
             let ack = json!({"event": "subscribed", "jobIds": job_ids}).to_string();
             filter.set(Some(job_ids.iter().copied().collect::<HashSet<_>>()));
-            let mut out = vec![Reply::Control(ack.into())];
-            match state.store().get_many(tenant, &job_ids).await {
-                Ok(jobs) => out.extend(jobs.iter().map(|job| Reply::Update(Frame::from(job)))),
-                Err(e) => {
-                    tracing::warn!(error = ?e, "cannot read subscribed jobs");
-                    out.push(error_frame(
-                        "cannot read the jobs' current state now; subscribe again",
-                    ));
+            if replies.send(Reply::Control(ack.into())).await.is_err() {
+                return Err(Gone);
+            }
+            // A page at a time, each sent before the next is read: the
+            // replies channel is small, so a slow client holds little.
+            for page in job_ids.chunks(REPLAY_PAGE as usize) {
+                match state.store().changes_of(tenant, page).await {
+                    Ok(changes) => {
+                        for change in &changes {
+                            let frame = Reply::Update(Frame::from(&change.update));
+                            if replies.send(frame).await.is_err() {
+                                return Err(Gone);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "cannot read subscribed jobs");
+                        let error =
+                            error_frame("cannot read the jobs' current state now; subscribe again");
+                        return replies.send(error).await.map_err(|_| Gone);
+                    }
                 }
             }
-            out
+            Ok(())
         }
         Ok(ClientFrame::Unsubscribe) => {
             filter.set(None);
-            vec![Reply::Control(
-                json!({"event": "unsubscribed"}).to_string().into(),
-            )]
+            let ack = json!({"event": "unsubscribed"}).to_string();
+            replies
+                .send(Reply::Control(ack.into()))
+                .await
+                .map_err(|_| Gone)
         }
-        Err(e) => vec![error_frame(&format!(
-            "bad frame ({e}); send {{\"type\":\"subscribe\",\"jobIds\":[...]}} or {{\"type\":\"unsubscribe\"}}"
-        ))],
+        Err(e) => {
+            let error = error_frame(&format!(
+                "bad frame ({e}); send {{\"type\":\"subscribe\",\"jobIds\":[...]}} or {{\"type\":\"unsubscribe\"}}"
+            ));
+            replies.send(error).await.map_err(|_| Gone)
+        }
     }
 }
 
 /// Sends what changed since `cursor` (or, past the resume window, a reset and
 /// a snapshot), then `resumed` or `snapshot`. Errs when the socket is gone.
+///
+/// It streams: a page read from the store is written before the next is
+/// read, and live updates queued meanwhile are written between pages, so
+/// neither this session's memory nor its hub queue grows with how far
+/// behind the client is. Updates carry no payloads.
 async fn catch_up(
     state: &AppState,
-    tenant: &TenantId,
     cursor: i64,
     sink: &mut SplitSink<WebSocket, Message>,
+    subscription: &mut Subscription<Frame>,
     sent: &mut Sent,
 ) -> Result<(), axum::Error> {
-    let mut replay = Vec::new();
-    let mut from = cursor.saturating_sub(RESUME_OVERLAP).max(0);
-    let mut complete = false;
-    while replay.len() <= RESUME_WINDOW {
-        match state.store().changes_since(tenant, from, REPLAY_PAGE).await {
-            Ok(jobs) => {
-                complete = jobs.len() < REPLAY_PAGE as usize;
-                from = jobs.last().map_or(from, |job| job.change_seq);
-                replay.extend(jobs);
-                if complete {
-                    break;
-                }
-            }
+    let tenant = subscription.tenant().clone();
+    let from = cursor.saturating_sub(RESUME_OVERLAP).max(0);
+    let window = RESUME_WINDOW as u32;
+    let (behind, until) = match (
+        state
+            .store()
+            .count_changes_since(&tenant, from, window + 1)
+            .await,
+        state.store().latest_change().await,
+    ) {
+        (Ok(behind), Ok(until)) => (behind, until.unwrap_or(from)),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = ?e, "cannot read changes to resume a client");
+            return snapshot(state, &tenant, sink, subscription, sent).await;
+        }
+    };
+    if behind > window {
+        return snapshot(state, &tenant, sink, subscription, sent).await;
+    }
+    // Changes after `until` come live: the client was registered before it was read.
+    let (mut after, mut replayed) = (from, 0);
+    while after < until {
+        let page = match state
+            .store()
+            .changes_since(&tenant, after, REPLAY_PAGE)
+            .await
+        {
+            Ok(page) => page,
             Err(e) => {
                 tracing::warn!(error = ?e, "cannot read changes to resume a client");
-                break;
+                return snapshot(state, &tenant, sink, subscription, sent).await;
+            }
+        };
+        for change in &page {
+            let frame = Frame::from(&change.update);
+            if sent.is_news(&frame) {
+                sink.feed(Message::Text(frame.text)).await?;
             }
         }
+        replayed += page.len();
+        forward_live(sink, subscription, sent).await?;
+        match page.last() {
+            Some(last) if page.len() == REPLAY_PAGE as usize => after = last.place,
+            _ => break,
+        }
     }
-    let done = if complete {
-        json!({"event": "resumed", "replayed": replay.len()})
-    } else {
-        let filter = ListFilter {
-            status: None,
-            job_type: None,
-            before: None,
-            limit: SNAPSHOT_JOBS,
-        };
-        replay = match state.store().list(tenant, &filter).await {
-            Ok(page) => page.jobs.into_iter().rev().collect(),
+    let done = json!({"event": "resumed", "replayed": replayed});
+    sink.send(Message::Text(done.to_string().into())).await
+}
+
+/// A `reset`, the tenant's most recent jobs a page at a time, then
+/// `snapshot`: for a client too far behind to replay (or when the store
+/// could not say how far).
+async fn snapshot(
+    state: &AppState,
+    tenant: &TenantId,
+    sink: &mut SplitSink<WebSocket, Message>,
+    subscription: &mut Subscription<Frame>,
+    sent: &mut Sent,
+) -> Result<(), axum::Error> {
+    let reset = json!({
+        "event": "reset",
+        "detail": "the cursor is past the resume window (or the store did not answer); \
+                   a snapshot of the most recent jobs follows",
+    });
+    sink.send(Message::Text(reset.to_string().into())).await?;
+    let mut filter = ListFilter {
+        status: None,
+        job_type: None,
+        before: None,
+        limit: SNAPSHOT_PAGE,
+    };
+    let mut jobs = 0;
+    while jobs < SNAPSHOT_JOBS {
+        let page = match state.store().list(tenant, &filter).await {
+            Ok(page) => page,
             Err(e) => {
                 tracing::warn!(error = ?e, "cannot read a snapshot for a client");
-                Vec::new()
+                break;
             }
         };
-        let reset = json!({
-            "event": "reset",
-            "detail": "the cursor is past the resume window (or the store did not answer); \
-                       a snapshot of the most recent jobs follows",
-        });
-        sink.send(Message::Text(reset.to_string().into())).await?;
-        json!({"event": "snapshot", "jobs": replay.len()})
-    };
-    for job in &replay {
-        let frame = Frame::from(job);
-        if sent.is_news(&frame) {
-            sink.send(Message::Text(frame.text)).await?;
+        for job in &page.jobs {
+            let frame = Frame::from(job);
+            if sent.is_news(&frame) {
+                sink.feed(Message::Text(frame.text)).await?;
+            }
+        }
+        jobs += page.jobs.len() as u32;
+        forward_live(sink, subscription, sent).await?;
+        match page.jobs.last() {
+            Some(last) if page.jobs.len() == SNAPSHOT_PAGE as usize => {
+                filter.before = Some(last.id)
+            }
+            _ => break,
         }
     }
+    let done = json!({"event": "snapshot", "jobs": jobs});
     sink.send(Message::Text(done.to_string().into())).await
+}
+
+/// Writes the live updates queued for the client now, and flushes.
+async fn forward_live(
+    sink: &mut SplitSink<WebSocket, Message>,
+    subscription: &mut Subscription<Frame>,
+    sent: &mut Sent,
+) -> Result<(), axum::Error> {
+    while let Some(frame) = subscription.try_recv() {
+        if sent.is_news(&frame) {
+            sink.feed(Message::Text(frame.text)).await?;
+        }
+    }
+    sink.flush().await
 }
 
 fn error_frame(detail: &str) -> Reply {
@@ -463,4 +577,36 @@ fn error_frame(detail: &str) -> Reply {
             .to_string()
             .into(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(job: JobId, version: i64) -> Frame {
+        Frame {
+            job,
+            version,
+            text: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn sent_drops_older_versions_and_stays_bounded() {
+        let mut sent = Sent::default();
+        let first = JobId::new();
+        assert!(sent.is_news(&frame(first, 2)));
+        assert!(!sent.is_news(&frame(first, 1)), "older");
+        assert!(!sent.is_news(&frame(first, 2)), "repeated");
+        assert!(sent.is_news(&frame(first, 3)));
+        for _ in 0..2 * MAX_SENT {
+            assert!(sent.is_news(&frame(JobId::new(), 1)));
+        }
+        assert_eq!(sent.versions.len(), MAX_SENT);
+        assert_eq!(sent.order.len(), MAX_SENT);
+        assert!(
+            sent.is_news(&frame(first, 1)),
+            "the oldest job was forgotten; the client drops this by version"
+        );
+    }
 }

@@ -164,6 +164,13 @@ pub struct ListFilter {
     pub limit: u32,
 }
 
+/// A job's current state as its update, at its place in the change feed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub place: i64,
+    pub update: jobwire_core::JobUpdate,
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone)]
 pub struct Page {
@@ -379,14 +386,36 @@ impl Store {
     }
 
     /// The current state of the tenant's jobs changed after `after` (a
-    /// `change_seq`), in the order of their last change, at most `limit`.
+    /// `change_seq`), in the order of their last change, at most `limit`;
+    /// as updates, without payloads.
     pub async fn changes_since(
         &self,
         tenant: &TenantId,
         after: i64,
         limit: u32,
-    ) -> Result<Vec<Job>, StoreError> {
+    ) -> Result<Vec<Change>, StoreError> {
         delegate!(self.changes_since(tenant, after, limit))
+    }
+
+    /// How many of the tenant's jobs changed after `after`, counting up to
+    /// `limit` at most (so it stays cheap however far behind `after` is).
+    pub async fn count_changes_since(
+        &self,
+        tenant: &TenantId,
+        after: i64,
+        limit: u32,
+    ) -> Result<u32, StoreError> {
+        delegate!(self.count_changes_since(tenant, after, limit))
+    }
+
+    /// The current state of those of `ids` that are the tenant's jobs, as
+    /// updates, without payloads.
+    pub async fn changes_of(
+        &self,
+        tenant: &TenantId,
+        ids: &[JobId],
+    ) -> Result<Vec<Change>, StoreError> {
+        delegate!(self.changes_of(tenant, ids))
     }
 
     /// The newest place in the change feed that has committed (`None`: no
@@ -398,7 +427,7 @@ impl Store {
 
     /// The jobs (of any tenant) whose last change is one of `seqs`: what an
     /// update subscriber that saw a gap in the change feed missed.
-    pub async fn changes_at(&self, seqs: &[i64]) -> Result<Vec<Job>, StoreError> {
+    pub async fn changes_at(&self, seqs: &[i64]) -> Result<Vec<Change>, StoreError> {
         delegate!(self.changes_at(seqs))
     }
 

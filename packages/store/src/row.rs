@@ -4,7 +4,7 @@
 use std::fmt::Display;
 
 use chrono::{DateTime, Utc};
-use jobwire_core::{InvalidValue, Job, JobId};
+use jobwire_core::{InvalidValue, Job, JobId, JobUpdate};
 use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -20,6 +20,19 @@ macro_rules! columns {
     };
 }
 pub(crate) use columns;
+
+/// The columns of a job's update (what clients are sent), as a literal for
+/// `concat!`: no payload, and no result over 64 KiB
+/// ([`jobwire_core::MAX_INLINE_RESULT_BYTES`]; `result_bytes` is kept at
+/// write time), so reading many changes costs little memory.
+macro_rules! update_columns {
+    () => {
+        "id, tenant_id, job_type, status, attempt, error, progress, run_at, version, \
+         updated_at, change_seq, case when result_bytes <= 65536 then result end as result, \
+         coalesce(result_bytes > 65536, false) as result_omitted"
+    };
+}
+pub(crate) use update_columns;
 
 /// How an adapter stores IDs: a UUID in Postgres, text in SQLite.
 pub(crate) trait RowId: Display {
@@ -91,6 +104,50 @@ impl<I: RowId> TryFrom<JobRow<I>> for Job {
             timeout_ms: row.timeout_ms,
             idempotency_key: row.idempotency_key,
             change_seq: row.change_seq,
+        })
+    }
+}
+
+/// The [`update_columns`] of a row, before its values are checked.
+#[derive(sqlx::FromRow)]
+pub(crate) struct UpdateRow<I> {
+    id: I,
+    tenant_id: String,
+    job_type: String,
+    status: String,
+    attempt: i32,
+    error: Option<String>,
+    progress: Option<Json<Value>>,
+    result: Option<Json<Value>>,
+    result_omitted: bool,
+    run_at: Option<DateTime<Utc>>,
+    version: i64,
+    updated_at: DateTime<Utc>,
+    change_seq: i64,
+}
+
+impl<I: RowId> TryFrom<UpdateRow<I>> for crate::Change {
+    type Error = StoreError;
+
+    fn try_from(row: UpdateRow<I>) -> Result<Self, StoreError> {
+        let corrupt = |e: InvalidValue| StoreError::Corrupt(format!("job {}: {e}", row.id));
+        Ok(crate::Change {
+            place: row.change_seq,
+            update: JobUpdate {
+                tenant_id: row.tenant_id.parse().map_err(corrupt)?,
+                job_id: row.id.job_id().map_err(corrupt)?,
+                job_type: row.job_type.parse().map_err(corrupt)?,
+                status: row.status.parse().map_err(corrupt)?,
+                version: row.version,
+                attempt: row.attempt,
+                error: row.error,
+                progress: row.progress.map(|p| p.0),
+                result: row.result.map(|r| r.0),
+                result_omitted: row.result_omitted,
+                run_at: row.run_at,
+                at: row.updated_at,
+                cursor: row.change_seq.to_string(),
+            },
         })
     }
 }

@@ -667,12 +667,40 @@ async fn the_change_feed_and_many_jobs_read_back(store: Store) {
             .is_empty()
     );
     let running = claim(&store, jobs[0].id).await.job;
+    let changes = store
+        .changes_since(&tenant("acme"), mark, 10)
+        .await
+        .unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].place, running.change_seq);
+    assert_eq!(changes[0].update, jobwire_core::JobUpdate::from(&running));
+    let of = store
+        .changes_of(&tenant("acme"), &[jobs[0].id, JobId::new()])
+        .await
+        .unwrap();
+    assert_eq!(of, changes, "the current state of the named jobs only");
+    assert!(
+        store
+            .changes_of(&tenant("globex"), &[jobs[0].id])
+            .await
+            .unwrap()
+            .is_empty(),
+        "another tenant's job is not named"
+    );
     assert_eq!(
         store
-            .changes_since(&tenant("acme"), mark, 10)
+            .count_changes_since(&tenant("acme"), 0, 10)
             .await
             .unwrap(),
-        [running]
+        2
+    );
+    assert_eq!(
+        store
+            .count_changes_since(&tenant("acme"), 0, 1)
+            .await
+            .unwrap(),
+        1,
+        "counted up to the limit only"
     );
     let many = store
         .get_many(&tenant("acme"), &[jobs[0].id, jobs[1].id, JobId::new()])
@@ -708,7 +736,7 @@ async fn batches_claim_and_finish_many_jobs_in_one_write(store: Store) {
         .await
         .unwrap()
         .iter()
-        .map(|job| job.change_seq)
+        .map(|change| change.place)
         .max()
         .unwrap();
 

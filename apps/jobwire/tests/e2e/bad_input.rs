@@ -111,7 +111,7 @@ async fn every_bad_create_gets_its_status_and_writes_nothing(backend: Backend) {
             422,
         ),
         (
-            "delayMs over ten years",
+            "delayMs over a hundred years",
             "/v1/jobs",
             json,
             r#"{"type":"noop","delayMs":604800000000000}"#.into(),

@@ -42,5 +42,6 @@ mod processes;
 mod queue;
 mod realtime;
 mod reliability;
+mod resume_memory;
 mod slow_client;
 mod support;

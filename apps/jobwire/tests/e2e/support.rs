@@ -168,6 +168,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         max_body_bytes: 16 * 1024 * 1024,
         max_batch: 1000,
         ws_queue: options.ws_queue,
+        ws_queue_bytes: 16 * 1024 * 1024,
         ws_ping_interval: options.ws_ping_interval,
         ws_max_sessions: options.ws_max_sessions,
         ws_max_sessions_per_tenant: options.ws_max_sessions_per_tenant,

@@ -1,8 +1,8 @@
 use jobwire_core::{Job, JobId, JobType, Status, TenantId};
 
 use super::SqliteStore;
-use super::row::{JobRow, columns, fetch_jobs, fetch_optional_job};
-use crate::{ListFilter, Page, StoreError};
+use super::row::{JobRow, columns, fetch_changes, fetch_jobs, fetch_optional_job, update_columns};
+use crate::{Change, ListFilter, Page, StoreError};
 
 impl SqliteStore {
     pub(crate) async fn get(
@@ -70,16 +70,34 @@ impl SqliteStore {
         tenant: &TenantId,
         after: i64,
         limit: u32,
-    ) -> Result<Vec<Job>, StoreError> {
+    ) -> Result<Vec<Change>, StoreError> {
         let query = sqlx::query_as(concat!(
             "select ",
-            columns!(),
+            update_columns!(),
             " from jobs where tenant_id = ?1 and change_seq > ?2 order by change_seq limit ?3"
         ))
         .bind(tenant.as_str())
         .bind(after)
         .bind(i64::from(limit));
-        fetch_jobs(query, &self.pool, "changes since").await
+        fetch_changes(query, &self.pool, "changes since").await
+    }
+
+    pub(crate) async fn count_changes_since(
+        &self,
+        tenant: &TenantId,
+        after: i64,
+        limit: u32,
+    ) -> Result<u32, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "select count(*) from (select 1 from jobs where tenant_id = ?1 and change_seq > ?2 limit ?3) as behind",
+        )
+        .bind(tenant.as_str())
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::query("count changes since"))?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
 
     pub(crate) async fn latest_change(&self) -> Result<Option<i64>, StoreError> {
@@ -89,13 +107,29 @@ impl SqliteStore {
             .map_err(StoreError::query("latest change"))
     }
 
-    pub(crate) async fn changes_at(&self, seqs: &[i64]) -> Result<Vec<Job>, StoreError> {
+    pub(crate) async fn changes_at(&self, seqs: &[i64]) -> Result<Vec<Change>, StoreError> {
         let query = sqlx::query_as(concat!(
             "select ",
-            columns!(),
+            update_columns!(),
             " from jobs where change_seq in (select value from json_each(?1)) order by change_seq"
         ))
         .bind(sqlx::types::Json(seqs));
-        fetch_jobs(query, &self.pool, "changes at").await
+        fetch_changes(query, &self.pool, "changes at").await
+    }
+
+    pub(crate) async fn changes_of(
+        &self,
+        tenant: &TenantId,
+        ids: &[JobId],
+    ) -> Result<Vec<Change>, StoreError> {
+        let ids: Vec<String> = ids.iter().map(JobId::to_string).collect();
+        let query = sqlx::query_as(concat!(
+            "select ",
+            update_columns!(),
+            " from jobs where tenant_id = ?1 and id in (select value from json_each(?2)) order by id"
+        ))
+        .bind(tenant.as_str())
+        .bind(sqlx::types::Json(ids));
+        fetch_changes(query, &self.pool, "changes of jobs").await
     }
 }

@@ -5,7 +5,25 @@ use crate::StoreError;
 /// A `jobs` row of this adapter.
 pub(crate) type JobRow = crate::row::JobRow<String>;
 
-pub(crate) use crate::row::columns;
+pub(crate) use crate::row::{columns, update_columns};
+
+/// The update columns of a row of this adapter.
+pub(crate) type UpdateRow = crate::row::UpdateRow<String>;
+
+/// Runs a query that returns update rows.
+pub(crate) async fn fetch_changes<'q>(
+    query: sqlx::query::QueryAs<'q, sqlx::Sqlite, UpdateRow, sqlx::sqlite::SqliteArguments<'q>>,
+    pool: &sqlx::SqlitePool,
+    op: &'static str,
+) -> Result<Vec<crate::Change>, StoreError> {
+    query
+        .fetch_all(pool)
+        .await
+        .map_err(StoreError::query(op))?
+        .into_iter()
+        .map(crate::Change::try_from)
+        .collect()
+}
 
 /// What every write sets besides its own columns: a new version, a new place
 /// in the change feed (SQLite serialises writes, so max + 1 is unique), and
