@@ -284,11 +284,12 @@ in_both_modes!(
     a_subscribe_answers_with_the_current_state_first,
 );
 
-/// Past the resume window (10 000 changes) the client is told so and gets a snapshot.
+/// The resume window counts jobs changed since the cursor: 10 000 are
+/// replayed; one more, and the client is told so and gets a snapshot.
 #[tokio::test]
-async fn a_cursor_past_the_resume_window_gets_a_reset_and_a_snapshot() {
+async fn the_resume_window_replays_10000_changed_jobs_and_resets_past_that() {
     let app = spawn_app_with(Options::without_worker()).await;
-    for _ in 0..11 {
+    for _ in 0..10 {
         let jobs: Vec<Value> = (0..1000).map(|_| json!({"type": "noop"})).collect();
         let (code, _) = app
             .post("acme", "/v1/jobs/batch", json!({"jobs": jobs}))
@@ -296,8 +297,76 @@ async fn a_cursor_past_the_resume_window_gets_a_reset_and_a_snapshot() {
         assert_eq!(code, 201);
     }
     let mut ws = Ws::resume(app.addr, &app.token("acme"), "0").await;
+    let (replayed, resumed) = ws.updates_until_event("resumed").await;
+    // Live updates of the creates may still be arriving too, so a job can come twice.
+    let jobs: std::collections::HashSet<&str> = replayed
+        .iter()
+        .map(|u| u["jobId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (jobs.len(), resumed["replayed"].as_u64()),
+        (10_000, Some(10_000))
+    );
+    drop(ws);
+
+    app.create("acme", json!({"type": "noop"})).await;
+    let mut ws = Ws::resume(app.addr, &app.token("acme"), "0").await;
     let (before, reset) = ws.updates_until_event("reset").await;
     assert!(before.is_empty() && reset["detail"].as_str().unwrap().contains("resume window"));
     let (snapshot, done) = ws.updates_until_event("snapshot").await;
     assert_eq!((snapshot.len(), done["jobs"].as_u64()), (500, Some(500)));
+}
+
+/// A resume starts at the cursor (less a fixed overlap), not at the start:
+/// with more jobs before the cursor than the overlap, the oldest are not
+/// replayed, and every job changed after it is.
+#[tokio::test]
+async fn a_resume_starts_from_the_cursor_not_the_beginning() {
+    let app = spawn_app_with(Options::without_worker()).await;
+    let mut early = Vec::new();
+    for _ in 0..2 {
+        let jobs: Vec<Value> = (0..1000).map(|_| json!({"type": "noop"})).collect();
+        let (code, body) = app
+            .post("acme", "/v1/jobs/batch", json!({"jobs": jobs}))
+            .await;
+        assert_eq!(code, 201);
+        early.extend(
+            body["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|job| job["id"].as_str().unwrap().to_owned()),
+        );
+    }
+    let mut ws = app.ws("acme").await;
+    let marker = app.create("acme", json!({"type": "noop"})).await;
+    let cursor = ws.until_status(&marker, "queued").await.pop().unwrap()["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(ws);
+    let mut missed = Vec::new();
+    for _ in 0..3 {
+        missed.push(app.create("acme", json!({"type": "noop"})).await);
+    }
+
+    let mut back = Ws::resume(app.addr, &app.token("acme"), &cursor).await;
+    let (replayed, resumed) = back.updates_until_event("resumed").await;
+    let ids: Vec<&str> = replayed
+        .iter()
+        .map(|u| u["jobId"].as_str().unwrap())
+        .collect();
+    for id in &missed {
+        assert!(ids.contains(&id.as_str()), "missed job {id} replayed");
+    }
+    assert!(
+        !ids.contains(&early[0].as_str()),
+        "the oldest job, 2,000 changes before the cursor, is not replayed"
+    );
+    assert!(
+        ids.len() <= 1_000 + 1 + missed.len(),
+        "at most the overlap before the cursor: {} replayed",
+        ids.len()
+    );
+    assert_eq!(resumed["replayed"].as_u64(), Some(ids.len() as u64));
 }
