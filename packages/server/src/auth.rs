@@ -65,3 +65,26 @@ impl JwtKeys {
             .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))
     }
 }
+
+/// The token of an `Authorization` header value `Bearer <token>`. The scheme
+/// is case-insensitive (RFC 7235 §2.1): `bearer <token>` is the same.
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_matched_whatever_its_case() {
+        for value in ["Bearer t", "bearer t", "BEARER t", "Bearer  t "] {
+            assert_eq!(bearer_token(value), Some("t"), "{value}");
+        }
+        for value in ["Basic t", "Bearer", "Bearer ", "Bearert", "t"] {
+            assert_eq!(bearer_token(value), None, "{value}");
+        }
+    }
+}

@@ -30,6 +30,7 @@ macro_rules! in_both_modes {
     };
 }
 
+mod auth;
 mod bad_input;
 mod embedded;
 mod faults;
