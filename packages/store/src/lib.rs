@@ -13,7 +13,7 @@ mod sqlite;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use jobwire_core::{Job, JobId, NewJob, Priority, TenantId};
+use jobwire_core::{Job, JobId, NewJob, Priority, TenantId, redact_url};
 use serde_json::Value;
 
 pub use error::StoreError;
@@ -227,7 +227,7 @@ impl Store {
                 PgStore::connect(url, max_connections).await?,
             ))
         } else {
-            Err(StoreError::UnknownUrl(redact(url)))
+            Err(StoreError::UnknownUrl(redact_url(url)))
         }
     }
 
@@ -426,37 +426,5 @@ impl Store {
     /// Every `queued` job, oldest first, to hand to the queue again.
     pub async fn queued(&self) -> Result<Vec<(JobId, Priority)>, StoreError> {
         delegate!(self.queued())
-    }
-}
-
-/// The URL without its password, fit for logs and error messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _password)) => {
-                    format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
-                }
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redact_hides_only_the_password() {
-        assert_eq!(
-            super::redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(
-            super::redact("postgres://postgres@h/db"),
-            "postgres://postgres@h/db"
-        );
-        assert_eq!(super::redact("redis://h:6379"), "redis://h:6379");
     }
 }

@@ -32,6 +32,7 @@ macro_rules! in_both_modes {
 
 mod auth;
 mod bad_input;
+mod cli;
 mod embedded;
 mod faults;
 mod isolation;

@@ -488,19 +488,35 @@ pub fn statuses(updates: &[Value]) -> Vec<&str> {
 pub struct PrivateRedis {
     pub url: String,
     port: u16,
+    password: Option<String>,
     process: std::process::Child,
 }
 
 impl PrivateRedis {
     pub async fn start() -> PrivateRedis {
+        Self::start_with(None).await
+    }
+
+    /// A server that requires `password` (`requirepass`); `url` carries it.
+    pub async fn start_with_password(password: &str) -> PrivateRedis {
+        Self::start_with(Some(password)).await
+    }
+
+    async fn start_with(password: Option<&str>) -> PrivateRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let process = Self::spawn(port).await;
+        let password = password.map(str::to_owned);
+        let process = Self::spawn(port, password.as_deref()).await;
+        let userinfo = password
+            .as_deref()
+            .map(|p| format!(":{p}@"))
+            .unwrap_or_default();
         PrivateRedis {
-            url: format!("redis://127.0.0.1:{port}"),
+            url: format!("redis://{userinfo}127.0.0.1:{port}"),
             port,
+            password,
             process,
         }
     }
@@ -508,25 +524,30 @@ impl PrivateRedis {
     /// Stops the server and starts an empty one on the same port.
     pub async fn restart_empty(&mut self) {
         self.stop();
-        self.process = Self::spawn(self.port).await;
+        self.process = Self::spawn(self.port, self.password.as_deref()).await;
     }
 
-    async fn spawn(port: u16) -> std::process::Child {
+    async fn spawn(port: u16, password: Option<&str>) -> std::process::Child {
+        let mut args = vec![
+            "--port".to_owned(),
+            port.to_string(),
+            "--bind".to_owned(),
+            "127.0.0.1".to_owned(),
+            "--save".to_owned(),
+            String::new(),
+            "--appendonly".to_owned(),
+            "no".to_owned(),
+        ];
+        if let Some(password) = password {
+            args.extend(["--requirepass".to_owned(), password.to_owned()]);
+        }
         let process = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(args)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("this test starts its own redis-server: install Redis so that it is on PATH");
-        let url = format!("redis://127.0.0.1:{port}");
+        let userinfo = password.map(|p| format!(":{p}@")).unwrap_or_default();
+        let url = format!("redis://{userinfo}127.0.0.1:{port}");
         let client = redis::Client::open(url.as_str()).expect("url");
         let up = async {
             let mut tick = tokio::time::interval(Duration::from_millis(20));

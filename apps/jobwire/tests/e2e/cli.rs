@@ -1,0 +1,84 @@
+//! What the binaries tell the person who runs them: `--help`, the startup
+//! banner, the refusals at startup, and what they never show (passwords).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::ChildStdout;
+
+use crate::processes::command;
+use crate::support::{
+    Options, PrivateRedis, Proc, SpawnProc, WAIT, read, spawn_app_with, wait_ready,
+};
+
+/// Reads `child`'s stdout up to and including the banner line starting with `last`
+/// (after trimming); returns the banner, the API's address and the rest of stdout.
+async fn banner(child: &mut Proc, last: &str) -> (String, String, Lines<BufReader<ChildStdout>>) {
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let mut banner = String::new();
+    loop {
+        let line = tokio::time::timeout(WAIT, stdout.next_line())
+            .await
+            .expect("the startup banner in time")
+            .expect("stdout readable")
+            .unwrap_or_else(|| panic!("the process exited after printing:\n{banner}"));
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.trim_start().starts_with(last) {
+            break;
+        }
+    }
+    let addr = banner
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the banner names the URL")
+        .to_owned();
+    (banner, addr, stdout)
+}
+
+#[tokio::test]
+async fn the_redis_password_shows_neither_in_the_banner_nor_in_readyz() {
+    const PASSWORD: &str = "hunter2-redis-password";
+    // The app owns the test's database; the all-in-one uses it and a Redis with a password.
+    let app = spawn_app_with(Options::without_worker()).await;
+    let mut redis = PrivateRedis::start_with_password(PASSWORD).await;
+    let mut jobwire = command(env!("CARGO_BIN_EXE_jobwire"), &app)
+        .env("REDIS_URL", &redis.url)
+        .stderr(Stdio::null())
+        .spawn_proc();
+    let (banner, addr, _stdout) = banner(&mut jobwire, "broker:").await;
+    let http = reqwest::Client::new();
+    let readyz = format!("http://{addr}/readyz");
+    wait_ready(&http, &readyz).await;
+
+    // With Redis down, the unauthenticated readiness check names the broker.
+    redis.stop();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let (status, problem) = tokio::time::timeout(WAIT, async {
+        loop {
+            tick.tick().await;
+            let answer = read(http.get(&readyz).send().await.unwrap()).await;
+            if answer.0 == 503 {
+                return answer;
+            }
+        }
+    })
+    .await
+    .expect("/readyz answers 503 once Redis is gone");
+    let detail = problem["detail"].as_str().unwrap_or_default().to_owned();
+
+    assert!(
+        !banner.contains(PASSWORD) && !detail.contains(PASSWORD),
+        "the password leaked:\nbanner:\n{banner}\n/readyz {status}: {detail}"
+    );
+    assert!(
+        banner.contains("broker: Redis redis://:***@127.0.0.1:"),
+        "the banner still names the Redis, password redacted:\n{banner}"
+    );
+    assert!(
+        detail.contains("the broker (Redis redis://:***@127.0.0.1:"),
+        "/readyz names the Redis, password redacted: {detail}"
+    );
+}
