@@ -105,14 +105,18 @@ async fn serve(backends: BackendArgs, api: ApiArgs, worker: WorkerArgs) -> anyho
         connected.recover().await?;
     }
     let listener = jobwire_runtime::bind(api.addr).await?;
-    let dev_tenant = "dev".parse().context("the dev tenant name is valid")?;
     println!("jobwire listening on http://{}", listener.local_addr()?);
     println!("  store:  {}", connected.store.describe());
     println!("  broker: {}", connected.broker.describe());
-    println!(
-        "  dev token (tenant \"dev\", 24h): {}",
-        keys.issue(&dev_tenant, DEV_TOKEN_TTL)
-    );
+    // A token to try the embedded mode right away; never against Postgres and
+    // Redis, a production setup, where tokens come from `jobwire token`.
+    if matches!(plan, Plan::Embedded { .. }) {
+        let dev_tenant = "dev".parse().context("the dev tenant name is valid")?;
+        println!(
+            "  dev token (tenant \"dev\", 24h): {}",
+            keys.issue(&dev_tenant, DEV_TOKEN_TTL)
+        );
+    }
     jobwire_runtime::run_all(
         listener,
         connected,

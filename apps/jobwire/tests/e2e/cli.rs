@@ -4,6 +4,8 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::ChildStdout;
 
@@ -80,5 +82,40 @@ async fn the_redis_password_shows_neither_in_the_banner_nor_in_readyz() {
     assert!(
         detail.contains("the broker (Redis redis://:***@127.0.0.1:"),
         "/readyz names the Redis, password redacted: {detail}"
+    );
+}
+
+#[tokio::test]
+async fn the_all_in_one_on_postgres_and_redis_names_its_channel_and_prints_no_dev_token() {
+    let app = spawn_app_with(Options::without_worker()).await;
+    let mut jobwire = command(env!("CARGO_BIN_EXE_jobwire"), &app).spawn_proc();
+    let (banner, addr, mut rest) = banner(&mut jobwire, "broker:").await;
+    // Ready means the banner is all written: it is printed before serving starts.
+    wait_ready(&reqwest::Client::new(), &format!("http://{addr}/readyz")).await;
+    kill(
+        Pid::from_raw(jobwire.id().expect("running") as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut stdout = banner.clone();
+    while let Some(line) = tokio::time::timeout(WAIT, rest.next_line())
+        .await
+        .expect("stdout ends when jobwire exits")
+        .unwrap()
+    {
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    let status = jobwire.wait().await.unwrap();
+    assert!(status.success(), "{status}");
+
+    let channel = format!("{}job_updates", app.prefix);
+    assert!(
+        banner.contains(&format!("channel {channel}")),
+        "the banner names the channel to SUBSCRIBE to:\n{banner}"
+    );
+    assert!(
+        !stdout.contains("token"),
+        "no dev token against Postgres and Redis (a production setup):\n{stdout}"
     );
 }
