@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use clap::Args;
 use jobwire_server::{Limits, WsConfig};
+use jobwire_store::StoreUrl;
 use jobwire_worker::{Registry, RetryPolicy, WorkerConfig};
 
 /// Where the data lives.
@@ -51,11 +52,11 @@ impl BackendArgs {
     /// For the all-in-one `jobwire`: embedded unless both URLs are set; a
     /// mix of one embedded and one shared engine is refused.
     pub fn plan_all_in_one(&self) -> anyhow::Result<Plan> {
-        let sqlite = self
-            .database_url
-            .as_deref()
-            .and_then(|url| url.strip_prefix("sqlite:"))
-            .map(|path| path.trim_start_matches("//").to_owned());
+        let sqlite = match self.database_url.as_deref().map(StoreUrl::parse) {
+            Some(Ok(StoreUrl::Sqlite(path))) => Some(path.to_owned()),
+            Some(Ok(StoreUrl::Postgres(_))) | None => None,
+            Some(Err(unsupported)) => return Err(unsupported.into()),
+        };
         match (&self.database_url, &self.redis_url, sqlite) {
             (None, None, _) => Ok(Plan::Embedded {
                 sqlite: self.db_file.clone(),
@@ -87,7 +88,7 @@ impl BackendArgs {
             .database_url
             .clone()
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        if database_url.starts_with("sqlite:") {
+        if let StoreUrl::Sqlite(_) = StoreUrl::parse(&database_url)? {
             anyhow::bail!(
                 "{binary} cannot use SQLite: separate API and worker processes must share one \
                  Postgres and one Redis. Set DATABASE_URL to Postgres, or run `jobwire` for the \

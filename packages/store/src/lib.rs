@@ -214,20 +214,43 @@ macro_rules! delegate {
     };
 }
 
+/// What a store URL names, told by its scheme before anything connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreUrl<'a> {
+    /// `postgres://…` or `postgresql://…`: the whole URL.
+    Postgres(&'a str),
+    /// `sqlite:<file>`, `sqlite://<file>` or `sqlite::memory:`: the file.
+    Sqlite(&'a str),
+}
+
+impl<'a> StoreUrl<'a> {
+    /// The engine `url` names; [`StoreError::UnknownUrl`] for any other scheme
+    /// (`mysql://…`), so that it is not taken for an unreachable Postgres.
+    pub fn parse(url: &'a str) -> Result<Self, StoreError> {
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            Ok(Self::Sqlite(path.trim_start_matches("//")))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(url))
+        } else {
+            Err(StoreError::UnknownUrl {
+                url: redact_url(url),
+                scheme: url
+                    .split_once(':')
+                    .map_or_else(String::new, |(scheme, _)| scheme.to_owned()),
+            })
+        }
+    }
+}
+
 impl Store {
     /// Opens the store `url` names: `postgres://…` or `sqlite:<file>` /
     /// `sqlite::memory:`. Creates the database if missing and migrates it.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        if let Some(path) = url.strip_prefix("sqlite:") {
-            Ok(Self::Sqlite(
-                SqliteStore::open(path.trim_start_matches("//")).await?,
-            ))
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Self::Postgres(
+        match StoreUrl::parse(url)? {
+            StoreUrl::Sqlite(path) => Ok(Self::Sqlite(SqliteStore::open(path).await?)),
+            StoreUrl::Postgres(url) => Ok(Self::Postgres(
                 PgStore::connect(url, max_connections).await?,
-            ))
-        } else {
-            Err(StoreError::UnknownUrl(redact_url(url)))
+            )),
         }
     }
 

@@ -119,3 +119,38 @@ async fn the_all_in_one_on_postgres_and_redis_names_its_channel_and_prints_no_de
         "no dev token against Postgres and Redis (a production setup):\n{stdout}"
     );
 }
+
+#[tokio::test]
+async fn a_database_url_of_another_engine_is_refused_naming_the_supported_schemes() {
+    let url = "mysql://root:hunter2@127.0.0.1:3306/jobwire";
+    let cases: [(&str, &[&str]); 4] = [
+        (env!("CARGO_BIN_EXE_jobwire-api"), &[]),
+        (env!("CARGO_BIN_EXE_jobwire-worker"), &[]),
+        (env!("CARGO_BIN_EXE_jobwire"), &[]),
+        (env!("CARGO_BIN_EXE_jobwire"), &["migrate"]),
+    ];
+    for (binary, args) in cases {
+        let output = tokio::process::Command::new(binary)
+            .args(args)
+            .env_clear()
+            .env("DATABASE_URL", url)
+            .env("REDIS_URL", "redis://127.0.0.1:6379")
+            .env("JOBWIRE_JWT_SECRET", crate::support::SECRET)
+            .env("JOBWIRE_ADDR", "127.0.0.1:0")
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{binary} {args:?} refused");
+        assert!(
+            stderr.contains("unsupported scheme `mysql`")
+                && stderr.contains("postgres://")
+                && stderr.contains("sqlite:"),
+            "{binary} {args:?} names the scheme and the supported ones: {stderr}"
+        );
+        assert!(
+            !stderr.contains("cannot reach") && !stderr.contains("hunter2"),
+            "{binary} {args:?}: {stderr}"
+        );
+    }
+}
