@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use jobwire_runtime::{ApiArgs, BackendArgs, Backends, Plan, WorkerArgs};
+use jobwire_runtime::{ApiArgs, BackendArgs, Backends, EmbeddedArgs, Plan, WorkerArgs};
 use jobwire_server::JwtKeys;
 use jobwire_store::Store;
 
@@ -18,6 +18,8 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     backends: BackendArgs,
+    #[command(flatten)]
+    embedded: EmbeddedArgs,
     #[command(flatten)]
     api: ApiArgs,
     #[command(flatten)]
@@ -40,8 +42,12 @@ enum Command {
     },
     /// Apply the database migrations and exit.
     Migrate {
+        /// The database to migrate: a Postgres URL or `sqlite:<file>`. Unset: the
+        /// embedded SQLite file (--db-file).
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
         #[command(flatten)]
-        backends: BackendArgs,
+        embedded: EmbeddedArgs,
     },
 }
 
@@ -64,23 +70,29 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Some(Command::Migrate { backends }) => {
+        Some(Command::Migrate {
+            database_url,
+            embedded,
+        }) => {
             jobwire_runtime::init_tracing();
-            let url = backends
-                .database_url
-                .unwrap_or_else(|| format!("sqlite:{}", backends.db_file));
+            let url = database_url.unwrap_or_else(|| format!("sqlite:{}", embedded.db_file));
             let store = Store::connect(&url, 1).await?;
             println!("migrations applied to {}", store.describe());
             Ok(())
         }
-        None => serve(cli.backends, cli.api, cli.worker).await,
+        None => serve(cli.backends, &cli.embedded, cli.api, cli.worker).await,
     }
 }
 
-async fn serve(backends: BackendArgs, api: ApiArgs, worker: WorkerArgs) -> anyhow::Result<()> {
+async fn serve(
+    backends: BackendArgs,
+    embedded: &EmbeddedArgs,
+    api: ApiArgs,
+    worker: WorkerArgs,
+) -> anyhow::Result<()> {
     jobwire_runtime::init_tracing();
     let shutdown = jobwire_runtime::shutdown_on_signal();
-    let plan = backends.plan_all_in_one()?;
+    let plan = backends.plan_all_in_one(embedded)?;
     let secret = match (&api.jwt_secret, &plan) {
         (Some(secret), _) => secret.clone(),
         (None, Plan::Embedded { sqlite }) if sqlite != ":memory:" => {

@@ -6,7 +6,7 @@ use jobwire_server::{Limits, WsConfig};
 use jobwire_store::StoreUrl;
 use jobwire_worker::{Registry, RetryPolicy, WorkerConfig};
 
-/// Where the data lives.
+/// Where the data lives: the store and the broker.
 #[derive(Debug, Clone, Args)]
 pub struct BackendArgs {
     /// Store: a Postgres URL (production) or `sqlite:<file>`. Unset: `jobwire` runs
@@ -19,10 +19,6 @@ pub struct BackendArgs {
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
 
-    /// SQLite file of the embedded mode (`:memory:` keeps nothing).
-    #[arg(long, env = "JOBWIRE_DB_FILE", default_value = "./jobwire.db")]
-    pub db_file: String,
-
     /// Prefix of every Redis key and of the channel (empty: `job_queue:<priority>`, `job_updates`).
     #[arg(long, env = "JOBWIRE_PREFIX", default_value = "")]
     pub prefix: String,
@@ -30,6 +26,15 @@ pub struct BackendArgs {
     /// Most Postgres connections this process opens.
     #[arg(long, env = "JOBWIRE_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
+}
+
+/// The embedded mode's SQLite file: only the all-in-one `jobwire` (and
+/// `jobwire migrate`) offer it, since the separate binaries refuse SQLite.
+#[derive(Debug, Clone, Args)]
+pub struct EmbeddedArgs {
+    /// SQLite file of the embedded mode (`:memory:` keeps nothing).
+    #[arg(long, env = "JOBWIRE_DB_FILE", default_value = "./jobwire.db")]
+    pub db_file: String,
 }
 
 /// The Postgres and Redis a separate API or worker process uses by default.
@@ -51,7 +56,7 @@ pub enum Plan {
 impl BackendArgs {
     /// For the all-in-one `jobwire`: embedded unless both URLs are set; a
     /// mix of one embedded and one shared engine is refused.
-    pub fn plan_all_in_one(&self) -> anyhow::Result<Plan> {
+    pub fn plan_all_in_one(&self, embedded: &EmbeddedArgs) -> anyhow::Result<Plan> {
         let sqlite = match self.database_url.as_deref().map(StoreUrl::parse) {
             Some(Ok(StoreUrl::Sqlite(path))) => Some(path.to_owned()),
             Some(Ok(StoreUrl::Postgres(_))) | None => None,
@@ -59,7 +64,7 @@ impl BackendArgs {
         };
         match (&self.database_url, &self.redis_url, sqlite) {
             (None, None, _) => Ok(Plan::Embedded {
-                sqlite: self.db_file.clone(),
+                sqlite: embedded.db_file.clone(),
             }),
             (Some(_), None, Some(path)) => Ok(Plan::Embedded { sqlite: path }),
             (Some(_), Some(_), Some(_)) => anyhow::bail!(
@@ -112,7 +117,8 @@ pub struct ApiArgs {
     #[arg(long, env = "JOBWIRE_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
 
-    /// HS256 secret that signs and verifies tokens (all API instances share it).
+    /// HS256 secret that signs and verifies tokens (all API instances share it). Unset,
+    /// `jobwire` keeps one in `<db file>.secret` (embedded) or makes a random one.
     #[arg(long, env = "JOBWIRE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
@@ -133,8 +139,9 @@ pub struct ApiArgs {
     pub ws_queue: usize,
 
     /// Test hook: `exit-after-commit` makes the API exit right after committing
-    /// created jobs, before enqueueing them (for fault-injection tests).
-    #[arg(long, env = "JOBWIRE_FAILPOINT")]
+    /// created jobs, before enqueueing them (for fault-injection tests). Not for
+    /// production, so not in `--help`.
+    #[arg(long, env = "JOBWIRE_FAILPOINT", hide = true)]
     pub failpoint: Option<String>,
 
     /// How often WebSocket clients are pinged; silent for two intervals, they are dropped.
@@ -164,7 +171,7 @@ impl ApiArgs {
 pub struct WorkerArgs {
     /// Jobs run at the same time.
     #[arg(long, env = "JOBWIRE_WORKER_CONCURRENCY", default_value_t = 16)]
-    pub concurrency: usize,
+    pub worker_concurrency: usize,
 
     /// On SIGTERM, how long running jobs may take to finish before they are handed back.
     #[arg(long, env = "JOBWIRE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -186,8 +193,9 @@ pub struct WorkerArgs {
     #[arg(long, env = "JOBWIRE_REDISPATCH_AFTER", default_value = "3s", value_parser = humantime::parse_duration)]
     pub redispatch_after: Duration,
 
-    /// Test hook: adds the `trace` handler, which logs every attempt's start and end to this directory.
-    #[arg(long, env = "JOBWIRE_TRACE_DIR")]
+    /// Test hook: adds the `trace` handler, which logs every attempt's start and end to this
+    /// directory (for fault-injection tests). Not for production, so not in `--help`.
+    #[arg(long, env = "JOBWIRE_TRACE_DIR", hide = true)]
     pub trace_dir: Option<std::path::PathBuf>,
 }
 
@@ -203,7 +211,7 @@ impl WorkerArgs {
 
     pub fn config(&self) -> WorkerConfig {
         WorkerConfig {
-            concurrency: self.concurrency,
+            concurrency: self.worker_concurrency,
             grace: self.shutdown_grace,
             lease: self.lease_ttl,
             retry: RetryPolicy {

@@ -8,7 +8,14 @@ use jobwire_server::JwtKeys;
 
 /// jobwire's HTTP and WebSocket API.
 #[derive(Debug, Parser)]
-#[command(name = "jobwire-api", version)]
+#[command(
+    name = "jobwire-api",
+    version,
+    // Optional for the all-in-one `jobwire`, which shares these flags; not here.
+    mut_arg("jwt_secret", |arg| arg.help(
+        "HS256 secret that signs and verifies tokens. Required: every API instance must share it"
+    ))
+)]
 struct Cli {
     #[command(flatten)]
     backends: BackendArgs,

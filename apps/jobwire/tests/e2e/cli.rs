@@ -154,3 +154,148 @@ async fn a_database_url_of_another_engine_is_refused_naming_the_supported_scheme
         );
     }
 }
+
+/// `--help` of `binary args…`, in an empty environment (so that no value shows).
+async fn help(binary: &str, args: &[&str]) -> String {
+    let output = tokio::process::Command::new(binary)
+        .args(args)
+        .arg("--help")
+        .env_clear()
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{binary} {args:?} --help");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Every `--help` a user can ask for: each binary and each subcommand.
+const HELPS: [(&str, &[&str]); 5] = [
+    (env!("CARGO_BIN_EXE_jobwire"), &[]),
+    (env!("CARGO_BIN_EXE_jobwire"), &["token"]),
+    (env!("CARGO_BIN_EXE_jobwire"), &["migrate"]),
+    (env!("CARGO_BIN_EXE_jobwire-api"), &[]),
+    (env!("CARGO_BIN_EXE_jobwire-worker"), &[]),
+];
+
+/// `(long flag, environment variable)` of each option in a `--help` text.
+fn options(help: &str) -> Vec<(String, Option<String>)> {
+    let mut blocks: Vec<String> = Vec::new();
+    for line in help.lines() {
+        if line.trim_start().starts_with('-') {
+            blocks.push(String::new());
+        }
+        if let Some(block) = blocks.last_mut() {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    blocks
+        .iter()
+        .map(|block| {
+            let flag = block
+                .split("--")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .expect("an option has a long flag")
+                .to_owned();
+            let env = block.split("[env: ").nth(1).map(|rest| {
+                rest.split(['=', ']'])
+                    .next()
+                    .expect("a variable name")
+                    .to_owned()
+            });
+            (flag, env)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_setting_is_a_flag_named_after_its_environment_variable() {
+    for (binary, args) in HELPS {
+        let help = help(binary, args).await;
+        for (flag, env) in options(&help) {
+            // Not settings: what `jobwire token` is asked for, and clap's own.
+            if ["help", "version", "tenant", "ttl"].contains(&flag.as_str()) {
+                continue;
+            }
+            let env = env.unwrap_or_else(|| panic!("{binary} {args:?}: --{flag} has no env var"));
+            let expected = env
+                .strip_prefix("JOBWIRE_")
+                .unwrap_or(&env)
+                .to_lowercase()
+                .replace('_', "-");
+            assert_eq!(
+                flag, expected,
+                "{binary} {args:?}: --{flag} is set by {env}: the names must match"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn help_offers_no_setting_a_binary_refuses_or_ignores() {
+    for binary in [
+        env!("CARGO_BIN_EXE_jobwire-api"),
+        env!("CARGO_BIN_EXE_jobwire-worker"),
+    ] {
+        let help = help(binary, &[]).await;
+        assert!(
+            !help.contains("--db-file") && !help.contains("JOBWIRE_DB_FILE"),
+            "{binary} refuses SQLite, yet its --help offers --db-file:\n{help}"
+        );
+    }
+    let migrate = help(env!("CARGO_BIN_EXE_jobwire"), &["migrate"]).await;
+    for unused in ["--redis-url", "REDIS_URL", "--prefix", "JOBWIRE_PREFIX"] {
+        assert!(
+            !migrate.contains(unused),
+            "`jobwire migrate` only needs the database, yet offers {unused}:\n{migrate}"
+        );
+    }
+    for used in ["DATABASE_URL", "JOBWIRE_DB_FILE"] {
+        assert!(migrate.contains(used), "{used}:\n{migrate}");
+    }
+}
+
+#[tokio::test]
+async fn the_test_hooks_are_hidden_from_help_and_still_accepted() {
+    for (binary, args) in HELPS {
+        let help = help(binary, args).await.to_lowercase();
+        assert!(
+            !help.contains("failpoint") && !help.contains("trace"),
+            "{binary} {args:?} shows a test hook:\n{help}"
+        );
+    }
+    // Hidden, not removed: each binary still parses its hooks (an unknown
+    // flag before --help would be an error).
+    let hooks: [(&str, &[&str]); 3] = [
+        (
+            env!("CARGO_BIN_EXE_jobwire"),
+            &["--failpoint", "exit-after-commit", "--trace-dir", "/tmp"],
+        ),
+        (
+            env!("CARGO_BIN_EXE_jobwire-api"),
+            &["--failpoint", "exit-after-commit"],
+        ),
+        (
+            env!("CARGO_BIN_EXE_jobwire-worker"),
+            &["--trace-dir", "/tmp"],
+        ),
+    ];
+    for (binary, args) in hooks {
+        help(binary, args).await;
+    }
+}
+
+#[tokio::test]
+async fn jobwire_api_help_says_the_jwt_secret_is_required() {
+    let help = help(env!("CARGO_BIN_EXE_jobwire-api"), &[]).await;
+    let secret = help
+        .split("--jwt-secret")
+        .nth(1)
+        .and_then(|rest| rest.split("\n      -").next())
+        .expect("--jwt-secret is listed");
+    assert!(
+        secret.to_lowercase().contains("required"),
+        "jobwire-api refuses to start without it, so its help must say so:{secret}"
+    );
+}

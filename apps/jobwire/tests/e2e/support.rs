@@ -200,7 +200,7 @@ impl TestApp {
             broker: self.broker.clone(),
         };
         let worker = WorkerArgs {
-            concurrency: self.options.worker_concurrency,
+            worker_concurrency: self.options.worker_concurrency,
             shutdown_grace: Duration::from_secs(5),
             lease_ttl: Duration::from_secs(2),
             retry_base: Duration::from_millis(50),
