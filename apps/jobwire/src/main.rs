@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use jobwire_runtime::{ApiArgs, BackendArgs, Backends, EmbeddedArgs, Plan, WorkerArgs};
+use jobwire_runtime::{ApiArgs, BackendArgs, Backends, EmbeddedArgs, Plan, Secret, WorkerArgs};
 use jobwire_server::JwtKeys;
 use jobwire_store::Store;
 
@@ -38,7 +38,7 @@ enum Command {
         ttl: Duration,
         /// The API's HS256 secret.
         #[arg(long, env = "JOBWIRE_JWT_SECRET", hide_env_values = true)]
-        jwt_secret: String,
+        jwt_secret: Secret,
     },
     /// Apply the database migrations and exit.
     Migrate {
@@ -66,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
             let tenant = tenant.parse().context("bad --tenant")?;
             println!(
                 "{}",
-                JwtKeys::new(jwt_secret.as_bytes()).issue(&tenant, ttl)
+                JwtKeys::new(jwt_secret.expose().as_bytes()).issue(&tenant, ttl)
             );
             Ok(())
         }
@@ -103,14 +103,14 @@ async fn serve(
             tracing::warn!(
                 "JOBWIRE_JWT_SECRET is unset: using a random secret; tokens stop working on restart"
             );
-            format!(
+            Secret::from(format!(
                 "{}{}",
                 uuid::Uuid::new_v4().simple(),
                 uuid::Uuid::new_v4().simple()
-            )
+            ))
         }
     };
-    let keys = JwtKeys::new(secret.as_bytes());
+    let keys = JwtKeys::new(secret.expose().as_bytes());
     let connected = Backends::connect(&plan, &backends).await?;
     if matches!(plan, Plan::Embedded { .. }) {
         // This process owns every worker: whatever was running died with the last one.

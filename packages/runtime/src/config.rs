@@ -4,6 +4,8 @@ use std::time::Duration;
 use clap::Args;
 use jobwire_server::{Limits, WsConfig};
 use jobwire_store::StoreUrl;
+
+use crate::Secret;
 use jobwire_worker::{Registry, RetryPolicy, WorkerConfig};
 
 /// Where the data lives: the store and the broker.
@@ -120,7 +122,7 @@ pub struct ApiArgs {
     /// HS256 secret that signs and verifies tokens (all API instances share it). Unset,
     /// `jobwire` keeps one in `<db file>.secret` (embedded) or makes a random one.
     #[arg(long, env = "JOBWIRE_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Secret>,
 
     /// Largest payload of one job, in bytes of JSON.
     #[arg(long, env = "JOBWIRE_MAX_PAYLOAD_BYTES", default_value_t = 1024 * 1024)]
@@ -219,6 +221,30 @@ impl WorkerArgs {
                 cap: self.retry_cap,
             },
             redispatch_after: self.redispatch_after,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test fails right there")]
+
+    use clap::Parser;
+
+    use super::ApiArgs;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        api: ApiArgs,
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_jwt_secret() {
+        const SECRET: &str = "a-secret-that-must-never-be-logged-0123456789";
+        let cli = Cli::try_parse_from(["jobwire-api", "--jwt-secret", SECRET]).unwrap();
+        for debug in [format!("{cli:?}"), format!("{cli:#?}")] {
+            assert!(!debug.contains(SECRET), "{debug}");
         }
     }
 }

@@ -11,5 +11,5 @@ pub use config::{
     ApiArgs, BackendArgs, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, EmbeddedArgs, Plan, WorkerArgs,
 };
 pub use run::{Backends, bind, run_all, run_api, run_worker, shutdown_on_signal};
-pub use secret::load_or_create_secret;
+pub use secret::{Secret, load_or_create_secret};
 pub use telemetry::init_tracing;

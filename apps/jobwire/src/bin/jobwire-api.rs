@@ -39,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
         listener,
         backends,
         &cli.api,
-        JwtKeys::new(secret.as_bytes()),
+        JwtKeys::new(secret.expose().as_bytes()),
         shutdown,
     )
     .await

@@ -153,7 +153,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     };
     let api = ApiArgs {
         addr: "127.0.0.1:0".parse().expect("literal address"),
-        jwt_secret: Some(SECRET.into()),
+        jwt_secret: Some(SECRET.to_owned().into()),
         max_payload_bytes: 1024 * 1024,
         max_body_bytes: 16 * 1024 * 1024,
         max_batch: 1000,
