@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use jobwire_runtime::{ApiArgs, BackendArgs, Backends, EmbeddedArgs, Plan, Secret, WorkerArgs};
-use jobwire_server::JwtKeys;
 use jobwire_store::Store;
 
 /// A real-time job service: REST in, workers out, every status change pushed over WebSocket.
@@ -36,7 +35,7 @@ enum Command {
         /// How long the token is valid (e.g. 30m, 1h, 7d).
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
-        /// The API's HS256 secret.
+        /// The API's HS256 secret (32 bytes or more).
         #[arg(long, env = "JOBWIRE_JWT_SECRET", hide_env_values = true)]
         jwt_secret: Secret,
     },
@@ -64,10 +63,10 @@ async fn main() -> anyhow::Result<()> {
             jwt_secret,
         }) => {
             let tenant = tenant.parse().context("bad --tenant")?;
-            println!(
-                "{}",
-                JwtKeys::new(jwt_secret.expose().as_bytes()).issue(&tenant, ttl)
-            );
+            let keys = jwt_secret
+                .keys()
+                .context("JOBWIRE_JWT_SECRET (or --jwt-secret) is refused")?;
+            println!("{}", keys.issue(&tenant, ttl));
             Ok(())
         }
         Some(Command::Migrate {
@@ -93,11 +92,15 @@ async fn serve(
     jobwire_runtime::init_tracing();
     let shutdown = jobwire_runtime::shutdown_on_signal();
     let plan = backends.plan_all_in_one(embedded)?;
-    let secret = match (&api.jwt_secret, &plan) {
-        (Some(secret), _) => secret.clone(),
+    let keys = match (&api.jwt_secret, &plan) {
+        (Some(secret), _) => secret
+            .keys()
+            .context("JOBWIRE_JWT_SECRET (or --jwt-secret) is refused")?,
         (None, Plan::Embedded { sqlite }) if sqlite != ":memory:" => {
             let path = PathBuf::from(format!("{sqlite}.secret"));
             jobwire_runtime::load_or_create_secret(&path)?
+                .keys()
+                .with_context(|| format!("the JWT secret kept in {} is refused", path.display()))?
         }
         (None, _) => {
             tracing::warn!(
@@ -108,9 +111,10 @@ async fn serve(
                 uuid::Uuid::new_v4().simple(),
                 uuid::Uuid::new_v4().simple()
             ))
+            .keys()
+            .context("a random secret of 64 hex digits is long enough")?
         }
     };
-    let keys = JwtKeys::new(secret.expose().as_bytes());
     let connected = Backends::connect(&plan, &backends).await?;
     if matches!(plan, Plan::Embedded { .. }) {
         // This process owns every worker: whatever was running died with the last one.

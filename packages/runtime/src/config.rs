@@ -119,8 +119,8 @@ pub struct ApiArgs {
     #[arg(long, env = "JOBWIRE_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
 
-    /// HS256 secret that signs and verifies tokens (all API instances share it). Unset,
-    /// `jobwire` keeps one in `<db file>.secret` (embedded) or makes a random one.
+    /// HS256 secret that signs and verifies tokens, 32 bytes or more (all API instances share
+    /// it). Unset, `jobwire` keeps one in `<db file>.secret` (embedded) or makes a random one.
     #[arg(long, env = "JOBWIRE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
 

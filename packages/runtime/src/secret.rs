@@ -2,6 +2,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
+use jobwire_server::{JwtKeys, KeyError};
 
 /// A secret setting (the JWT secret): its `Debug` shows `Secret(***)`, so a
 /// struct holding it can derive `Debug` and be logged without leaking it.
@@ -9,9 +10,10 @@ use anyhow::Context;
 pub struct Secret(String);
 
 impl Secret {
-    /// The secret itself, for the one place that needs it (the signing keys).
-    pub fn expose(&self) -> &str {
-        &self.0
+    /// The keys that sign and verify tokens with this secret; one under
+    /// [`jobwire_server::MIN_SECRET_BYTES`] is refused.
+    pub fn keys(&self) -> Result<JwtKeys, KeyError> {
+        JwtKeys::new(self.0.as_bytes())
     }
 }
 

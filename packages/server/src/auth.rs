@@ -28,16 +28,34 @@ impl std::fmt::Debug for JwtKeys {
     }
 }
 
+/// The shortest HS256 secret accepted: 256 bits, the size of the hash
+/// (RFC 7518 §3.2); a shorter one makes tokens easier to forge by brute force.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Why keys cannot be made, or a token issued.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "the JWT secret is {len} bytes long: HS256 needs at least {MIN_SECRET_BYTES} bytes \
+         (256 bits), or tokens can be forged by guessing it; make one with `openssl rand -hex 32`"
+    )]
+    WeakSecret { len: usize },
+}
+
 impl JwtKeys {
-    pub fn new(secret: &[u8]) -> Self {
+    /// Keys from `secret`, which must hold at least [`MIN_SECRET_BYTES`].
+    pub fn new(secret: &[u8]) -> Result<Self, KeyError> {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(KeyError::WeakSecret { len: secret.len() });
+        }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp"]);
-        Self {
+        Ok(Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
-        }
+        })
     }
 
     /// A token for `tenant` valid for `ttl` from now.

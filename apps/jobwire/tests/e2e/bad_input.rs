@@ -177,7 +177,8 @@ async fn missing_malformed_expired_or_forged_tokens_get_401(backend: Backend) {
         tenant: "acme".parse().unwrap(),
         exp: (now - Duration::from_secs(600)).as_secs(),
     });
-    let forged = JwtKeys::new(b"someone else's secret")
+    let forged = JwtKeys::new(b"someone else's secret, 32 bytes or more")
+        .unwrap()
         .issue(&"acme".parse().unwrap(), Duration::from_secs(60));
     let headers = [
         None,

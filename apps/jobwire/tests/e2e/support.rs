@@ -20,7 +20,8 @@ use uuid::Uuid;
 
 /// How long any wait for an event may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(15);
-pub const SECRET: &str = "test-secret";
+/// 32 bytes or more, as every secret must be.
+pub const SECRET: &str = "test-secret-of-at-least-32-bytes";
 
 /// The Postgres server tests create their databases on.
 pub fn pg_server_url() -> String {
@@ -161,7 +162,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         ws_ping_interval: options.ws_ping_interval,
         failpoint: None,
     };
-    let keys = JwtKeys::new(SECRET.as_bytes());
+    let keys = JwtKeys::new(SECRET.as_bytes()).expect("the test secret is long enough");
     let listener = jobwire_runtime::bind(api.addr).await.expect("bind port 0");
     let addr = listener.local_addr().expect("bound address");
     let shutdown = CancellationToken::new();
