@@ -166,7 +166,7 @@ impl Run {
         let tenant = tenant
             .parse()
             .with_context(|| format!("bad tenant {tenant}"))?;
-        Ok(self.keys.issue(&tenant, Duration::from_secs(24 * 3600)))
+        Ok(self.keys.issue(&tenant, Duration::from_secs(24 * 3600))?)
     }
 
     /// The Redis URL and update channel of a shared run.

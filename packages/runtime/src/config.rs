@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
-use jobwire_server::{Limits, WsConfig};
+use jobwire_server::{JwtKeys, KeyError, Limits, TokenRules, WsConfig};
 use jobwire_store::StoreUrl;
 
 use crate::Secret;
@@ -112,6 +112,47 @@ impl BackendArgs {
     }
 }
 
+/// The tokens: the secret that signs them and the rules they obey. The API
+/// verifies with them; `jobwire token` issues with them.
+#[derive(Debug, Clone, Args)]
+pub struct JwtArgs {
+    /// HS256 secret that signs and verifies tokens, 32 bytes or more (all API instances share
+    /// it). Unset, `jobwire` keeps one in `<db file>.secret` (embedded) or makes a random one.
+    #[arg(long, env = "JOBWIRE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// The `aud` claim every token must carry (`jobwire token` puts it in). Unset: tokens
+    /// carrying an `aud` are refused (RFC 7519: a recipient it does not name must refuse it).
+    #[arg(long, env = "JOBWIRE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// The `iss` claim every token must carry (`jobwire token` puts it in). Unset: not checked.
+    #[arg(long, env = "JOBWIRE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Longest token lifetime (`exp` − `iat`, e.g. 1h, 7d): a longer token, or one without
+    /// `iat`, gets 401, and `jobwire token --ttl` beyond it is refused. Unset: no limit.
+    #[arg(long, env = "JOBWIRE_JWT_MAX_TTL", value_parser = humantime::parse_duration)]
+    pub jwt_max_ttl: Option<Duration>,
+}
+
+impl JwtArgs {
+    /// The rules of [`TokenRules`] these settings ask for.
+    pub fn rules(&self) -> TokenRules {
+        TokenRules {
+            audience: self.jwt_audience.clone(),
+            issuer: self.jwt_issuer.clone(),
+            max_ttl: self.jwt_max_ttl,
+        }
+    }
+
+    /// Keys that sign and verify with `secret` by these rules; a secret under
+    /// [`jobwire_server::MIN_SECRET_BYTES`] is refused.
+    pub fn keys(&self, secret: &Secret) -> Result<JwtKeys, KeyError> {
+        Ok(JwtKeys::new(secret.as_bytes())?.with_rules(self.rules()))
+    }
+}
+
 /// The HTTP and WebSocket API.
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
@@ -119,10 +160,8 @@ pub struct ApiArgs {
     #[arg(long, env = "JOBWIRE_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
 
-    /// HS256 secret that signs and verifies tokens, 32 bytes or more (all API instances share
-    /// it). Unset, `jobwire` keeps one in `<db file>.secret` (embedded) or makes a random one.
-    #[arg(long, env = "JOBWIRE_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<Secret>,
+    #[command(flatten)]
+    pub jwt: JwtArgs,
 
     /// Largest payload of one job, in bytes of JSON.
     #[arg(long, env = "JOBWIRE_MAX_PAYLOAD_BYTES", default_value_t = 1024 * 1024)]

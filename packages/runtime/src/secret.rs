@@ -2,7 +2,6 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use jobwire_server::{JwtKeys, KeyError};
 
 /// A secret setting (the JWT secret): its `Debug` shows `Secret(***)`, so a
 /// struct holding it can derive `Debug` and be logged without leaking it.
@@ -10,10 +9,9 @@ use jobwire_server::{JwtKeys, KeyError};
 pub struct Secret(String);
 
 impl Secret {
-    /// The keys that sign and verify tokens with this secret; one under
-    /// [`jobwire_server::MIN_SECRET_BYTES`] is refused.
-    pub fn keys(&self) -> Result<JwtKeys, KeyError> {
-        JwtKeys::new(self.0.as_bytes())
+    /// The secret itself, for the keys made from it ([`crate::JwtArgs::keys`]).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
     }
 }
 

@@ -28,14 +28,13 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     jobwire_runtime::init_tracing();
     let shutdown = jobwire_runtime::shutdown_on_signal();
+    let secret = cli.api.jwt.jwt_secret.as_ref().context(
+        "set JOBWIRE_JWT_SECRET (or --jwt-secret): every API instance must share one secret",
+    )?;
     let keys = cli
         .api
-        .jwt_secret
-        .as_ref()
-        .context(
-            "set JOBWIRE_JWT_SECRET (or --jwt-secret): every API instance must share one secret",
-        )?
-        .keys()
+        .jwt
+        .keys(secret)
         .context("JOBWIRE_JWT_SECRET (or --jwt-secret) is refused")?;
     let plan = cli.backends.plan_shared("jobwire-api")?;
     let backends = Backends::connect(&plan, &cli.backends).await?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use jobwire_broker::Broker;
 use jobwire_core::{Priority, TenantId};
-use jobwire_runtime::{ApiArgs, Backends, WorkerArgs};
+use jobwire_runtime::{ApiArgs, Backends, JwtArgs, WorkerArgs};
 use jobwire_server::JwtKeys;
 use jobwire_store::{ListFilter, Store};
 use jobwire_worker::Registry;
@@ -154,7 +154,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     };
     let api = ApiArgs {
         addr: "127.0.0.1:0".parse().expect("literal address"),
-        jwt_secret: Some(SECRET.to_owned().into()),
+        jwt: JwtArgs {
+            jwt_secret: Some(SECRET.to_owned().into()),
+            jwt_audience: None,
+            jwt_issuer: None,
+            jwt_max_ttl: None,
+        },
         max_payload_bytes: 1024 * 1024,
         max_body_bytes: 16 * 1024 * 1024,
         max_batch: 1000,
@@ -226,7 +231,9 @@ impl TestApp {
 
     pub fn token(&self, tenant: &str) -> String {
         let tenant: TenantId = tenant.parse().expect("test tenant");
-        self.keys.issue(&tenant, Duration::from_secs(3600))
+        self.keys
+            .issue(&tenant, Duration::from_secs(3600))
+            .expect("no maximum lifetime in tests")
     }
 
     pub async fn post(&self, tenant: &str, path: &str, body: Value) -> (u16, Value) {
