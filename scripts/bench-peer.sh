@@ -55,14 +55,14 @@ run() {
 for round in $(seq 1 "$rounds"); do
   run "peer throughput" bash "$peer" throughput "$jobs" "$workers" "$concurrency" "$batch"
   run "jobwire throughput shared" "$bench" throughput --engine shared --jobs "$jobs" --batch "$batch" \
-    --workers "$workers" --concurrency "$concurrency"
+    --workers "$workers" --worker-concurrency "$concurrency"
   run "jobwire throughput embedded" "$bench" throughput --engine embedded --jobs "$jobs" --batch "$batch" \
-    --concurrency "$concurrency"
+    --worker-concurrency "$concurrency"
   run "peer latency" bash "$peer" latency "$rate" "$secs" "$workers" "$concurrency"
   run "jobwire latency shared" "$bench" latency --engine shared --rate "$rate" --secs "$secs" \
-    --workers "$workers" --concurrency "$concurrency"
+    --workers "$workers" --worker-concurrency "$concurrency"
   run "jobwire latency embedded" "$bench" latency --engine embedded --rate "$rate" --secs "$secs" \
-    --concurrency "$concurrency"
+    --worker-concurrency "$concurrency"
 done
 
 echo

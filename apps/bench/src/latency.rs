@@ -37,7 +37,7 @@ pub struct Params {
     pub workers: usize,
     /// Jobs each worker runs at once (`JOBWIRE_WORKER_CONCURRENCY`).
     #[arg(long, default_value_t = 50)]
-    pub concurrency: usize,
+    pub worker_concurrency: usize,
 }
 
 /// What one create call came to: the job's ID, when the call started and how long
@@ -50,8 +50,8 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         "--rate and --secs must be at least 1"
     );
     ensure!(
-        p.workers >= 1 && p.concurrency >= 1,
-        "--workers and --concurrency must be at least 1"
+        p.workers >= 1 && p.worker_concurrency >= 1,
+        "--workers and --worker-concurrency must be at least 1"
     );
     ensure!(
         p.engine == Engine::Shared || p.workers == 1,
@@ -65,11 +65,11 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         .start_server(&ServerSettings {
             ws_queue: (4 * total as usize).max(1024),
             max_batch: 1000,
-            concurrency: p.concurrency,
+            concurrency: p.worker_concurrency,
         })
         .await?;
     if p.engine == Engine::Shared {
-        run.start_workers(p.workers, p.concurrency)?;
+        run.start_workers(p.workers, p.worker_concurrency)?;
     }
     let token = run.token(TENANT)?;
     let api = Api::new(&server.addr, token.clone())?;
@@ -160,7 +160,7 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         "target_rate": p.rate,
         "secs": p.secs,
         "workers": p.workers,
-        "concurrency": p.concurrency,
+        "concurrency": p.worker_concurrency,
         "payload_bytes": crate::rest::PAYLOAD.len(),
         "sent": sent,
         "measured": measured,
@@ -192,7 +192,7 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         } else {
             format!("{} worker process(es)", p.workers)
         },
-        p.concurrency
+        p.worker_concurrency
     );
     Ok(Report::new(title, json)
         .row("sent", format!("{sent} ({} achieved)", per_sec(achieved)))

@@ -147,11 +147,12 @@ impl Run {
         let dir = std::env::temp_dir().join(format!("jobwire-bench-{id}"));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
+        // 38 bytes: over the 32 that jobwire requires.
         let secret = format!("bench-{id}");
         Ok(Run {
             engine,
             bin_dir,
-            keys: JwtKeys::new(secret.as_bytes()),
+            keys: JwtKeys::new(secret.as_bytes())?,
             secret,
             dir,
             shared,
@@ -165,7 +166,7 @@ impl Run {
         let tenant = tenant
             .parse()
             .with_context(|| format!("bad tenant {tenant}"))?;
-        Ok(self.keys.issue(&tenant, Duration::from_secs(24 * 3600)))
+        Ok(self.keys.issue(&tenant, Duration::from_secs(24 * 3600))?)
     }
 
     /// The Redis URL and update channel of a shared run.

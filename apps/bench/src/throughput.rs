@@ -37,7 +37,7 @@ pub struct Params {
     pub workers: usize,
     /// Jobs each worker runs at once (`JOBWIRE_WORKER_CONCURRENCY`).
     #[arg(long, default_value_t = 50)]
-    pub concurrency: usize,
+    pub worker_concurrency: usize,
     /// Fail if not every job has succeeded this many seconds after the workers start.
     #[arg(long, default_value_t = 600)]
     pub timeout_secs: u64,
@@ -49,8 +49,8 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         "--jobs must be at least 2 (a rate needs a first and a last)"
     );
     ensure!(
-        p.batch >= 1 && p.workers >= 1 && p.concurrency >= 1,
-        "--batch, --workers and --concurrency must be at least 1"
+        p.batch >= 1 && p.workers >= 1 && p.worker_concurrency >= 1,
+        "--batch, --workers and --worker-concurrency must be at least 1"
     );
     ensure!(
         p.engine == Engine::Shared || p.workers == 1,
@@ -60,7 +60,7 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         .start_server(&ServerSettings {
             ws_queue: (4 * p.jobs).max(1024),
             max_batch: p.batch,
-            concurrency: p.concurrency,
+            concurrency: p.worker_concurrency,
         })
         .await?;
     let token = run.token(TENANT)?;
@@ -91,7 +91,7 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
     let cpu = CpuMeter::start(&run.processes());
     let workers_started = Instant::now();
     if p.engine == Engine::Shared {
-        run.start_workers(p.workers, p.concurrency)?;
+        run.start_workers(p.workers, p.worker_concurrency)?;
     }
     let deadline = workers_started + Duration::from_secs(p.timeout_secs);
     let mut succeeded: HashSet<String> = HashSet::with_capacity(p.jobs);
@@ -138,7 +138,7 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         "jobs": p.jobs,
         "batch": p.batch,
         "workers": p.workers,
-        "concurrency": p.concurrency,
+        "concurrency": p.worker_concurrency,
         "payload_bytes": crate::rest::PAYLOAD.len(),
         "enqueue_jobs_per_s": whole(enqueue_rate),
         "enqueue_secs": round2(enqueue.as_secs_f64()),
@@ -161,7 +161,7 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         } else {
             format!("{} worker process(es)", p.workers)
         },
-        p.concurrency
+        p.worker_concurrency
     );
     Ok(Report::new(title, json)
         .row(

@@ -3,6 +3,7 @@
 pub enum BrokerError {
     #[error("cannot reach Redis at {url} (is Redis running? set REDIS_URL)")]
     Connect {
+        /// Password hidden.
         url: String,
         #[source]
         source: redis::RedisError,

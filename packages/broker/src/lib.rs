@@ -66,10 +66,15 @@ impl Broker {
         Self::Memory(MemoryBroker::new())
     }
 
-    /// What this broker is, for people.
+    /// What this broker is, for people: the Redis URL (password hidden) and
+    /// the channel that carries every update (`redis-cli SUBSCRIBE <channel>`).
     pub fn describe(&self) -> String {
         match self {
-            Broker::Redis(broker) => format!("Redis {}", broker.url()),
+            Broker::Redis(broker) => format!(
+                "Redis {}, channel {}",
+                broker.url(),
+                broker.keys().channel()
+            ),
             Broker::Memory(_) => "in-process (embedded)".to_owned(),
         }
     }

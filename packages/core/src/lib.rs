@@ -1,13 +1,16 @@
 //! Domain types of jobwire, shared by every other package. No I/O lives here:
-//! values are validated once, at the edge, and then carried as these types.
+//! values are validated once, at the edge, and then carried as these types
+//! (and [`redact_url`], how every package shows a URL to people).
 
 mod ids;
 mod job;
 mod update;
+mod url;
 
 pub use ids::{JobId, TenantId};
 pub use job::{DEFAULT_MAX_ATTEMPTS, Idempotency, Job, JobType, NewJob, Priority, Status};
 pub use update::{JobUpdate, MAX_INLINE_RESULT_BYTES, json_len};
+pub use url::redact_url;
 
 /// A value from outside (a request, a token, a Redis message) that is not a valid
 /// domain value. The message is meant for the person who sent it.

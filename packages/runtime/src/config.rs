@@ -2,10 +2,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
-use jobwire_server::{Limits, WsConfig};
+use jobwire_server::{JwtKeys, KeyError, Limits, TokenRules, WsConfig};
+use jobwire_store::StoreUrl;
+
+use crate::Secret;
 use jobwire_worker::{Failpoint, Registry, RetryPolicy, WorkerConfig};
 
-/// Where the data lives.
+/// Where the data lives: the store and the broker.
 #[derive(Debug, Clone, Args)]
 pub struct BackendArgs {
     /// Store: a Postgres URL (production) or `sqlite:<file>`. Unset: `jobwire` runs
@@ -18,10 +21,6 @@ pub struct BackendArgs {
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
 
-    /// SQLite file of the embedded mode (`:memory:` keeps nothing).
-    #[arg(long, env = "JOBWIRE_DB_FILE", default_value = "./jobwire.db")]
-    pub db_file: String,
-
     /// Prefix of every Redis key and of the channel (empty: `job_queue:<priority>`, `job_updates`).
     #[arg(long, env = "JOBWIRE_PREFIX", default_value = "")]
     pub prefix: String,
@@ -29,6 +28,15 @@ pub struct BackendArgs {
     /// Most Postgres connections this process opens.
     #[arg(long, env = "JOBWIRE_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
+}
+
+/// The embedded mode's SQLite file: only the all-in-one `jobwire` (and
+/// `jobwire migrate`) offer it, since the separate binaries refuse SQLite.
+#[derive(Debug, Clone, Args)]
+pub struct EmbeddedArgs {
+    /// SQLite file of the embedded mode (`:memory:` keeps nothing).
+    #[arg(long, env = "JOBWIRE_DB_FILE", default_value = "./jobwire.db")]
+    pub db_file: String,
 }
 
 /// The Postgres and Redis a separate API or worker process uses by default.
@@ -50,15 +58,15 @@ pub enum Plan {
 impl BackendArgs {
     /// For the all-in-one `jobwire`: embedded unless both URLs are set; a
     /// mix of one embedded and one shared engine is refused.
-    pub fn plan_all_in_one(&self) -> anyhow::Result<Plan> {
-        let sqlite = self
-            .database_url
-            .as_deref()
-            .and_then(|url| url.strip_prefix("sqlite:"))
-            .map(|path| path.trim_start_matches("//").to_owned());
+    pub fn plan_all_in_one(&self, embedded: &EmbeddedArgs) -> anyhow::Result<Plan> {
+        let sqlite = match self.database_url.as_deref().map(StoreUrl::parse) {
+            Some(Ok(StoreUrl::Sqlite(path))) => Some(path.to_owned()),
+            Some(Ok(StoreUrl::Postgres(_))) | None => None,
+            Some(Err(unsupported)) => return Err(unsupported.into()),
+        };
         match (&self.database_url, &self.redis_url, sqlite) {
             (None, None, _) => Ok(Plan::Embedded {
-                sqlite: self.db_file.clone(),
+                sqlite: embedded.db_file.clone(),
             }),
             (Some(_), None, Some(path)) => Ok(Plan::Embedded { sqlite: path }),
             (Some(_), Some(_), Some(_)) => anyhow::bail!(
@@ -87,7 +95,7 @@ impl BackendArgs {
             .database_url
             .clone()
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        if database_url.starts_with("sqlite:") {
+        if let StoreUrl::Sqlite(_) = StoreUrl::parse(&database_url)? {
             anyhow::bail!(
                 "{binary} cannot use SQLite: separate API and worker processes must share one \
                  Postgres and one Redis. Set DATABASE_URL to Postgres, or run `jobwire` for the \
@@ -104,6 +112,47 @@ impl BackendArgs {
     }
 }
 
+/// The tokens: the secret that signs them and the rules they obey. The API
+/// verifies with them; `jobwire token` issues with them.
+#[derive(Debug, Clone, Args)]
+pub struct JwtArgs {
+    /// HS256 secret that signs and verifies tokens, 32 bytes or more (all API instances share
+    /// it). Unset, `jobwire` keeps one in `<db file>.secret` (embedded) or makes a random one.
+    #[arg(long, env = "JOBWIRE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// The `aud` claim every token must carry (`jobwire token` puts it in). Unset: tokens
+    /// carrying an `aud` are refused (RFC 7519: a recipient it does not name must refuse it).
+    #[arg(long, env = "JOBWIRE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// The `iss` claim every token must carry (`jobwire token` puts it in). Unset: not checked.
+    #[arg(long, env = "JOBWIRE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Longest token lifetime (`exp` − `iat`, e.g. 1h, 7d): a longer token, or one without
+    /// `iat`, gets 401, and `jobwire token --ttl` beyond it is refused. Unset: no limit.
+    #[arg(long, env = "JOBWIRE_JWT_MAX_TTL", value_parser = humantime::parse_duration)]
+    pub jwt_max_ttl: Option<Duration>,
+}
+
+impl JwtArgs {
+    /// The rules of [`TokenRules`] these settings ask for.
+    pub fn rules(&self) -> TokenRules {
+        TokenRules {
+            audience: self.jwt_audience.clone(),
+            issuer: self.jwt_issuer.clone(),
+            max_ttl: self.jwt_max_ttl,
+        }
+    }
+
+    /// Keys that sign and verify with `secret` by these rules; a secret under
+    /// [`jobwire_server::MIN_SECRET_BYTES`] is refused.
+    pub fn keys(&self, secret: &Secret) -> Result<JwtKeys, KeyError> {
+        Ok(JwtKeys::new(secret.as_bytes())?.with_rules(self.rules()))
+    }
+}
+
 /// The HTTP and WebSocket API.
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
@@ -111,9 +160,8 @@ pub struct ApiArgs {
     #[arg(long, env = "JOBWIRE_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
 
-    /// HS256 secret that signs and verifies tokens (all API instances share it).
-    #[arg(long, env = "JOBWIRE_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    #[command(flatten)]
+    pub jwt: JwtArgs,
 
     /// Largest payload of one job, in bytes of JSON.
     #[arg(long, env = "JOBWIRE_MAX_PAYLOAD_BYTES", default_value_t = 1024 * 1024)]
@@ -136,8 +184,9 @@ pub struct ApiArgs {
     pub ws_queue_bytes: usize,
 
     /// Test hook: `exit-after-commit` makes the API exit right after committing
-    /// created jobs, before enqueueing them (for fault-injection tests).
-    #[arg(long, env = "JOBWIRE_FAILPOINT")]
+    /// created jobs, before enqueueing them (for fault-injection tests). Not for
+    /// production, so not in `--help`.
+    #[arg(long, env = "JOBWIRE_FAILPOINT", hide = true)]
     pub failpoint: Option<String>,
 
     /// How often WebSocket clients are pinged; silent for two intervals, they are dropped.
@@ -192,7 +241,7 @@ impl ApiArgs {
 pub struct WorkerArgs {
     /// Jobs run at the same time.
     #[arg(long, env = "JOBWIRE_WORKER_CONCURRENCY", default_value_t = 16)]
-    pub concurrency: usize,
+    pub worker_concurrency: usize,
 
     /// On SIGTERM, how long running jobs may take to finish before they are handed back.
     #[arg(long, env = "JOBWIRE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -214,8 +263,9 @@ pub struct WorkerArgs {
     #[arg(long, env = "JOBWIRE_REDISPATCH_AFTER", default_value = "3s", value_parser = humantime::parse_duration)]
     pub redispatch_after: Duration,
 
-    /// Test hook: adds the `trace` handler, which logs every attempt's start and end to this directory.
-    #[arg(long, env = "JOBWIRE_TRACE_DIR")]
+    /// Test hook: adds the `trace` handler, which logs every attempt's start and end to this
+    /// directory (for fault-injection tests). Not for production, so not in `--help`.
+    #[arg(long, env = "JOBWIRE_TRACE_DIR", hide = true)]
     pub trace_dir: Option<std::path::PathBuf>,
 
     /// Test hook: fail once at a point (`lose-pop-reply`, `fail-first-ack`, `exit-after-finish`).
@@ -235,7 +285,7 @@ impl WorkerArgs {
 
     pub fn config(&self) -> WorkerConfig {
         WorkerConfig {
-            concurrency: self.concurrency,
+            concurrency: self.worker_concurrency,
             grace: self.shutdown_grace,
             lease: self.lease_ttl,
             retry: RetryPolicy {
@@ -244,6 +294,30 @@ impl WorkerArgs {
             },
             redispatch_after: self.redispatch_after,
             failpoint: self.worker_failpoint,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test fails right there")]
+
+    use clap::Parser;
+
+    use super::ApiArgs;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        api: ApiArgs,
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_jwt_secret() {
+        const SECRET: &str = "a-secret-that-must-never-be-logged-0123456789";
+        let cli = Cli::try_parse_from(["jobwire-api", "--jwt-secret", SECRET]).unwrap();
+        for debug in [format!("{cli:?}"), format!("{cli:#?}")] {
+            assert!(!debug.contains(SECRET), "{debug}");
         }
     }
 }

@@ -7,7 +7,10 @@ mod run;
 mod secret;
 mod telemetry;
 
-pub use config::{ApiArgs, BackendArgs, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, Plan, WorkerArgs};
+pub use config::{
+    ApiArgs, BackendArgs, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, EmbeddedArgs, JwtArgs, Plan,
+    WorkerArgs,
+};
 pub use run::{Backends, bind, run_all, run_api, run_worker, shutdown_on_signal};
-pub use secret::load_or_create_secret;
+pub use secret::{Secret, load_or_create_secret};
 pub use telemetry::init_tracing;

@@ -3,11 +3,35 @@ use std::path::Path;
 
 use anyhow::Context;
 
+/// A secret setting (the JWT secret): its `Debug` shows `Secret(***)`, so a
+/// struct holding it can derive `Debug` and be logged without leaking it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the keys made from it ([`crate::JwtArgs::keys`]).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl From<String> for Secret {
+    fn from(secret: String) -> Self {
+        Self(secret)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
 /// The JWT secret kept in `path`, created (random, readable by the owner
 /// only) on first use, so that tokens survive restarts of the embedded mode.
-pub fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
+pub fn load_or_create_secret(path: &Path) -> anyhow::Result<Secret> {
     match std::fs::read_to_string(path) {
-        Ok(secret) if !secret.trim().is_empty() => return Ok(secret.trim().to_owned()),
+        Ok(secret) if !secret.trim().is_empty() => return Ok(Secret(secret.trim().to_owned())),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
@@ -27,5 +51,5 @@ pub fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
     file.write_all(secret.as_bytes())
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write the JWT secret to {}", path.display()))?;
-    Ok(secret)
+    Ok(Secret(secret))
 }

@@ -6,49 +6,142 @@ use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
 
-/// The claims of a jobwire token: which tenant, until when.
+/// The claims of a jobwire token: which tenant, until when, and the optional
+/// standard claims the API can be told to require ([`TokenRules`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub tenant: TenantId,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
+    /// Issued at, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// Audience: whom the token is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    /// Issuer: who made the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
 }
 
-/// The HS256 secret, ready to sign and verify.
+/// What a token's claims are read for; `aud` and `iss` are checked by
+/// jsonwebtoken itself, whatever their JSON shape.
+#[derive(Deserialize)]
+struct Verified {
+    tenant: TenantId,
+    exp: u64,
+    #[serde(default)]
+    iat: Option<u64>,
+}
+
+/// What every token must satisfy besides its signature and expiry, and what
+/// [`JwtKeys::issue`] puts in the tokens it makes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenRules {
+    /// The `aud` every token must carry. Unset: a token carrying one is
+    /// refused, as RFC 7519 §4.1.3 asks of a recipient it does not name.
+    pub audience: Option<String>,
+    /// The `iss` every token must carry. Unset: not checked.
+    pub issuer: Option<String>,
+    /// The longest lifetime (`exp − iat`) a token may have; a token without
+    /// `iat` or issued in the future is refused too. Unset: no limit.
+    pub max_ttl: Option<Duration>,
+}
+
+/// The HS256 secret, ready to sign and verify, and the rules tokens obey.
 #[derive(Clone)]
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    rules: TokenRules,
 }
 
 impl std::fmt::Debug for JwtKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("JwtKeys(..)")
+        f.debug_struct("JwtKeys")
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
     }
 }
 
+/// The shortest HS256 secret accepted: 256 bits, the size of the hash
+/// (RFC 7518 §3.2); a shorter one makes tokens easier to forge by brute force.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Clock skew tolerated between the issuer and this API, in seconds.
+const LEEWAY_SECS: u64 = 5;
+
+/// Why keys cannot be made, or a token issued.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "the JWT secret is {len} bytes long: HS256 needs at least {MIN_SECRET_BYTES} bytes \
+         (256 bits), or tokens can be forged by guessing it; make one with `openssl rand -hex 32`"
+    )]
+    WeakSecret { len: usize },
+    #[error(
+        "a token valid for {} would outlive the longest token lifetime accepted, {}",
+        humantime::format_duration(*.ttl),
+        humantime::format_duration(*.max)
+    )]
+    TtlTooLong { ttl: Duration, max: Duration },
+}
+
 impl JwtKeys {
-    pub fn new(secret: &[u8]) -> Self {
+    /// Keys from `secret`, which must hold at least [`MIN_SECRET_BYTES`],
+    /// with no [`TokenRules`] beyond signature and expiry.
+    pub fn new(secret: &[u8]) -> Result<Self, KeyError> {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(KeyError::WeakSecret { len: secret.len() });
+        }
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS;
         validation.set_required_spec_claims(&["exp"]);
-        Self {
+        Ok(Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
-        }
+            rules: TokenRules::default(),
+        })
     }
 
-    /// A token for `tenant` valid for `ttl` from now.
-    pub fn issue(&self, tenant: &TenantId, ttl: Duration) -> String {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        self.sign(&Claims {
+    /// These keys, verifying and issuing tokens by `rules`.
+    pub fn with_rules(mut self, rules: TokenRules) -> Self {
+        let mut required = vec!["exp"];
+        if let Some(audience) = &rules.audience {
+            self.validation.set_audience(&[audience]);
+            required.push("aud");
+        }
+        if let Some(issuer) = &rules.issuer {
+            self.validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        self.validation.set_required_spec_claims(&required);
+        self.rules = rules;
+        self
+    }
+
+    pub fn rules(&self) -> &TokenRules {
+        &self.rules
+    }
+
+    /// A token for `tenant` valid for `ttl` from now, carrying the audience
+    /// and issuer of the rules; refused when `ttl` is over their maximum.
+    pub fn issue(&self, tenant: &TenantId, ttl: Duration) -> Result<String, KeyError> {
+        if let Some(max) = self.rules.max_ttl
+            && ttl > max
+        {
+            return Err(KeyError::TtlTooLong { ttl, max });
+        }
+        let now = now_secs();
+        Ok(self.sign(&Claims {
             tenant: tenant.clone(),
-            exp: (now + ttl).as_secs(),
-        })
+            exp: now + ttl.as_secs(),
+            iat: Some(now),
+            aud: self.rules.audience.clone(),
+            iss: self.rules.issuer.clone(),
+        }))
     }
 
     /// Signs arbitrary claims (for tokens with a chosen expiry).
@@ -60,8 +153,62 @@ impl JwtKeys {
 
     /// The tenant of a valid token; 401 for anything else.
     pub fn verify(&self, token: &str) -> Result<TenantId, ApiError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims.tenant)
-            .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))
+        let claims = jsonwebtoken::decode::<Verified>(token, &self.decoding, &self.validation)
+            .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?
+            .claims;
+        if let Some(max) = self.rules.max_ttl {
+            let iat = claims.iat.ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "invalid token: no `iat`; this API limits how long a token lives, so a \
+                     token must say when it was issued"
+                        .into(),
+                )
+            })?;
+            if iat > now_secs() + LEEWAY_SECS {
+                return Err(ApiError::Unauthorized(
+                    "invalid token: its `iat` is in the future".into(),
+                ));
+            }
+            let lifetime = Duration::from_secs(claims.exp.saturating_sub(iat));
+            if lifetime > max {
+                return Err(ApiError::Unauthorized(format!(
+                    "invalid token: it lives {} (exp − iat), longer than the {} this API accepts",
+                    humantime::format_duration(lifetime),
+                    humantime::format_duration(max)
+                )));
+            }
+        }
+        Ok(claims.tenant)
+    }
+}
+
+/// Seconds since the Unix epoch (0 on a clock set before it).
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// The token of an `Authorization` header value `Bearer <token>`. The scheme
+/// is case-insensitive (RFC 7235 §2.1): `bearer <token>` is the same.
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_matched_whatever_its_case() {
+        for value in ["Bearer t", "bearer t", "BEARER t", "Bearer  t "] {
+            assert_eq!(bearer_token(value), Some("t"), "{value}");
+        }
+        for value in ["Basic t", "Bearer", "Bearer ", "Bearert", "t"] {
+            assert_eq!(bearer_token(value), None, "{value}");
+        }
     }
 }

@@ -62,11 +62,11 @@ impl FromRequestParts<AppState> for Tenant {
         let token = header
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(crate::auth::bearer_token)
             .ok_or_else(|| {
                 ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
             })?;
-        state.keys().verify(token.trim()).map(Tenant)
+        state.keys().verify(token).map(Tenant)
     }
 }
 

@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use auth::{Claims, JwtKeys};
+pub use auth::{Claims, JwtKeys, KeyError, MIN_SECRET_BYTES, TokenRules};
 pub use error::ApiError;
 pub use frame::Frame;
 pub use state::{AppState, Failpoint, Limits, WsConfig};

@@ -87,7 +87,7 @@ pub(crate) async fn upgrade(
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(crate::auth::bearer_token);
     let token = query.token.as_deref().or(bearer).ok_or_else(|| {
         ApiError::Unauthorized(
             "pass a token as `?token=<JWT>` or `Authorization: Bearer <JWT>`".into(),

@@ -15,8 +15,17 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
-    #[error("`{0}` is not a store URL: use postgres://… or sqlite:<file>")]
-    UnknownUrl(String),
+    #[error(
+        "DATABASE_URL `{url}` has an unsupported scheme `{scheme}`: jobwire supports \
+         postgres:// (or postgresql://) for Postgres, and sqlite:<file> for the embedded \
+         SQLite of the all-in-one `jobwire`"
+    )]
+    UnknownUrl {
+        /// Password hidden.
+        url: String,
+        /// What comes before the first `:` (empty when there is none).
+        scheme: String,
+    },
     #[error("cannot apply the database migrations")]
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("database query `{op}` failed")]

@@ -13,7 +13,7 @@ mod sqlite;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use jobwire_core::{Job, JobId, NewJob, Priority, TenantId};
+use jobwire_core::{Job, JobId, NewJob, Priority, TenantId, redact_url};
 use serde_json::Value;
 
 pub use error::StoreError;
@@ -221,20 +221,43 @@ macro_rules! delegate {
     };
 }
 
+/// What a store URL names, told by its scheme before anything connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreUrl<'a> {
+    /// `postgres://…` or `postgresql://…`: the whole URL.
+    Postgres(&'a str),
+    /// `sqlite:<file>`, `sqlite://<file>` or `sqlite::memory:`: the file.
+    Sqlite(&'a str),
+}
+
+impl<'a> StoreUrl<'a> {
+    /// The engine `url` names; [`StoreError::UnknownUrl`] for any other scheme
+    /// (`mysql://…`), so that it is not taken for an unreachable Postgres.
+    pub fn parse(url: &'a str) -> Result<Self, StoreError> {
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            Ok(Self::Sqlite(path.trim_start_matches("//")))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(url))
+        } else {
+            Err(StoreError::UnknownUrl {
+                url: redact_url(url),
+                scheme: url
+                    .split_once(':')
+                    .map_or_else(String::new, |(scheme, _)| scheme.to_owned()),
+            })
+        }
+    }
+}
+
 impl Store {
     /// Opens the store `url` names: `postgres://…` or `sqlite:<file>` /
     /// `sqlite::memory:`. Creates the database if missing and migrates it.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        if let Some(path) = url.strip_prefix("sqlite:") {
-            Ok(Self::Sqlite(
-                SqliteStore::open(path.trim_start_matches("//")).await?,
-            ))
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Self::Postgres(
+        match StoreUrl::parse(url)? {
+            StoreUrl::Sqlite(path) => Ok(Self::Sqlite(SqliteStore::open(path).await?)),
+            StoreUrl::Postgres(url) => Ok(Self::Postgres(
                 PgStore::connect(url, max_connections).await?,
-            ))
-        } else {
-            Err(StoreError::UnknownUrl(redact(url)))
+            )),
         }
     }
 
@@ -476,37 +499,5 @@ impl Store {
     /// Every `queued` job, oldest first, to hand to the queue again.
     pub async fn queued(&self) -> Result<Vec<(JobId, Priority)>, StoreError> {
         delegate!(self.queued())
-    }
-}
-
-/// The URL without its password, fit for logs and error messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _password)) => {
-                    format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
-                }
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redact_hides_only_the_password() {
-        assert_eq!(
-            super::redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(
-            super::redact("postgres://postgres@h/db"),
-            "postgres://postgres@h/db"
-        );
-        assert_eq!(super::redact("redis://h:6379"), "redis://h:6379");
     }
 }

@@ -4,11 +4,18 @@
 use anyhow::Context;
 use clap::Parser;
 use jobwire_runtime::{ApiArgs, BackendArgs, Backends};
-use jobwire_server::JwtKeys;
 
 /// jobwire's HTTP and WebSocket API.
 #[derive(Debug, Parser)]
-#[command(name = "jobwire-api", version)]
+#[command(
+    name = "jobwire-api",
+    version,
+    // Optional for the all-in-one `jobwire`, which shares these flags; not here.
+    mut_arg("jwt_secret", |arg| arg.help(
+        "HS256 secret that signs and verifies tokens, 32 bytes or more. Required: every API \
+         instance must share it"
+    ))
+)]
 struct Cli {
     #[command(flatten)]
     backends: BackendArgs,
@@ -21,19 +28,17 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     jobwire_runtime::init_tracing();
     let shutdown = jobwire_runtime::shutdown_on_signal();
-    let secret = cli.api.jwt_secret.clone().context(
+    let secret = cli.api.jwt.jwt_secret.as_ref().context(
         "set JOBWIRE_JWT_SECRET (or --jwt-secret): every API instance must share one secret",
     )?;
+    let keys = cli
+        .api
+        .jwt
+        .keys(secret)
+        .context("JOBWIRE_JWT_SECRET (or --jwt-secret) is refused")?;
     let plan = cli.backends.plan_shared("jobwire-api")?;
     let backends = Backends::connect(&plan, &cli.backends).await?;
     let listener = jobwire_runtime::bind(cli.api.addr).await?;
     println!("jobwire-api listening on http://{}", listener.local_addr()?);
-    jobwire_runtime::run_api(
-        listener,
-        backends,
-        &cli.api,
-        JwtKeys::new(secret.as_bytes()),
-        shutdown,
-    )
-    .await
+    jobwire_runtime::run_api(listener, backends, &cli.api, keys, shutdown).await
 }

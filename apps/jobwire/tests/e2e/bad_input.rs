@@ -218,9 +218,14 @@ async fn missing_malformed_expired_or_forged_tokens_get_401(backend: Backend) {
     let expired = app.keys.sign(&Claims {
         tenant: "acme".parse().unwrap(),
         exp: (now - Duration::from_secs(600)).as_secs(),
+        iat: None,
+        aud: None,
+        iss: None,
     });
-    let forged = JwtKeys::new(b"someone else's secret")
-        .issue(&"acme".parse().unwrap(), Duration::from_secs(60));
+    let forged = JwtKeys::new(b"someone else's secret, 32 bytes or more")
+        .unwrap()
+        .issue(&"acme".parse().unwrap(), Duration::from_secs(60))
+        .unwrap();
     let headers = [
         None,
         Some("Bearer".to_owned()),

@@ -218,7 +218,7 @@ async fn half_embedded_configurations_are_refused_with_a_reason() {
             .current_dir(&dir.0)
             .env_clear()
             .envs(env.iter().copied())
-            .env("JOBWIRE_JWT_SECRET", "s")
+            .env("JOBWIRE_JWT_SECRET", crate::support::SECRET)
             .env("JOBWIRE_ADDR", "127.0.0.1:0")
             .output()
             .await
@@ -230,7 +230,7 @@ async fn half_embedded_configurations_are_refused_with_a_reason() {
     let api = Command::new(env!("CARGO_BIN_EXE_jobwire-api"))
         .env_clear()
         .env("DATABASE_URL", "sqlite:./x.db")
-        .env("JOBWIRE_JWT_SECRET", "s")
+        .env("JOBWIRE_JWT_SECRET", crate::support::SECRET)
         .output()
         .await
         .unwrap();

@@ -30,7 +30,9 @@ macro_rules! in_both_modes {
     };
 }
 
+mod auth;
 mod bad_input;
+mod cli;
 mod embedded;
 mod faults;
 mod gap_fill;

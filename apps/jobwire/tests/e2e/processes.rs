@@ -36,7 +36,14 @@ pub(crate) fn command(binary: &str, app: &TestApp) -> Command {
 
 /// Starts `jobwire-api` and returns it with the address it printed.
 pub(crate) async fn start_api(app: &TestApp) -> (Proc, String) {
-    let mut child = command(env!("CARGO_BIN_EXE_jobwire-api"), app).spawn_proc();
+    start_api_with(app, &[]).await
+}
+
+/// Starts `jobwire-api` with settings `env` on top of the test's.
+pub(crate) async fn start_api_with(app: &TestApp, env: &[(&str, &str)]) -> (Proc, String) {
+    let mut child = command(env!("CARGO_BIN_EXE_jobwire-api"), app)
+        .envs(env.iter().copied())
+        .spawn_proc();
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     let line = tokio::time::timeout(WAIT, lines.next_line())
@@ -287,6 +294,9 @@ async fn help_lists_every_setting_with_its_environment_variable() {
                 "JOBWIRE_WORKER_CONCURRENCY",
                 "JOBWIRE_MAX_PAYLOAD_BYTES",
                 "JOBWIRE_MAX_BATCH",
+                "JOBWIRE_JWT_AUDIENCE",
+                "JOBWIRE_JWT_ISSUER",
+                "JOBWIRE_JWT_MAX_TTL",
             ],
         ),
         (
@@ -299,6 +309,9 @@ async fn help_lists_every_setting_with_its_environment_variable() {
                 "JOBWIRE_PREFIX",
                 "JOBWIRE_MAX_PAYLOAD_BYTES",
                 "JOBWIRE_WS_QUEUE",
+                "JOBWIRE_JWT_AUDIENCE",
+                "JOBWIRE_JWT_ISSUER",
+                "JOBWIRE_JWT_MAX_TTL",
             ],
         ),
         (

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use jobwire_broker::Broker;
 use jobwire_core::{Priority, TenantId};
-use jobwire_runtime::{ApiArgs, Backends, WorkerArgs};
+use jobwire_runtime::{ApiArgs, Backends, JwtArgs, WorkerArgs};
 use jobwire_server::JwtKeys;
 use jobwire_store::{ListFilter, Store};
 use jobwire_worker::{Failpoint, Registry};
@@ -20,7 +20,8 @@ use uuid::Uuid;
 
 /// How long any wait for an event may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(15);
-pub const SECRET: &str = "test-secret";
+/// 32 bytes or more, as every secret must be.
+pub const SECRET: &str = "test-secret-of-at-least-32-bytes";
 
 /// The Postgres server tests create their databases on.
 pub fn pg_server_url() -> String {
@@ -163,7 +164,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     };
     let api = ApiArgs {
         addr: "127.0.0.1:0".parse().expect("literal address"),
-        jwt_secret: Some(SECRET.into()),
+        jwt: JwtArgs {
+            jwt_secret: Some(SECRET.to_owned().into()),
+            jwt_audience: None,
+            jwt_issuer: None,
+            jwt_max_ttl: None,
+        },
         max_payload_bytes: 1024 * 1024,
         max_body_bytes: 16 * 1024 * 1024,
         max_batch: 1000,
@@ -176,7 +182,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         request_timeout: options.request_timeout,
         failpoint: None,
     };
-    let keys = JwtKeys::new(SECRET.as_bytes());
+    let keys = JwtKeys::new(SECRET.as_bytes()).expect("the test secret is long enough");
     let listener = jobwire_runtime::bind(api.addr).await.expect("bind port 0");
     let addr = listener.local_addr().expect("bound address");
     let shutdown = CancellationToken::new();
@@ -215,7 +221,7 @@ impl TestApp {
             broker: self.broker.clone(),
         };
         let worker = WorkerArgs {
-            concurrency: self.options.worker_concurrency,
+            worker_concurrency: self.options.worker_concurrency,
             shutdown_grace: Duration::from_secs(5),
             lease_ttl: Duration::from_secs(2),
             retry_base: Duration::from_millis(50),
@@ -241,7 +247,9 @@ impl TestApp {
 
     pub fn token(&self, tenant: &str) -> String {
         let tenant: TenantId = tenant.parse().expect("test tenant");
-        self.keys.issue(&tenant, Duration::from_secs(3600))
+        self.keys
+            .issue(&tenant, Duration::from_secs(3600))
+            .expect("no maximum lifetime in tests")
     }
 
     pub async fn post(&self, tenant: &str, path: &str, body: Value) -> (u16, Value) {
@@ -504,19 +512,35 @@ pub fn statuses(updates: &[Value]) -> Vec<&str> {
 pub struct PrivateRedis {
     pub url: String,
     port: u16,
+    password: Option<String>,
     process: std::process::Child,
 }
 
 impl PrivateRedis {
     pub async fn start() -> PrivateRedis {
+        Self::start_with(None).await
+    }
+
+    /// A server that requires `password` (`requirepass`); `url` carries it.
+    pub async fn start_with_password(password: &str) -> PrivateRedis {
+        Self::start_with(Some(password)).await
+    }
+
+    async fn start_with(password: Option<&str>) -> PrivateRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let process = Self::spawn(port).await;
+        let password = password.map(str::to_owned);
+        let process = Self::spawn(port, password.as_deref()).await;
+        let userinfo = password
+            .as_deref()
+            .map(|p| format!(":{p}@"))
+            .unwrap_or_default();
         PrivateRedis {
-            url: format!("redis://127.0.0.1:{port}"),
+            url: format!("redis://{userinfo}127.0.0.1:{port}"),
             port,
+            password,
             process,
         }
     }
@@ -524,25 +548,30 @@ impl PrivateRedis {
     /// Stops the server and starts an empty one on the same port.
     pub async fn restart_empty(&mut self) {
         self.stop();
-        self.process = Self::spawn(self.port).await;
+        self.process = Self::spawn(self.port, self.password.as_deref()).await;
     }
 
-    async fn spawn(port: u16) -> std::process::Child {
+    async fn spawn(port: u16, password: Option<&str>) -> std::process::Child {
+        let mut args = vec![
+            "--port".to_owned(),
+            port.to_string(),
+            "--bind".to_owned(),
+            "127.0.0.1".to_owned(),
+            "--save".to_owned(),
+            String::new(),
+            "--appendonly".to_owned(),
+            "no".to_owned(),
+        ];
+        if let Some(password) = password {
+            args.extend(["--requirepass".to_owned(), password.to_owned()]);
+        }
         let process = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(args)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("this test starts its own redis-server: install Redis so that it is on PATH");
-        let url = format!("redis://127.0.0.1:{port}");
+        let userinfo = password.map(|p| format!(":{p}@")).unwrap_or_default();
+        let url = format!("redis://{userinfo}127.0.0.1:{port}");
         let client = redis::Client::open(url.as_str()).expect("url");
         let up = async {
             let mut tick = tokio::time::interval(Duration::from_millis(20));

@@ -7,7 +7,7 @@ mod subscriber;
 
 use std::time::Duration;
 
-use jobwire_core::{JobId, Priority};
+use jobwire_core::{JobId, Priority, redact_url};
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -34,6 +34,7 @@ return ids
 /// The shared command connection (reconnecting) plus the key names.
 #[derive(Clone)]
 pub struct RedisBroker {
+    /// The URL with its password hidden: it is only ever shown to people.
     url: String,
     client: redis::Client,
     conn: ConnectionManager,
@@ -52,7 +53,7 @@ impl RedisBroker {
     /// Connects to Redis at `url`; every key and the channel get `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, BrokerError> {
         let connect_err = |source| BrokerError::Connect {
-            url: url.to_owned(),
+            url: redact_url(url),
             source,
         };
         let client = redis::Client::open(url).map_err(connect_err)?;
@@ -65,13 +66,14 @@ impl RedisBroker {
             .await
             .map_err(connect_err)?;
         Ok(Self {
-            url: url.to_owned(),
+            url: redact_url(url),
             client,
             conn,
             keys: Keys::new(prefix),
         })
     }
 
+    /// The URL, password hidden.
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use crate::{StoreError, redact};
+use jobwire_core::redact_url;
+
+use crate::StoreError;
 
 #[derive(Clone, Debug)]
 pub struct PgStore {
@@ -26,14 +28,14 @@ impl PgStore {
     /// applies pending migrations, so a fresh Postgres is ready in one call.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let connect_err = |source| StoreError::Connect {
-            url: redact(url),
+            url: redact_url(url),
             source,
         };
         if !sqlx::Postgres::database_exists(url)
             .await
             .map_err(connect_err)?
         {
-            tracing::info!(url = %redact(url), "creating database");
+            tracing::info!(url = %redact_url(url), "creating database");
             if let Err(e) = sqlx::Postgres::create_database(url).await {
                 // Another process starting beside this one may have created it first.
                 if !sqlx::Postgres::database_exists(url).await.unwrap_or(false) {
@@ -55,7 +57,7 @@ impl PgStore {
             .map_err(StoreError::Migrate)?;
         Ok(Self {
             pool,
-            url: redact(url),
+            url: redact_url(url),
         })
     }
 
