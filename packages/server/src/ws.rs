@@ -447,9 +447,9 @@ async fn handle_frame(
 /// a snapshot), then `resumed` or `snapshot`. Errs when the socket is gone.
 ///
 /// It streams: a page read from the store is written before the next is
-/// read, and live updates queued meanwhile are written between pages, so
-/// neither this session's memory nor its hub queue grows with how far
-/// behind the client is. Updates carry no payloads.
+/// read, and live updates are written as they come, while a page is read
+/// and between pages, so neither this session's memory nor its hub queue
+/// grows with how far behind the client is. Updates carry no payloads.
 async fn catch_up(
     state: &AppState,
     cursor: i64,
@@ -479,11 +479,8 @@ async fn catch_up(
     // Changes after `until` come live: the client was registered before it was read.
     let (mut after, mut replayed) = (from, 0);
     while after < until {
-        let page = match state
-            .store()
-            .changes_since(&tenant, after, REPLAY_PAGE)
-            .await
-        {
+        let read = state.store().changes_since(&tenant, after, REPLAY_PAGE);
+        let page = match forwarding_live(read, sink, subscription, sent).await? {
             Ok(page) => page,
             Err(e) => {
                 tracing::warn!(error = ?e, "cannot read changes to resume a client");
@@ -531,7 +528,8 @@ async fn snapshot(
     };
     let mut jobs = 0;
     while jobs < SNAPSHOT_JOBS {
-        let page = match state.store().list(tenant, &filter).await {
+        let read = state.store().list(tenant, &filter);
+        let page = match forwarding_live(read, sink, subscription, sent).await? {
             Ok(page) => page,
             Err(e) => {
                 tracing::warn!(error = ?e, "cannot read a snapshot for a client");
@@ -555,6 +553,28 @@ async fn snapshot(
     }
     let done = json!({"event": "snapshot", "jobs": jobs});
     sink.send(Message::Text(done.to_string().into())).await
+}
+
+/// Awaits `read` (a store query) while writing the live updates that come
+/// meanwhile, so that the client's queue does not fill while it waits.
+async fn forwarding_live<T>(
+    read: impl Future<Output = T>,
+    sink: &mut SplitSink<WebSocket, Message>,
+    subscription: &mut Subscription<Frame>,
+    sent: &mut Sent,
+) -> Result<T, axum::Error> {
+    let mut read = std::pin::pin!(read);
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut read => return Ok(done),
+            Some(frame) = subscription.recv() => {
+                if sent.is_news(&frame) {
+                    sink.send(Message::Text(frame.text)).await?;
+                }
+            }
+        }
+    }
 }
 
 /// Writes the live updates queued for the client now, and flushes.

@@ -350,14 +350,14 @@ impl Drop for Watcher {
     }
 }
 
-/// Checks and reports a scenario's end state.
+/// Checks and reports a scenario's end state; returns the re-executions.
 async fn verify(
     name: &str,
     cluster: &Cluster,
     watchers: &[Watcher],
     ids: &[String],
     fault_at: Instant,
-) {
+) -> usize {
     let truth = cluster.settle(ids).await;
     let recovery = fault_at.elapsed();
     for watcher in watchers {
@@ -375,6 +375,7 @@ async fn verify(
     assert_eq!(unique.len(), ids.len(), "no job was created twice");
     assert_eq!(lost, 0, "every job succeeded");
     assert_eq!(overlaps, 0, "no job ran in two places at once");
+    reruns
 }
 
 #[tokio::test]
@@ -388,19 +389,27 @@ async fn sigkill_workers_mid_job_repeatedly() {
         .create(&cluster.api_addr.clone(), 0, BATCHES / 2)
         .await;
     let mut fault_at = Instant::now();
+    let mut killed_mid_job = 0;
     for round in 0..3 {
         // Wait for a worker to be mid-job, then kill it and start another.
         let deadline = Instant::now() + Duration::from_secs(10);
         while busy_pids(&cluster.trace).is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        cluster.kill_a_busy_worker().await;
+        if cluster.kill_a_busy_worker().await {
+            killed_mid_job += 1;
+        }
         fault_at = Instant::now();
         cluster.add_worker();
         let addr = cluster.api_addr.clone();
         ids.extend(cluster.create(&addr, 1000 * (round + 1), 2).await);
     }
-    verify("SIGKILL workers", &cluster, &watchers, &ids, fault_at).await;
+    let reruns = verify("SIGKILL workers", &cluster, &watchers, &ids, fault_at).await;
+    assert!(killed_mid_job > 0, "at least one worker died mid-job");
+    assert!(
+        reruns > 0,
+        "a job cut short by a kill ran again ({killed_mid_job} kills mid-job)"
+    );
 }
 
 #[tokio::test]

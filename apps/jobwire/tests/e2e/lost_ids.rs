@@ -67,3 +67,53 @@ async fn a_pop_whose_reply_is_lost_leaves_no_job_stranded() {
 async fn a_failed_acknowledgement_leaves_no_stale_entry() {
     one_job_survives(Failpoint::FailFirstAck).await;
 }
+
+/// Without a fault, re-dispatch has nothing to do: a backlog that workers
+/// drain while the sweep walks it (every job queued longer than the
+/// re-dispatch age) is never mistaken for lost IDs and enqueued twice.
+#[tokio::test]
+async fn re_dispatch_does_not_fire_without_a_fault() {
+    use std::process::Stdio;
+
+    use tokio::io::AsyncReadExt;
+
+    let app = spawn_app_with(Options::without_worker()).await;
+    let mut ws = app.ws("acme").await;
+    let mut last = String::new();
+    for _ in 0..5 {
+        let jobs: Vec<serde_json::Value> = (0..1000).map(|_| json!({"type": "noop"})).collect();
+        let (status, body) = app
+            .post("acme", "/v1/jobs/batch", json!({"jobs": jobs}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        last = body["jobs"][999]["id"].as_str().expect("id").to_owned();
+    }
+    // A short re-dispatch age and few slots: the sweep walks a backlog older
+    // than the age, all the time the worker drains it.
+    let mut worker = crate::processes::command(env!("CARGO_BIN_EXE_jobwire-worker"), &app)
+        .env("JOBWIRE_REDISPATCH_AFTER", "100ms")
+        .env("JOBWIRE_WORKER_CONCURRENCY", "2")
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start jobwire-worker");
+    ws.until_status(&last, "succeeded").await;
+    let (_, queued) = app.get("acme", "/v1/jobs?status=queued&limit=1").await;
+    assert_eq!(queued["jobs"], json!([]), "every job ran");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(worker.id().expect("running") as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let mut log = String::new();
+    let mut stderr = worker.stderr.take().expect("piped stderr");
+    tokio::time::timeout(Duration::from_secs(15), stderr.read_to_string(&mut log))
+        .await
+        .expect("the worker stops")
+        .expect("stderr readable");
+    assert!(
+        !log.contains("missing from the broker"),
+        "re-dispatch fired without a fault:\n{log}"
+    );
+}

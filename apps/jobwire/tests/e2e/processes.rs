@@ -404,6 +404,32 @@ pub(crate) async fn wait_for_status_of(app: &TestApp, tenant: &str, id: &str, st
     .unwrap_or_else(|_| panic!("job {id} never reached {status}"));
 }
 
+/// Waits until `count` workers have registered in Redis (each does on its
+/// first lease tick, once it is connected and popping).
+async fn wait_for_workers(app: &TestApp, count: usize) {
+    let mut redis = app
+        .redis()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis");
+    let workers = jobwire_broker::Keys::new(&app.prefix).workers().to_owned();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let registered: usize = redis::cmd("SCARD")
+                .arg(&workers)
+                .query_async(&mut redis)
+                .await
+                .expect("SCARD");
+            if registered >= count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{count} workers never registered"));
+}
+
 #[tokio::test]
 async fn a_sigkilled_workers_job_runs_again_within_5_seconds_by_default() {
     let app = spawn_app_with(Options::without_worker()).await;
@@ -411,10 +437,12 @@ async fn a_sigkilled_workers_job_runs_again_within_5_seconds_by_default() {
     let mut ws = app.ws("acme").await;
     let id = app.create("acme", job("sleep", json!({"ms": 3000}))).await;
     ws.until_status(&id, "running").await;
+    // The rescuer is up before the kill, so its start is not counted as recovery.
+    let _rescuer = start_worker(&app);
+    wait_for_workers(&app, 2).await;
     kill(Pid::from_raw(doomed.id().unwrap() as i32), Signal::SIGKILL).unwrap();
     doomed.wait().await.unwrap();
     let killed_at = std::time::Instant::now();
-    let _rescuer = start_worker(&app);
     // Default lease (3 s): the job is queued again and a live worker runs it.
     let rerun = loop {
         let update = ws.next_update().await;

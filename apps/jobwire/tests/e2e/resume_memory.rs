@@ -100,3 +100,82 @@ async fn fifty_clients_resuming_over_2000_jobs_with_256_kib_results_keep_the_api
         peak / 1024
     );
 }
+
+/// Clients resuming while updates keep flowing are not kicked as slow
+/// consumers: the live updates queued during their replay are written
+/// between its pages, so their queues do not fill while they catch up.
+#[tokio::test]
+async fn clients_resuming_during_a_sustained_stream_are_not_kicked() {
+    let app = spawn_app_with(crate::support::Options {
+        worker_concurrency: 16,
+        ..Options::default()
+    })
+    .await;
+    let batch = |n: usize| {
+        let jobs: Vec<Value> = (0..n)
+            .map(|_| serde_json::json!({"type": "noop"}))
+            .collect();
+        serde_json::json!({ "jobs": jobs })
+    };
+    for _ in 0..3 {
+        let (status, body) = app.post("acme", "/v1/jobs/batch", batch(1000)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // The stream: batches of 50 jobs, each job three updates, as fast as they go.
+    let producing = {
+        let (http, url, token) = (
+            app.http.clone(),
+            app.url("/v1/jobs/batch"),
+            app.token("acme"),
+        );
+        let body = batch(50);
+        tokio::spawn(async move {
+            for _ in 0..40 {
+                let response = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("create");
+                assert_eq!(response.status(), 201);
+            }
+        })
+    };
+    let token = app.token("acme");
+    let clients = (0..10).map(|_| {
+        let url = format!("ws://{}/v1/ws?token={token}&cursor=0", app.addr);
+        async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url)
+                .await
+                .expect("connect");
+            let mut resumed = false;
+            // Through the replay and the stream, to the one `echo` job, created last.
+            loop {
+                let message = tokio::time::timeout(WAIT, ws.next())
+                    .await
+                    .expect("a frame in time")
+                    .expect("open")
+                    .expect("a frame");
+                match message {
+                    Message::Close(close) => panic!("closed (resumed: {resumed}): {close:?}"),
+                    Message::Text(text) => {
+                        let frame: Value = serde_json::from_str(text.as_str()).expect("JSON");
+                        if frame["event"] == "resumed" {
+                            resumed = true;
+                        } else if frame["type"] == "echo" && frame["status"] == "succeeded" {
+                            assert!(resumed, "the replay ended before the stream did");
+                            return;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    });
+    let clients = tokio::spawn(futures_util::future::join_all(clients));
+    producing.await.expect("producer");
+    app.create("acme", serde_json::json!({"type": "echo"}))
+        .await;
+    clients.await.expect("clients");
+}
