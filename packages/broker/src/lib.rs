@@ -92,6 +92,16 @@ impl Broker {
         delegate!(self.send(outbox))
     }
 
+    /// A test hook: [`Broker::send`] cut short right after it marks IDs
+    /// pending, as a process dying mid-send would leave it. The in-process
+    /// broker has no connection to cut, so it sends nothing.
+    pub async fn send_cut_short(&self, outbox: Outbox) -> Result<(), BrokerError> {
+        match self {
+            Broker::Redis(broker) => broker.send_cut_short(outbox).await,
+            Broker::Memory(_) => Ok(()),
+        }
+    }
+
     /// Announces committed changes of `jobs` (see [`Outbox::announcing`]).
     pub async fn announce(&self, jobs: &[Job]) -> Result<(), BrokerError> {
         self.send(Outbox::announcing(jobs)).await

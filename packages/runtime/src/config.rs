@@ -184,8 +184,9 @@ pub struct ApiArgs {
     pub ws_queue_bytes: usize,
 
     /// Test hook: `exit-after-commit` makes the API exit right after committing
-    /// created jobs, before enqueueing them (for fault-injection tests). Not for
-    /// production, so not in `--help`.
+    /// created jobs, before enqueueing them; `exit-mid-enqueue`, in the middle
+    /// of enqueueing them (for fault-injection tests). Not for production, so
+    /// not in `--help`.
     #[arg(long, env = "JOBWIRE_FAILPOINT", hide = true)]
     pub failpoint: Option<String>,
 

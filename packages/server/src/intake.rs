@@ -151,7 +151,15 @@ impl Writer {
             Inserted::Created(job) => Some(job),
             Inserted::Existing(_) => None,
         });
-        announce(&self.broker, Outbox::announcing(created)).await;
+        let outbox = Outbox::announcing(created);
+        if self.failpoint == Some(Failpoint::ExitMidEnqueue) {
+            tracing::error!("failpoint exit-mid-enqueue: exiting in the middle of the enqueue");
+            if let Err(e) = self.broker.send_cut_short(outbox).await {
+                tracing::error!(error = ?e, "failpoint exit-mid-enqueue: the cut-short send failed");
+            }
+            std::process::exit(86);
+        }
+        announce(&self.broker, outbox).await;
         Ok(inserted)
     }
 }

@@ -105,6 +105,9 @@ struct Inner {
 pub enum Failpoint {
     /// Exit the process right after created jobs commit, before they are enqueued.
     ExitAfterCommit,
+    /// Exit the process in the middle of enqueueing created jobs (after their
+    /// IDs are marked pending, before they are pushed).
+    ExitMidEnqueue,
 }
 
 impl std::str::FromStr for Failpoint {
@@ -113,8 +116,9 @@ impl std::str::FromStr for Failpoint {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "exit-after-commit" => Ok(Self::ExitAfterCommit),
+            "exit-mid-enqueue" => Ok(Self::ExitMidEnqueue),
             other => Err(format!(
-                "unknown failpoint `{other}` (known: exit-after-commit)"
+                "unknown failpoint `{other}` (known: exit-after-commit, exit-mid-enqueue)"
             )),
         }
     }

@@ -117,3 +117,62 @@ async fn re_dispatch_does_not_fire_without_a_fault() {
         "re-dispatch fired without a fault:\n{log}"
     );
 }
+
+/// An API that dies in the middle of enqueueing a committed job (its ID
+/// marked pending, not yet pushed) leaves nothing behind in Redis: the
+/// enqueue is one transaction, so re-dispatch finds the job and queues it.
+#[tokio::test]
+async fn an_api_dying_mid_enqueue_leaves_no_id_pending_but_unqueued() {
+    use tokio::io::AsyncBufReadExt;
+
+    let app = spawn_app_with(Options::default()).await;
+    let mut doomed = crate::processes::command(env!("CARGO_BIN_EXE_jobwire-api"), &app)
+        .env("JOBWIRE_FAILPOINT", "exit-mid-enqueue")
+        .spawn()
+        .expect("start jobwire-api");
+    let stdout = doomed.stdout.take().expect("piped stdout");
+    let line = tokio::io::BufReader::new(stdout)
+        .lines()
+        .next_line()
+        .await
+        .expect("stdout readable")
+        .expect("the address line");
+    let addr = line
+        .rsplit("http://")
+        .next()
+        .expect("an address")
+        .to_owned();
+    crate::support::wait_ready(&app.http, &format!("http://{addr}/readyz")).await;
+
+    let died = app
+        .http
+        .post(format!("http://{addr}/v1/jobs"))
+        .bearer_auth(app.token("acme"))
+        .json(&json!({"type": "noop"}))
+        .send()
+        .await;
+    assert!(died.is_err(), "the API died before answering: {died:?}");
+    let status = tokio::time::timeout(crate::support::WAIT, doomed.wait())
+        .await
+        .expect("the API exits at its failpoint")
+        .expect("exit status");
+    assert_eq!(status.code(), Some(86));
+
+    // The job committed; re-dispatch queues it and the worker runs it.
+    let filter = jobwire_store::ListFilter {
+        status: None,
+        job_type: None,
+        before: None,
+        limit: 10,
+    };
+    let jobs = app
+        .store
+        .list(&"acme".parse().expect("tenant"), &filter)
+        .await
+        .expect("store");
+    assert_eq!(jobs.jobs.len(), 1, "the job committed");
+    let id = jobs.jobs[0].id.to_string();
+    crate::processes::wait_for_status(&app, &id, "succeeded").await;
+    let held = held_ids(&app).await;
+    assert!(held.0.is_empty() && held.1.is_empty(), "{held:?}");
+}

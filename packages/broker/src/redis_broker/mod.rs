@@ -31,6 +31,37 @@ end
 return ids
 ";
 
+/// Where a packed pipeline's commands (RESP arrays of bulk strings) end:
+/// the bytes and number of commands up to and including the first command
+/// named `name`; the whole pipeline if there is none.
+fn cut_after_first(packed: &[u8], name: &[u8]) -> (usize, usize) {
+    fn line(packed: &[u8], at: usize) -> Option<(usize, usize)> {
+        let end = at + packed.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+        let number = std::str::from_utf8(packed.get(at + 1..end)?)
+            .ok()?
+            .parse()
+            .ok()?;
+        Some((number, end + 2))
+    }
+    let (mut at, mut commands) = (0, 0);
+    while let Some((args, mut next)) = line(packed, at) {
+        let mut first: Option<&[u8]> = None;
+        for _ in 0..args {
+            let Some((len, data)) = line(packed, next) else {
+                return (packed.len(), commands + 1);
+            };
+            first.get_or_insert(&packed[data..(data + len).min(packed.len())]);
+            next = data + len + 2;
+        }
+        commands += 1;
+        at = next;
+        if first.is_some_and(|first| first.eq_ignore_ascii_case(name)) {
+            return (at, commands);
+        }
+    }
+    (packed.len(), commands)
+}
+
 /// The shared command connection (reconnecting) plus the key names.
 #[derive(Clone)]
 pub struct RedisBroker {
@@ -100,6 +131,37 @@ impl RedisBroker {
     /// from the worker's processing list and SREM them. Never an ID pending
     /// but in no list (which re-dispatch would trust), nor the reverse.
     pub(crate) async fn send(&self, outbox: Outbox) -> Result<(), BrokerError> {
+        self.pipeline(&outbox)
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(BrokerError::command("PUBLISH+LPUSH+LREM"))
+    }
+
+    /// A test hook: sends `outbox`'s commands up to and including its SADD to
+    /// the pending set, on a connection of its own, and drops the connection
+    /// there, as a process dying mid-send would.
+    pub(crate) async fn send_cut_short(&self, outbox: Outbox) -> Result<(), BrokerError> {
+        let packed = self.pipeline(&outbox).get_packed_pipeline();
+        let (bytes, commands) = cut_after_first(&packed, b"SADD");
+        let client = self.client.clone();
+        let sent = tokio::task::spawn_blocking(move || {
+            let mut conn = client.get_connection()?;
+            redis::ConnectionLike::req_packed_commands(&mut conn, &packed[..bytes], 0, commands)
+                .map(drop)
+        })
+        .await;
+        match sent {
+            Ok(sent) => sent.map_err(BrokerError::command("a pipeline cut short")),
+            // Only if the blocking task panicked; the hook then did nothing.
+            Err(e) => {
+                tracing::error!(error = %e, "the cut-short send did not run");
+                Ok(())
+            }
+        }
+    }
+
+    /// The one round trip [`RedisBroker::send`] makes: see there.
+    fn pipeline(&self, outbox: &Outbox) -> redis::Pipeline {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for update in &outbox.updates {
@@ -133,9 +195,7 @@ impl RedisBroker {
             }
             pipe.srem(self.keys.pending(), ids).ignore();
         }
-        pipe.query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(BrokerError::command("PUBLISH+LPUSH+LREM"))
+        pipe
     }
 
     /// Those of `ids` that Redis does not hold (neither queued nor being taken).
@@ -231,5 +291,24 @@ impl RedisBroker {
             .query_async(&mut self.conn.clone())
             .await
             .map_err(BrokerError::command("LLEN"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut_after_first;
+
+    #[test]
+    fn a_pipeline_is_cut_right_after_the_named_command() {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .publish("c", "u")
+            .sadd("pending", "a")
+            .lpush("q", "a");
+        let packed = pipe.get_packed_pipeline();
+        let (bytes, commands) = cut_after_first(&packed, b"SADD");
+        assert_eq!(commands, 3, "MULTI, PUBLISH, SADD");
+        assert!(packed[..bytes].ends_with(b"pending\r\n$1\r\na\r\n"));
+        assert_eq!(cut_after_first(&packed, b"NOPE"), (packed.len(), 5));
     }
 }
