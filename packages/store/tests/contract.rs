@@ -839,3 +839,32 @@ contract!(
     batches_claim_and_finish_many_jobs_in_one_write,
     far_future_jobs_stay_scheduled_and_out_of_range_times_are_refused,
 );
+
+/// The gap filler's reads by place (`changes_at`, `latest_change`) use an
+/// index on Postgres too: with 20,000 jobs, the plan is no sequential scan.
+#[tokio::test]
+async fn postgres_reads_changes_by_place_through_an_index() {
+    let owned = postgres().await;
+    let jobs: Vec<NewJob> = (0..20_000)
+        .map(|_| new_job("acme", "noop", Priority::Default))
+        .collect();
+    for chunk in jobs.chunks(2000) {
+        owned.store.insert(chunk).await.unwrap();
+    }
+    let Cleanup::Postgres(db) = &owned.cleanup else {
+        unreachable!("a Postgres store")
+    };
+    let pool = sqlx::PgPool::connect(&format!("{}/{db}", pg_server_url()))
+        .await
+        .unwrap();
+    sqlx::query("analyze jobs").execute(&pool).await.unwrap();
+    for query in [
+        "explain select id from jobs where change_seq = any('{5,7}'::bigint[])",
+        "explain select max(change_seq) from jobs",
+    ] {
+        let plan: Vec<String> = sqlx::query_scalar(query).fetch_all(&pool).await.unwrap();
+        let plan = plan.join("\n");
+        assert!(!plan.contains("Seq Scan"), "{query}:\n{plan}");
+    }
+    pool.close().await;
+}
