@@ -172,20 +172,24 @@ impl<M: Clone + Weight> Hub<M> {
                 if !client.wants(job) {
                     continue;
                 }
-                // A lone message bigger than the bound still goes to an empty queue.
+                // Counted before it is queued (the reader subtracts as soon as
+                // it takes it), and a lone message bigger than the bound still
+                // goes to an empty queue.
                 let weight = message.weight();
-                let queued = client.queued.load(Ordering::Acquire);
-                if queued > 0 && queued + weight > client.max_bytes {
+                let queued = client.queued.fetch_add(weight, Ordering::AcqRel);
+                if queued > 0 && queued.saturating_add(weight) > client.max_bytes {
+                    client.queued.fetch_sub(weight, Ordering::AcqRel);
                     client.kicked.cancel();
                     delivery.kicked += 1;
                     gone.push(*id);
                     continue;
                 }
-                match client.tx.try_send(message.clone()) {
-                    Ok(()) => {
-                        client.queued.fetch_add(weight, Ordering::AcqRel);
-                        delivery.delivered += 1;
-                    }
+                let sent = client.tx.try_send(message.clone());
+                if sent.is_err() {
+                    client.queued.fetch_sub(weight, Ordering::AcqRel);
+                }
+                match sent {
+                    Ok(()) => delivery.delivered += 1,
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         client.kicked.cancel();
                         delivery.kicked += 1;

@@ -2,6 +2,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
+use clap::builder::TypedValueParser;
 use jobwire_server::{JwtKeys, KeyError, Limits, TokenRules, WsConfig};
 use jobwire_store::StoreUrl;
 
@@ -207,7 +208,8 @@ pub struct ApiArgs {
     pub ws_max_sessions_per_tenant: usize,
 
     /// HTTP requests answered at once; more get 503 with `Retry-After` (open WebSockets do not count).
-    #[arg(long, env = "JOBWIRE_MAX_IN_FLIGHT", default_value_t = 1024)]
+    #[arg(long, env = "JOBWIRE_MAX_IN_FLIGHT", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000).map(|n| n as usize))]
     pub max_in_flight: usize,
 
     /// How long an HTTP request may take before it is answered 503.

@@ -99,8 +99,11 @@ async fn admit(State(admission): State<Admission>, request: Request, next: Next)
             };
             match tokio::time::timeout(admission.timeout, next.run(request)).await {
                 Ok(response) => response,
+                // A write may still have taken effect: say so, so that a
+                // client retries with an idempotency key, not blindly.
                 Err(_) => ApiError::Unavailable(format!(
-                    "the request took longer than {} ms; try again",
+                    "the request took longer than {} ms; it may have taken effect, so retry \
+                     a create with the same Idempotency-Key",
                     admission.timeout.as_millis()
                 ))
                 .into_response(),

@@ -45,15 +45,15 @@ impl SessionLimit {
                 self.max
             ));
         }
-        let count = open.per_tenant.entry(tenant.clone()).or_default();
-        if *count >= self.max_per_tenant {
+        let count = open.per_tenant.get(tenant).copied().unwrap_or(0);
+        if count >= self.max_per_tenant {
             return Err(format!(
                 "tenant {tenant} has its limit of {} WebSocket sessions open on this server; \
                  try again later",
                 self.max_per_tenant
             ));
         }
-        *count += 1;
+        *open.per_tenant.entry(tenant.clone()).or_default() += 1;
         open.total += 1;
         Ok(SessionSlot {
             tenant: tenant.clone(),

@@ -26,7 +26,6 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use jobwire_core::{JobId, TenantId};
 use jobwire_hub::{FilterHandle, Subscription};
-use jobwire_store::ListFilter;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -72,10 +71,11 @@ const RESUME_OVERLAP: i64 = 1_000;
 /// Changes read from the store per query while replaying: at most about
 /// 6 MiB with results of up to 64 KiB.
 const REPLAY_PAGE: u32 = 100;
-/// Jobs in a snapshot: the tenant's most recent.
+/// Jobs in a snapshot: the tenant's most recently changed.
 const SNAPSHOT_JOBS: u32 = 500;
-/// Jobs read from the store per query for a snapshot (with their payloads).
-const SNAPSHOT_PAGE: u32 = 50;
+/// How long a replay may take to write before the session gives up on the
+/// client (one that stopped reading holds its place until then, no longer).
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Authenticates (header or `?token=`, for browsers), then upgrades.
 pub(crate) async fn upgrade(
@@ -243,12 +243,28 @@ async fn send_loop(
     if sink.send(Message::Text(hello.into())).await.is_err() {
         return;
     }
-    if let Some(cursor) = resume
-        && catch_up(&state, cursor, &mut sink, &mut subscription, &mut sent)
-            .await
-            .is_err()
-    {
-        return;
+    if let Some(cursor) = resume {
+        let catch_up = CatchUp {
+            state: &state,
+            tenant: subscription.tenant().clone(),
+            sink: &mut sink,
+            subscription: &mut subscription,
+            sent: &mut sent,
+            held: VecDeque::new(),
+            held_bytes: 0,
+        };
+        // Kicked or shut down meanwhile: the loop below says so and closes.
+        let caught_up = tokio::select! {
+            caught_up = tokio::time::timeout(CATCH_UP_TIMEOUT, catch_up.run(cursor)) => caught_up,
+            _ = kicked.cancelled() => Ok(Ok(())),
+            _ = shutdown.cancelled() => Ok(Ok(())),
+        };
+        match caught_up {
+            Ok(Ok(())) => {}
+            // The loop below closes with 4008, as for any client that falls behind.
+            Ok(Err(Stopped::Behind)) => kicked.cancel(),
+            Ok(Err(Stopped::Gone)) | Err(_) => return,
+        }
     }
 
     let end = loop {
@@ -443,152 +459,172 @@ async fn handle_frame(
     }
 }
 
-/// Sends what changed since `cursor` (or, past the resume window, a reset and
-/// a snapshot), then `resumed` or `snapshot`. Errs when the socket is gone.
-///
-/// It streams: a page read from the store is written before the next is
-/// read, and live updates are written as they come, while a page is read
-/// and between pages, so neither this session's memory nor its hub queue
-/// grows with how far behind the client is. Updates carry no payloads.
-async fn catch_up(
-    state: &AppState,
-    cursor: i64,
-    sink: &mut SplitSink<WebSocket, Message>,
-    subscription: &mut Subscription<Frame>,
-    sent: &mut Sent,
-) -> Result<(), axum::Error> {
-    let tenant = subscription.tenant().clone();
-    let from = cursor.saturating_sub(RESUME_OVERLAP).max(0);
-    let window = RESUME_WINDOW as u32;
-    let (behind, until) = match (
-        state
-            .store()
-            .count_changes_since(&tenant, from, window + 1)
-            .await,
-        state.store().latest_change().await,
-    ) {
-        (Ok(behind), Ok(until)) => (behind, until.unwrap_or(from)),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::warn!(error = ?e, "cannot read changes to resume a client");
-            return snapshot(state, &tenant, sink, subscription, sent).await;
-        }
-    };
-    if behind > window {
-        return snapshot(state, &tenant, sink, subscription, sent).await;
-    }
-    // Changes after `until` come live: the client was registered before it was read.
-    let (mut after, mut replayed) = (from, 0);
-    while after < until {
-        let read = state.store().changes_since(&tenant, after, REPLAY_PAGE);
-        let page = match forwarding_live(read, sink, subscription, sent).await? {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::warn!(error = ?e, "cannot read changes to resume a client");
-                return snapshot(state, &tenant, sink, subscription, sent).await;
-            }
-        };
-        for change in &page {
-            let frame = Frame::from(&change.update);
-            if sent.is_news(&frame) {
-                sink.feed(Message::Text(frame.text)).await?;
-            }
-        }
-        replayed += page.len();
-        forward_live(sink, subscription, sent).await?;
-        match page.last() {
-            Some(last) if page.len() == REPLAY_PAGE as usize => after = last.place,
-            _ => break,
-        }
-    }
-    let done = json!({"event": "resumed", "replayed": replayed});
-    sink.send(Message::Text(done.to_string().into())).await
+/// A resuming client's catch-up: what changed since its cursor, written
+/// from the store a page at a time (so this session's memory does not grow
+/// with how far behind the client is; updates carry no payloads), while the
+/// live updates that arrive meanwhile are held back and written after it.
+/// Holding them keeps every cursor the client sees during the replay one it
+/// can resume from, and keeps its hub queue from filling while it catches
+/// up; holding more than a queue's worth of bytes or a resume window of
+/// updates counts as falling behind.
+struct CatchUp<'a> {
+    state: &'a AppState,
+    tenant: TenantId,
+    sink: &'a mut SplitSink<WebSocket, Message>,
+    subscription: &'a mut Subscription<Frame>,
+    sent: &'a mut Sent,
+    held: VecDeque<Frame>,
+    held_bytes: usize,
 }
 
-/// A `reset`, the tenant's most recent jobs a page at a time, then
-/// `snapshot`: for a client too far behind to replay (or when the store
-/// could not say how far).
-async fn snapshot(
-    state: &AppState,
-    tenant: &TenantId,
-    sink: &mut SplitSink<WebSocket, Message>,
-    subscription: &mut Subscription<Frame>,
-    sent: &mut Sent,
-) -> Result<(), axum::Error> {
-    let reset = json!({
-        "event": "reset",
-        "detail": "the cursor is past the resume window (or the store did not answer); \
-                   a snapshot of the most recent jobs follows",
-    });
-    sink.send(Message::Text(reset.to_string().into())).await?;
-    let mut filter = ListFilter {
-        status: None,
-        job_type: None,
-        before: None,
-        limit: SNAPSHOT_PAGE,
-    };
-    let mut jobs = 0;
-    while jobs < SNAPSHOT_JOBS {
-        let read = state.store().list(tenant, &filter);
-        let page = match forwarding_live(read, sink, subscription, sent).await? {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::warn!(error = ?e, "cannot read a snapshot for a client");
-                break;
-            }
-        };
-        for job in &page.jobs {
-            let frame = Frame::from(job);
-            if sent.is_news(&frame) {
-                sink.feed(Message::Text(frame.text)).await?;
-            }
-        }
-        jobs += page.jobs.len() as u32;
-        forward_live(sink, subscription, sent).await?;
-        match page.jobs.last() {
-            Some(last) if page.jobs.len() == SNAPSHOT_PAGE as usize => {
-                filter.before = Some(last.id)
-            }
-            _ => break,
-        }
-    }
-    let done = json!({"event": "snapshot", "jobs": jobs});
-    sink.send(Message::Text(done.to_string().into())).await
+/// Why a catch-up stopped.
+enum Stopped {
+    /// The socket is gone.
+    Gone,
+    /// Too many live updates came in meanwhile: the client is too slow.
+    Behind,
 }
 
-/// Awaits `read` (a store query) while writing the live updates that come
-/// meanwhile, so that the client's queue does not fill while it waits.
-async fn forwarding_live<T>(
-    read: impl Future<Output = T>,
-    sink: &mut SplitSink<WebSocket, Message>,
-    subscription: &mut Subscription<Frame>,
-    sent: &mut Sent,
-) -> Result<T, axum::Error> {
-    let mut read = std::pin::pin!(read);
-    loop {
-        tokio::select! {
-            biased;
-            done = &mut read => return Ok(done),
-            Some(frame) = subscription.recv() => {
-                if sent.is_news(&frame) {
-                    sink.send(Message::Text(frame.text)).await?;
+impl From<axum::Error> for Stopped {
+    fn from(_: axum::Error) -> Self {
+        Self::Gone
+    }
+}
+
+impl<'a> CatchUp<'a> {
+    /// Sends what changed since `cursor` (or, past the resume window, a
+    /// reset and a snapshot), then `resumed` or `snapshot`, then the live
+    /// updates held meanwhile.
+    async fn run(mut self, cursor: i64) -> Result<(), Stopped> {
+        let from = cursor.saturating_sub(RESUME_OVERLAP).max(0);
+        let window = RESUME_WINDOW as u32;
+        let (state, tenant) = (self.state, self.tenant.clone());
+        let behind = self
+            .holding(state.store().count_changes_since(&tenant, from, window + 1))
+            .await?;
+        let until = self.holding(state.store().latest_change()).await?;
+        match (behind, until) {
+            (Ok(behind), Ok(until)) if behind <= window => {
+                // Changes after `until` come live: the client was registered before it was read.
+                match self.replay(from, until.unwrap_or(from)).await? {
+                    Some(replayed) => {
+                        let done = json!({"event": "resumed", "replayed": replayed});
+                        self.sink
+                            .send(Message::Text(done.to_string().into()))
+                            .await?;
+                    }
+                    None => self.snapshot().await?,
                 }
             }
+            (Ok(_), Ok(_)) => self.snapshot().await?,
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = ?e, "cannot read changes to resume a client");
+                self.snapshot().await?;
+            }
         }
+        self.take_live()?;
+        for frame in std::mem::take(&mut self.held) {
+            if self.sent.is_news(&frame) {
+                self.sink.feed(Message::Text(frame.text)).await?;
+            }
+        }
+        self.sink.flush().await?;
+        Ok(())
     }
-}
 
-/// Writes the live updates queued for the client now, and flushes.
-async fn forward_live(
-    sink: &mut SplitSink<WebSocket, Message>,
-    subscription: &mut Subscription<Frame>,
-    sent: &mut Sent,
-) -> Result<(), axum::Error> {
-    while let Some(frame) = subscription.try_recv() {
-        if sent.is_news(&frame) {
-            sink.feed(Message::Text(frame.text)).await?;
+    /// Writes the tenant's changes after `after` up to `until`, a page at a
+    /// time; returns how many, or `None` when the store did not answer.
+    async fn replay(&mut self, mut after: i64, until: i64) -> Result<Option<usize>, Stopped> {
+        let (state, tenant) = (self.state, self.tenant.clone());
+        let mut replayed = 0;
+        while after < until {
+            let read = state.store().changes_since(&tenant, after, REPLAY_PAGE);
+            let page = match self.holding(read).await? {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = ?e, "cannot read changes to send a client");
+                    return Ok(None);
+                }
+            };
+            for change in &page {
+                let frame = Frame::from(&change.update);
+                if self.sent.is_news(&frame) {
+                    self.sink.feed(Message::Text(frame.text)).await?;
+                }
+            }
+            self.sink.flush().await?;
+            self.take_live()?;
+            replayed += page.len();
+            match page.last() {
+                Some(last) if page.len() == REPLAY_PAGE as usize => after = last.place,
+                _ => break,
+            }
+        }
+        Ok(Some(replayed))
+    }
+
+    /// A `reset`, the tenant's most recently changed jobs in the order they
+    /// changed, then `snapshot`: for a client too far behind to replay (or
+    /// when the store could not say how far).
+    async fn snapshot(&mut self) -> Result<(), Stopped> {
+        let reset = json!({
+            "event": "reset",
+            "detail": "the cursor is past the resume window (or the store did not answer); \
+                       a snapshot of the most recently changed jobs follows",
+        });
+        self.sink
+            .send(Message::Text(reset.to_string().into()))
+            .await?;
+        let (state, tenant) = (self.state, self.tenant.clone());
+        let before = self
+            .holding(state.store().nth_latest_change(&tenant, SNAPSHOT_JOBS))
+            .await?;
+        let until = self.holding(state.store().latest_change()).await?;
+        let jobs = match (before, until) {
+            (Ok(before), Ok(Some(until))) => {
+                self.replay(before.unwrap_or(0), until).await?.unwrap_or(0)
+            }
+            (Ok(_), Ok(None)) => 0,
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = ?e, "cannot read a snapshot for a client");
+                0
+            }
+        };
+        let done = json!({"event": "snapshot", "jobs": jobs});
+        self.sink
+            .send(Message::Text(done.to_string().into()))
+            .await?;
+        Ok(())
+    }
+
+    /// Awaits `read` (a store query), holding the live updates that come meanwhile.
+    async fn holding<T>(&mut self, read: impl Future<Output = T>) -> Result<T, Stopped> {
+        let mut read = std::pin::pin!(read);
+        loop {
+            tokio::select! {
+                biased;
+                done = &mut read => return Ok(done),
+                Some(frame) = self.subscription.recv() => self.hold(frame)?,
+            }
         }
     }
-    sink.flush().await
+
+    /// Holds the live updates queued now.
+    fn take_live(&mut self) -> Result<(), Stopped> {
+        while let Some(frame) = self.subscription.try_recv() {
+            self.hold(frame)?;
+        }
+        Ok(())
+    }
+
+    fn hold(&mut self, frame: Frame) -> Result<(), Stopped> {
+        self.held_bytes += frame.text.len();
+        self.held.push_back(frame);
+        if self.held.len() > RESUME_WINDOW || self.held_bytes > self.state.ws().queue_bytes {
+            return Err(Stopped::Behind);
+        }
+        Ok(())
+    }
 }
 
 fn error_frame(detail: &str) -> Reply {

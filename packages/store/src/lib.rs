@@ -441,6 +441,16 @@ impl Store {
         delegate!(self.changes_of(tenant, ids))
     }
 
+    /// The place just before the tenant's `n` most recent changes (`None`:
+    /// it has no more than `n`), so that `changes_since` from there reads them.
+    pub async fn nth_latest_change(
+        &self,
+        tenant: &TenantId,
+        n: u32,
+    ) -> Result<Option<i64>, StoreError> {
+        delegate!(self.nth_latest_change(tenant, n))
+    }
+
     /// The newest place in the change feed that has committed (`None`: no
     /// job yet): a change there whose update never arrived is missing too,
     /// even if nothing changes after it.

@@ -23,8 +23,10 @@ pub(crate) use columns;
 
 /// The columns of a job's update (what clients are sent), as a literal for
 /// `concat!`: no payload, and no result over 64 KiB
-/// ([`jobwire_core::MAX_INLINE_RESULT_BYTES`]; `result_bytes` is kept at
-/// write time), so reading many changes costs little memory.
+/// ([`jobwire_core::MAX_INLINE_RESULT_BYTES`], which a literal cannot name;
+/// `result_bytes` is kept at write time from the store's own JSON text, so a
+/// result within a few bytes of the bound may be inline live and omitted in
+/// a replay), so reading many changes costs little memory.
 macro_rules! update_columns {
     () => {
         "id, tenant_id, job_type, status, attempt, error, progress, run_at, version, \

@@ -37,12 +37,17 @@ impl Worker {
                     .collect();
                 (jobs, judged)
             };
-            let renewed = {
-                let _writing = self.lease_writes.lock().await;
-                self.store
-                    .heartbeat(&self.id, &jobs, self.config.lease)
-                    .await
-            };
+            // Taking turns with the completer, but never waiting long for it:
+            // a finish stuck on a busy pool must not let every lease lapse.
+            // Renewing beside it risks a deadlock, which Postgres breaks in a
+            // second by failing one of the two; a lapsed lease would cost more.
+            let writing =
+                tokio::time::timeout(self.heartbeat_interval(), self.lease_writes.lock()).await;
+            let renewed = self
+                .store
+                .heartbeat(&self.id, &jobs, self.config.lease)
+                .await;
+            drop(writing);
             match renewed {
                 Ok(held) => {
                     let held: HashSet<(JobId, LeaseToken)> = held.into_iter().collect();

@@ -158,7 +158,7 @@ impl Worker {
             }
             let popper = match consumer.as_mut() {
                 Some(popper) => popper,
-                None => match self.open_consumer().await {
+                None => match self.open_consumer(&claims).await {
                     Ok(popper) => consumer.insert(popper),
                     Err(e) => {
                         tracing::warn!(error = %e, "worker cannot open its queue connection");
@@ -237,8 +237,17 @@ impl Worker {
     /// reply was lost (the reason it reconnects) would otherwise sit there,
     /// acknowledged by no one and hidden from re-dispatch, for good. Those
     /// still queued in the store are queued again at once.
-    async fn open_consumer(&self) -> Result<Consumer, jobwire_broker::BrokerError> {
+    ///
+    /// It waits for the other claim in flight first (the caller holds one
+    /// place), so that no ID it is about to acknowledge is handed back too.
+    async fn open_consumer(
+        &self,
+        claims: &Semaphore,
+    ) -> Result<Consumer, jobwire_broker::BrokerError> {
+        let _settled = claims.acquire_many(CLAIMS_IN_FLIGHT as u32 - 1).await;
         let taken = self.broker.release_taken(&self.id).await?;
+        // Handed back: an acknowledgement still owed for them is moot.
+        lock(&self.unacked).retain(|id| !taken.contains(id));
         if !taken.is_empty() {
             match self.store.queued_among(&taken, Duration::ZERO).await {
                 Ok(queued) if !queued.is_empty() => {

@@ -100,6 +100,22 @@ impl SqliteStore {
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
 
+    pub(crate) async fn nth_latest_change(
+        &self,
+        tenant: &TenantId,
+        n: u32,
+    ) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar(
+            "select change_seq from jobs where tenant_id = ?1 order by change_seq desc \
+             limit 1 offset ?2",
+        )
+        .bind(tenant.as_str())
+        .bind(i64::from(n))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::query("nth latest change"))
+    }
+
     pub(crate) async fn latest_change(&self) -> Result<Option<i64>, StoreError> {
         sqlx::query_scalar("select max(change_seq) from jobs")
             .fetch_one(&self.pool)
