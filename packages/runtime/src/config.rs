@@ -212,6 +212,11 @@ pub struct ApiArgs {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000).map(|n| n as usize))]
     pub max_in_flight: usize,
 
+    /// Origins of browser apps on other origins allowed to call the API (CORS) and open
+    /// WebSockets, comma-separated, e.g. `http://localhost:3000` (none by default).
+    #[arg(long, env = "JOBWIRE_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
+
     /// How long an HTTP request may take before it is answered 503.
     #[arg(long, env = "JOBWIRE_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
@@ -225,6 +230,7 @@ impl ApiArgs {
             max_batch: self.max_batch,
             max_in_flight: self.max_in_flight,
             request_timeout: self.request_timeout,
+            allowed_origins: self.cors_origins.clone(),
         }
     }
 
@@ -323,4 +329,22 @@ mod tests {
             assert!(!debug.contains(SECRET), "{debug}");
         }
     }
+}
+
+/// An origin as browsers send it: `http://` or `https://`, a host, maybe a
+/// port, and nothing after.
+fn parse_origin(origin: &str) -> Result<String, String> {
+    let origin = origin.trim();
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!("`{origin}` is not an origin: it starts with http:// or https://")
+        })?;
+    if rest.is_empty() || rest.contains('/') || !origin.is_ascii() {
+        return Err(format!(
+            "`{origin}` is not an origin: a scheme and a host (and port), e.g. http://localhost:3000, no path"
+        ));
+    }
+    Ok(origin.to_owned())
 }

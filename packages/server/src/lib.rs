@@ -15,6 +15,7 @@ mod guard;
 mod health;
 mod intake;
 mod jobs;
+mod origins;
 mod session_limit;
 mod state;
 mod ws;
@@ -44,6 +45,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state);
+    let routes = match origins::cors(&limits.allowed_origins) {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
     guard::guard(routes, limits.max_in_flight, limits.request_timeout)
 }
 

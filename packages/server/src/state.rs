@@ -25,6 +25,9 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// How long a request may take before it gets 503.
     pub request_timeout: Duration,
+    /// Origins of browser apps served elsewhere that may call the API (CORS)
+    /// and open WebSockets, as `scheme://host[:port]`; none by default.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for Limits {
@@ -35,6 +38,7 @@ impl Default for Limits {
             max_batch: 1000,
             max_in_flight: 1024,
             request_timeout: Duration::from_secs(30),
+            allowed_origins: Vec::new(),
         }
     }
 }

@@ -33,6 +33,7 @@ macro_rules! in_both_modes {
 mod auth;
 mod bad_input;
 mod cli;
+mod cors;
 mod embedded;
 mod faults;
 mod gap_fill;
@@ -47,3 +48,4 @@ mod reliability;
 mod resume_memory;
 mod slow_client;
 mod support;
+mod tokens;

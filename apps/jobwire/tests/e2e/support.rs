@@ -54,6 +54,7 @@ pub struct Options {
     pub ws_max_sessions_per_tenant: usize,
     pub max_in_flight: usize,
     pub request_timeout: Duration,
+    pub cors_origins: Vec<String>,
     pub worker_failpoint: Option<Failpoint>,
     /// Another Redis than the shared one (a private server).
     pub redis_url: Option<String>,
@@ -71,6 +72,7 @@ impl Default for Options {
             ws_max_sessions_per_tenant: 10_000,
             max_in_flight: 1024,
             request_timeout: Duration::from_secs(30),
+            cors_origins: Vec::new(),
             worker_failpoint: None,
             redis_url: None,
         }
@@ -180,6 +182,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         ws_max_sessions_per_tenant: options.ws_max_sessions_per_tenant,
         max_in_flight: options.max_in_flight,
         request_timeout: options.request_timeout,
+        cors_origins: options.cors_origins.clone(),
         failpoint: None,
     };
     let keys = JwtKeys::new(SECRET.as_bytes()).expect("the test secret is long enough");
