@@ -307,6 +307,24 @@ impl WorkerArgs {
     }
 }
 
+/// An origin as browsers send it: `http://` or `https://`, a host, maybe a
+/// port, and nothing after.
+fn parse_origin(origin: &str) -> Result<String, String> {
+    let origin = origin.trim();
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!("`{origin}` is not an origin: it starts with http:// or https://")
+        })?;
+    if rest.is_empty() || rest.contains('/') || !origin.is_ascii() {
+        return Err(format!(
+            "`{origin}` is not an origin: a scheme and a host (and port), e.g. http://localhost:3000, no path"
+        ));
+    }
+    Ok(origin.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "a test fails right there")]
@@ -329,22 +347,21 @@ mod tests {
             assert!(!debug.contains(SECRET), "{debug}");
         }
     }
-}
 
-/// An origin as browsers send it: `http://` or `https://`, a host, maybe a
-/// port, and nothing after.
-fn parse_origin(origin: &str) -> Result<String, String> {
-    let origin = origin.trim();
-    let rest = origin
-        .strip_prefix("https://")
-        .or_else(|| origin.strip_prefix("http://"))
-        .ok_or_else(|| {
-            format!("`{origin}` is not an origin: it starts with http:// or https://")
-        })?;
-    if rest.is_empty() || rest.contains('/') || !origin.is_ascii() {
-        return Err(format!(
-            "`{origin}` is not an origin: a scheme and a host (and port), e.g. http://localhost:3000, no path"
-        ));
+    #[test]
+    fn origins_are_a_scheme_and_a_host_with_nothing_after() {
+        assert_eq!(
+            super::parse_origin(" http://localhost:3000 ").as_deref(),
+            Ok("http://localhost:3000")
+        );
+        assert!(super::parse_origin("https://app.example.com").is_ok());
+        for bad in [
+            "localhost:3000",
+            "http://",
+            "http://a.example/path",
+            "ftp://a.example",
+        ] {
+            assert!(super::parse_origin(bad).is_err(), "{bad}");
+        }
     }
-    Ok(origin.to_owned())
 }
