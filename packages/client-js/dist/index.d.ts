@@ -1,0 +1,184 @@
+/**
+ * jobwire's client for browsers and Node ≥ 20: the REST API, and every
+ * update of the tenant's jobs over one WebSocket that reconnects with
+ * full-jitter backoff, resumes from the last cursor (so no update is
+ * missed), and drops any update older than the newest version it has seen of
+ * its job. No runtime dependencies.
+ */
+export type Status = "scheduled" | "queued" | "running" | "succeeded" | "failed" | "cancelled";
+export type Priority = "critical" | "high" | "default" | "low";
+/** A job as the API returns it. */
+export interface Job {
+    id: string;
+    tenantId: string;
+    type: string;
+    payload: unknown;
+    priority: Priority;
+    status: Status;
+    attempt: number;
+    maxAttempts: number;
+    runAt: string | null;
+    timeoutMs: number | null;
+    idempotencyKey: string | null;
+    result: unknown;
+    error: string | null;
+    progress: unknown;
+    version: number;
+    createdAt: string;
+    startedAt: string | null;
+    finishedAt: string | null;
+    updatedAt: string;
+}
+/** One change of one job, as the WebSocket delivers it. */
+export interface JobUpdate {
+    tenantId: string;
+    jobId: string;
+    type: string;
+    status: Status;
+    version: number;
+    attempt: number;
+    error: string | null;
+    progress?: unknown;
+    result?: unknown;
+    /** The result is over 64 KiB: read it with `get(jobId)`. */
+    resultOmitted?: boolean;
+    runAt?: string;
+    at: string;
+    cursor: string;
+}
+/** What `create` takes. */
+export interface NewJob {
+    type: string;
+    payload?: unknown;
+    priority?: Priority;
+    maxAttempts?: number;
+    runAt?: string;
+    delayMs?: number;
+    timeoutMs?: number;
+    idempotencyKey?: string;
+}
+export interface ListFilter {
+    status?: Status;
+    type?: string;
+    /** Jobs per page (the API's limit). */
+    limit?: number;
+}
+export type ConnectionState = "connecting" | "connected" | "reconnecting" | "disconnected";
+/** The part of a WebSocket this client uses: the browser's, or Node's `ws`. */
+export interface WebSocketLike {
+    onopen: ((event: unknown) => void) | null;
+    onmessage: ((event: {
+        data: unknown;
+    }) => void) | null;
+    onclose: ((event: {
+        code: number;
+        reason: string;
+    }) => void) | null;
+    onerror: ((event: unknown) => void) | null;
+    close(code?: number, reason?: string): void;
+}
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+export interface JobwireOptions {
+    /** The API's base URL, e.g. `http://127.0.0.1:8080`. */
+    url: string;
+    /** A fixed token; or give `getToken`. */
+    token?: string;
+    /** Called for a token at first, before the current one expires, and after an auth failure. */
+    getToken?: () => Promise<string>;
+    /** Where there is no global `WebSocket` (Node 20): `import WebSocket from "ws"`. */
+    WebSocket?: WebSocketConstructor;
+    /** Reconnect backoff: full jitter between 0 and min(maxMs, baseMs × 2^n). */
+    backoff?: {
+        baseMs?: number;
+        maxMs?: number;
+    };
+}
+/** A problem+json error from the API, or a failure to reach it (status 0). */
+export declare class JobwireError extends Error {
+    readonly status: number;
+    readonly title: string;
+    readonly detail: string;
+    readonly type: string;
+    readonly requestId?: string;
+    constructor(problem: {
+        status: number;
+        title?: string;
+        detail?: string;
+        type?: string;
+        requestId?: string;
+    });
+}
+/** A job that ended `failed` or `cancelled`, from `waitFor`. */
+export declare class JobFailedError extends Error {
+    readonly job: Job;
+    constructor(job: Job);
+}
+/** Close code of a client dropped for not keeping up. */
+export declare const CLOSE_SLOW_CONSUMER = 4008;
+type Listener<T> = (value: T) => void;
+/** How the live connection closed. */
+export interface CloseInfo {
+    code: number;
+    reason: string;
+    /** The server refused the token. */
+    unauthorized: boolean;
+}
+export declare class JobwireClient {
+    private readonly base;
+    private readonly options;
+    private token?;
+    private refreshTimer?;
+    private socket?;
+    private readonly subscribers;
+    private readonly versions;
+    private cursor?;
+    private attempt;
+    private reconnectTimer?;
+    private currentState;
+    private readonly stateListeners;
+    private readonly closeListeners;
+    constructor(options: JobwireOptions);
+    create(job: NewJob): Promise<Job>;
+    createMany(jobs: NewJob[]): Promise<Job[]>;
+    get(id: string): Promise<Job>;
+    cancel(id: string): Promise<Job>;
+    retry(id: string): Promise<Job>;
+    /** The tenant's jobs, newest first, fetched a page at a time as you iterate. */
+    list(filter?: ListFilter): AsyncGenerator<Job>;
+    /** Calls `onUpdate` with every new update (of `jobIds` only, if given); returns the unsubscribe function. */
+    subscribe(onUpdate: Listener<JobUpdate>, options?: {
+        jobIds?: string[];
+    }): () => void;
+    /** One job's updates, starting with its current state, ending at a terminal status. */
+    watch(id: string): AsyncGenerator<JobUpdate>;
+    /** Resolves with the job once it succeeded; rejects with `JobFailedError` if it failed or was cancelled. */
+    waitFor(id: string): Promise<Job>;
+    get state(): ConnectionState;
+    /** Connection state changes: `connecting`, `connected`, `reconnecting`, `disconnected`. */
+    onState(listener: Listener<ConnectionState>): () => void;
+    /**
+     * Every close of the live connection: its code (`CLOSE_SLOW_CONSUMER`,
+     * 4008, when the server dropped this client for not keeping up; 1001 on
+     * server shutdown; 1006 when the connection was lost or refused), and
+     * whether the token was refused (`unauthorized`). The client reconnects
+     * after each while anyone is subscribed.
+     */
+    onClose(listener: Listener<CloseInfo>): () => void;
+    /** Closes the live connection and stops reconnecting. */
+    close(): void;
+    private setState;
+    private connect;
+    /**
+     * Reports a close and reconnects. A socket refused before it said
+     * `connected` may have been refused for its token (a browser cannot see the
+     * upgrade's 401): one cheap REST call tells, and the close is reported as
+     * `unauthorized`; with `getToken`, the next attempt takes a fresh token.
+     */
+    private closed;
+    private deliver;
+    private scheduleReconnect;
+    private disconnect;
+    private currentToken;
+    private request;
+}
+export {};

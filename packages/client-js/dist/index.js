@@ -1,0 +1,362 @@
+/**
+ * jobwire's client for browsers and Node ≥ 20: the REST API, and every
+ * update of the tenant's jobs over one WebSocket that reconnects with
+ * full-jitter backoff, resumes from the last cursor (so no update is
+ * missed), and drops any update older than the newest version it has seen of
+ * its job. No runtime dependencies.
+ */
+/** A problem+json error from the API, or a failure to reach it (status 0). */
+export class JobwireError extends Error {
+    status;
+    title;
+    detail;
+    type;
+    requestId;
+    constructor(problem) {
+        super(problem.detail ?? problem.title ?? `HTTP ${problem.status}`);
+        this.name = "JobwireError";
+        this.status = problem.status;
+        this.title = problem.title ?? "";
+        this.detail = problem.detail ?? "";
+        this.type = problem.type ?? "about:blank";
+        this.requestId = problem.requestId;
+    }
+}
+/** A job that ended `failed` or `cancelled`, from `waitFor`. */
+export class JobFailedError extends Error {
+    job;
+    constructor(job) {
+        super(job.error ?? `job ${job.id} ended ${job.status}`);
+        this.name = "JobFailedError";
+        this.job = job;
+    }
+}
+const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+/** Jobs whose newest version is remembered, for dropping stale updates. */
+const MAX_VERSIONS = 10_000;
+/** Close code of a client dropped for not keeping up. */
+export const CLOSE_SLOW_CONSUMER = 4008;
+export class JobwireClient {
+    base;
+    options;
+    token;
+    refreshTimer;
+    socket;
+    subscribers = new Set();
+    versions = new Map();
+    cursor;
+    attempt = 0;
+    reconnectTimer;
+    currentState = "disconnected";
+    stateListeners = new Set();
+    closeListeners = new Set();
+    constructor(options) {
+        if (!options.token && !options.getToken) {
+            throw new Error("JobwireClient needs `token` or `getToken`");
+        }
+        this.options = options;
+        this.base = options.url.replace(/\/+$/, "");
+        this.token = options.token;
+    }
+    // ---- REST ----
+    create(job) {
+        return this.request("POST", "/v1/jobs", job);
+    }
+    async createMany(jobs) {
+        const created = await this.request("POST", "/v1/jobs/batch", { jobs });
+        return created.jobs;
+    }
+    get(id) {
+        return this.request("GET", `/v1/jobs/${encodeURIComponent(id)}`);
+    }
+    cancel(id) {
+        return this.request("POST", `/v1/jobs/${encodeURIComponent(id)}/cancel`, {});
+    }
+    retry(id) {
+        return this.request("POST", `/v1/jobs/${encodeURIComponent(id)}/retry`, {});
+    }
+    /** The tenant's jobs, newest first, fetched a page at a time as you iterate. */
+    async *list(filter = {}) {
+        let cursor;
+        do {
+            const query = new URLSearchParams();
+            if (filter.status)
+                query.set("status", filter.status);
+            if (filter.type)
+                query.set("type", filter.type);
+            if (filter.limit)
+                query.set("limit", String(filter.limit));
+            if (cursor)
+                query.set("cursor", cursor);
+            const page = await this.request("GET", `/v1/jobs?${query}`);
+            yield* page.jobs;
+            cursor = page.nextCursor ?? undefined;
+        } while (cursor);
+    }
+    // ---- Live ----
+    /** Calls `onUpdate` with every new update (of `jobIds` only, if given); returns the unsubscribe function. */
+    subscribe(onUpdate, options = {}) {
+        const subscriber = {
+            onUpdate,
+            jobIds: options.jobIds ? new Set(options.jobIds) : undefined,
+        };
+        this.subscribers.add(subscriber);
+        if (!this.socket && !this.reconnectTimer)
+            void this.connect();
+        return () => {
+            this.subscribers.delete(subscriber);
+            if (this.subscribers.size === 0)
+                this.disconnect();
+        };
+    }
+    /** One job's updates, starting with its current state, ending at a terminal status. */
+    async *watch(id) {
+        const queue = [];
+        let wake;
+        let last = -1;
+        const push = (update) => {
+            if (update.version <= last)
+                return;
+            last = update.version;
+            queue.push(update);
+            wake?.();
+        };
+        const unsubscribe = this.subscribe(push, { jobIds: [id] });
+        try {
+            push(toUpdate(await this.get(id)));
+            for (;;) {
+                while (queue.length > 0) {
+                    const update = queue.shift();
+                    yield update;
+                    if (TERMINAL.has(update.status))
+                        return;
+                }
+                await new Promise((resolve) => (wake = resolve));
+                wake = undefined;
+            }
+        }
+        finally {
+            unsubscribe();
+        }
+    }
+    /** Resolves with the job once it succeeded; rejects with `JobFailedError` if it failed or was cancelled. */
+    async waitFor(id) {
+        for await (const update of this.watch(id)) {
+            if (TERMINAL.has(update.status))
+                break;
+        }
+        const job = await this.get(id);
+        if (job.status === "succeeded")
+            return job;
+        throw new JobFailedError(job);
+    }
+    get state() {
+        return this.currentState;
+    }
+    /** Connection state changes: `connecting`, `connected`, `reconnecting`, `disconnected`. */
+    onState(listener) {
+        this.stateListeners.add(listener);
+        return () => this.stateListeners.delete(listener);
+    }
+    /**
+     * Every close of the live connection: its code (`CLOSE_SLOW_CONSUMER`,
+     * 4008, when the server dropped this client for not keeping up; 1001 on
+     * server shutdown; 1006 when the connection was lost or refused), and
+     * whether the token was refused (`unauthorized`). The client reconnects
+     * after each while anyone is subscribed.
+     */
+    onClose(listener) {
+        this.closeListeners.add(listener);
+        return () => this.closeListeners.delete(listener);
+    }
+    /** Closes the live connection and stops reconnecting. */
+    close() {
+        this.subscribers.clear();
+        this.disconnect();
+        clearTimeout(this.refreshTimer);
+    }
+    // ---- internals ----
+    setState(state) {
+        if (state === this.currentState)
+            return;
+        this.currentState = state;
+        for (const listener of this.stateListeners)
+            listener(state);
+    }
+    async connect() {
+        this.reconnectTimer = undefined;
+        this.setState(this.attempt === 0 ? "connecting" : "reconnecting");
+        const Socket = this.options.WebSocket ?? globalThis.WebSocket;
+        if (!Socket) {
+            throw new Error("no global WebSocket here (Node 20): pass `WebSocket` from the `ws` package");
+        }
+        let token;
+        try {
+            token = await this.currentToken();
+        }
+        catch {
+            this.scheduleReconnect();
+            return;
+        }
+        if (this.subscribers.size === 0) {
+            this.setState("disconnected");
+            return;
+        }
+        const ws = this.base.replace(/^http/, "ws");
+        const query = new URLSearchParams({ token });
+        if (this.cursor)
+            query.set("cursor", this.cursor);
+        const socket = new Socket(`${ws}/v1/ws?${query}`);
+        this.socket = socket;
+        let connected = false;
+        socket.onmessage = (event) => {
+            const frame = JSON.parse(String(event.data));
+            if (frame.event === "connected") {
+                connected = true;
+                this.attempt = 0;
+                this.setState("connected");
+            }
+            else if (frame.event === undefined) {
+                this.deliver(frame);
+            }
+        };
+        socket.onerror = () => { };
+        socket.onclose = (event) => {
+            if (this.socket !== socket)
+                return;
+            this.socket = undefined;
+            void this.closed({ code: event.code, reason: event.reason, unauthorized: false }, connected);
+        };
+    }
+    /**
+     * Reports a close and reconnects. A socket refused before it said
+     * `connected` may have been refused for its token (a browser cannot see the
+     * upgrade's 401): one cheap REST call tells, and the close is reported as
+     * `unauthorized`; with `getToken`, the next attempt takes a fresh token.
+     */
+    async closed(close, connected) {
+        if (!connected) {
+            try {
+                await this.request("GET", "/v1/jobs?limit=1", undefined, true);
+            }
+            catch (e) {
+                close.unauthorized = e instanceof JobwireError && e.status === 401;
+            }
+            if (close.unauthorized)
+                this.token = this.options.getToken ? undefined : this.token;
+        }
+        for (const listener of this.closeListeners)
+            listener(close);
+        if (this.subscribers.size > 0 && !this.socket && !this.reconnectTimer)
+            this.scheduleReconnect();
+        else if (this.subscribers.size === 0)
+            this.setState("disconnected");
+    }
+    deliver(update) {
+        const newest = this.versions.get(update.jobId) ?? 0;
+        // The cursor moves on with every frame: a replay may repeat an old version.
+        this.cursor = update.cursor;
+        if (update.version <= newest)
+            return;
+        this.versions.delete(update.jobId);
+        this.versions.set(update.jobId, update.version);
+        if (this.versions.size > MAX_VERSIONS) {
+            // The least recently changed job is forgotten (Maps iterate in insertion order).
+            this.versions.delete(this.versions.keys().next().value);
+        }
+        for (const subscriber of [...this.subscribers]) {
+            if (!subscriber.jobIds || subscriber.jobIds.has(update.jobId))
+                subscriber.onUpdate(update);
+        }
+    }
+    scheduleReconnect() {
+        this.setState("reconnecting");
+        const base = this.options.backoff?.baseMs ?? 250;
+        const max = this.options.backoff?.maxMs ?? 10_000;
+        const delay = Math.random() * Math.min(max, base * 2 ** this.attempt);
+        this.attempt += 1;
+        this.reconnectTimer = setTimeout(() => void this.connect(), delay);
+    }
+    disconnect() {
+        clearTimeout(this.reconnectTimer);
+        this.reconnectTimer = undefined;
+        const socket = this.socket;
+        this.socket = undefined;
+        socket?.close(1000, "unsubscribed");
+        this.attempt = 0;
+        this.setState("disconnected");
+    }
+    async currentToken() {
+        if (this.token)
+            return this.token;
+        if (!this.options.getToken)
+            throw new Error("no token");
+        const token = await this.options.getToken();
+        this.token = token;
+        clearTimeout(this.refreshTimer);
+        const expiresAt = expiry(token);
+        if (expiresAt !== undefined) {
+            // A fresh token a little before this one expires.
+            const inMs = Math.max(1_000, expiresAt * 1000 - Date.now() - 30_000);
+            this.refreshTimer = setTimeout(() => {
+                this.token = undefined;
+            }, inMs);
+            this.refreshTimer.unref?.();
+        }
+        return token;
+    }
+    async request(method, path, body, retried = false) {
+        const token = await this.currentToken();
+        let response;
+        try {
+            response = await fetch(`${this.base}${path}`, {
+                method,
+                headers: {
+                    authorization: `Bearer ${token}`,
+                    ...(body === undefined ? {} : { "content-type": "application/json" }),
+                },
+                body: body === undefined ? undefined : JSON.stringify(body),
+            });
+        }
+        catch (e) {
+            throw new JobwireError({ status: 0, title: "unreachable", detail: `cannot reach ${this.base}: ${e}` });
+        }
+        if (response.status === 401 && this.options.getToken && !retried) {
+            this.token = undefined;
+            return this.request(method, path, body, true);
+        }
+        const text = await response.text();
+        const parsed = text ? JSON.parse(text) : undefined;
+        if (!response.ok) {
+            throw new JobwireError({ status: response.status, ...(parsed ?? {}) });
+        }
+        return parsed;
+    }
+}
+/** A job's current state as an update. */
+function toUpdate(job) {
+    return {
+        tenantId: job.tenantId,
+        jobId: job.id,
+        type: job.type,
+        status: job.status,
+        version: job.version,
+        attempt: job.attempt,
+        error: job.error,
+        progress: job.progress ?? undefined,
+        result: job.result ?? undefined,
+        runAt: job.runAt ?? undefined,
+        at: job.updatedAt,
+        cursor: "",
+    };
+}
+/** A JWT's `exp`, if it has one. */
+function expiry(token) {
+    try {
+        const claims = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+        return claims.exp;
+    }
+    catch {
+        return undefined;
+    }
+}
