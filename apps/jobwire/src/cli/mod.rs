@@ -1,0 +1,3 @@
+//! The subcommands for people at a terminal.
+
+pub mod token;
