@@ -1,5 +1,5 @@
 //! `jobwire`: the all-in-one (API and a worker pool in one process), plus
-//! small subcommands for operators.
+//! small subcommands for operators and for people at a terminal.
 
 mod cli;
 
@@ -32,6 +32,14 @@ struct Cli {
 enum Command {
     /// Print a signed token for a tenant (with the API's audience and issuer, if set).
     Token(cli::token::Args),
+    /// Create a job and print its ID; with --wait, follow it until it ends.
+    Submit(cli::submit::Args),
+    /// Follow a job until it ends: a progress bar on a terminal, a line per update.
+    Watch(cli::watch::Args),
+    /// Print every update of the tenant's jobs as it happens, until interrupted.
+    Tail(cli::tail::Args),
+    /// List the tenant's jobs, newest first.
+    Jobs(cli::jobs::Args),
     /// Apply the database migrations and exit.
     Migrate {
         /// The database to migrate: a Postgres URL or `sqlite:<file>`. Unset: the
@@ -51,6 +59,10 @@ async fn main() -> anyhow::Result<ExitCode> {
     let args = Cli::parse();
     match args.command {
         Some(Command::Token(args)) => Ok(told(cli::token::run(args).map(|()| ExitCode::SUCCESS))),
+        Some(Command::Submit(args)) => Ok(told(cli::submit::run(args).await)),
+        Some(Command::Watch(args)) => Ok(told(cli::watch::run(args).await)),
+        Some(Command::Tail(args)) => Ok(told(cli::tail::run(args).await)),
+        Some(Command::Jobs(args)) => Ok(told(cli::jobs::run(args).await)),
         Some(Command::Migrate {
             database_url,
             embedded,
