@@ -1,14 +1,15 @@
 //! `jobwire`: the all-in-one (API and a worker pool in one process), plus
-//! small subcommands for operators.
+//! small subcommands for operators and for people at a terminal.
+
+mod cli;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use jobwire_runtime::{
-    ApiArgs, BackendArgs, Backends, EmbeddedArgs, JwtArgs, Plan, Secret, WorkerArgs,
-};
+use jobwire_runtime::{ApiArgs, BackendArgs, Backends, EmbeddedArgs, Plan, Secret, WorkerArgs};
 use jobwire_store::Store;
 
 /// A real-time job service: REST in, workers out, every status change pushed over WebSocket.
@@ -30,19 +31,15 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print a signed token for a tenant (with the API's audience and issuer, if set).
-    #[command(mut_arg("jwt_secret", |arg| arg.help(
-        "The API's HS256 secret, 32 bytes or more. Required"
-    )))]
-    Token {
-        /// The tenant the token grants access to.
-        #[arg(long)]
-        tenant: String,
-        /// How long the token is valid (e.g. 30m, 1h, 7d); at most JOBWIRE_JWT_MAX_TTL.
-        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
-        ttl: Duration,
-        #[command(flatten)]
-        jwt: JwtArgs,
-    },
+    Token(cli::token::Args),
+    /// Create a job and print its ID; with --wait, follow it until it ends.
+    Submit(cli::submit::Args),
+    /// Follow a job until it ends: a progress bar on a terminal, a line per update.
+    Watch(cli::watch::Args),
+    /// Print every update of the tenant's jobs as it happens, until interrupted.
+    Tail(cli::tail::Args),
+    /// List the tenant's jobs, newest first.
+    Jobs(cli::jobs::Args),
     /// Apply the database migrations and exit.
     Migrate {
         /// The database to migrate: a Postgres URL or `sqlite:<file>`. Unset: the
@@ -58,24 +55,14 @@ enum Command {
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Token { tenant, ttl, jwt }) => {
-            let tenant = tenant.parse().context("bad --tenant")?;
-            let secret = jwt
-                .jwt_secret
-                .as_ref()
-                .context("set JOBWIRE_JWT_SECRET (or --jwt-secret) to the API's secret")?;
-            let keys = jwt
-                .keys(secret)
-                .context("JOBWIRE_JWT_SECRET (or --jwt-secret) is refused")?;
-            let token = keys
-                .issue(&tenant, ttl)
-                .context("--ttl is over JOBWIRE_JWT_MAX_TTL (or --jwt-max-ttl)")?;
-            println!("{token}");
-            Ok(())
-        }
+async fn main() -> anyhow::Result<ExitCode> {
+    let args = Cli::parse();
+    match args.command {
+        Some(Command::Token(args)) => Ok(told(cli::token::run(args).map(|()| ExitCode::SUCCESS))),
+        Some(Command::Submit(args)) => Ok(told(cli::submit::run(args).await)),
+        Some(Command::Watch(args)) => Ok(told(cli::watch::run(args).await)),
+        Some(Command::Tail(args)) => Ok(told(cli::tail::run(args).await)),
+        Some(Command::Jobs(args)) => Ok(told(cli::jobs::run(args).await)),
         Some(Command::Migrate {
             database_url,
             embedded,
@@ -84,10 +71,21 @@ async fn main() -> anyhow::Result<()> {
             let url = database_url.unwrap_or_else(|| format!("sqlite:{}", embedded.db_file));
             let store = Store::connect(&url, 1).await?;
             println!("migrations applied to {}", store.describe());
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
-        None => serve(cli.backends, &cli.embedded, cli.api, cli.worker).await,
+        None => serve(args.backends, &args.embedded, args.api, args.worker)
+            .await
+            .map(|()| ExitCode::SUCCESS),
     }
+}
+
+/// A terminal command's error on one line of stderr (its causes after
+/// colons, never a backtrace) and exit code 1.
+fn told(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
 }
 
 async fn serve(

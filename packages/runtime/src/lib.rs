@@ -12,5 +12,5 @@ pub use config::{
     WorkerArgs,
 };
 pub use run::{Backends, bind, run_all, run_api, run_worker, shutdown_on_signal};
-pub use secret::{Secret, load_or_create_secret};
+pub use secret::{Secret, load_or_create_secret, read_secret};
 pub use telemetry::init_tracing;

@@ -27,14 +27,23 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// The JWT secret kept in `path` by [`load_or_create_secret`], if there is
+/// one (a missing or empty file is `None`); never creates it, for readers
+/// such as `jobwire token` that must sign with the server's own secret.
+pub fn read_secret(path: &Path) -> anyhow::Result<Option<Secret>> {
+    match std::fs::read_to_string(path) {
+        Ok(secret) if !secret.trim().is_empty() => Ok(Some(Secret(secret.trim().to_owned()))),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
 /// The JWT secret kept in `path`, created (random, readable by the owner
 /// only) on first use, so that tokens survive restarts of the embedded mode.
 pub fn load_or_create_secret(path: &Path) -> anyhow::Result<Secret> {
-    match std::fs::read_to_string(path) {
-        Ok(secret) if !secret.trim().is_empty() => return Ok(Secret(secret.trim().to_owned())),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    if let Some(secret) = read_secret(path)? {
+        return Ok(secret);
     }
     let secret = format!(
         "{}{}",

@@ -169,9 +169,13 @@ async fn help(binary: &str, args: &[&str]) -> String {
 }
 
 /// Every `--help` a user can ask for: each binary and each subcommand.
-const HELPS: [(&str, &[&str]); 5] = [
+const HELPS: [(&str, &[&str]); 9] = [
     (env!("CARGO_BIN_EXE_jobwire"), &[]),
     (env!("CARGO_BIN_EXE_jobwire"), &["token"]),
+    (env!("CARGO_BIN_EXE_jobwire"), &["submit"]),
+    (env!("CARGO_BIN_EXE_jobwire"), &["watch"]),
+    (env!("CARGO_BIN_EXE_jobwire"), &["tail"]),
+    (env!("CARGO_BIN_EXE_jobwire"), &["jobs"]),
     (env!("CARGO_BIN_EXE_jobwire"), &["migrate"]),
     (env!("CARGO_BIN_EXE_jobwire-api"), &[]),
     (env!("CARGO_BIN_EXE_jobwire-worker"), &[]),
@@ -214,8 +218,22 @@ async fn every_setting_is_a_flag_named_after_its_environment_variable() {
     for (binary, args) in HELPS {
         let help = help(binary, args).await;
         for (flag, env) in options(&help) {
-            // Not settings: what `jobwire token` is asked for, and clap's own.
-            if ["help", "version", "tenant", "ttl"].contains(&flag.as_str()) {
+            // Not settings: what each call of `jobwire token`, `submit`, `watch`,
+            // `tail` and `jobs` is asked for, and clap's own.
+            let per_call = [
+                "tenant",
+                "ttl",
+                "type",
+                "payload",
+                "priority",
+                "max-attempts",
+                "wait",
+                "json",
+                "status",
+                "limit",
+                "cursor",
+            ];
+            if ["help", "version"].contains(&flag.as_str()) || per_call.contains(&flag.as_str()) {
                 continue;
             }
             let env = env.unwrap_or_else(|| panic!("{binary} {args:?}: --{flag} has no env var"));

@@ -33,6 +33,7 @@ macro_rules! in_both_modes {
 mod auth;
 mod bad_input;
 mod cli;
+mod cli_commands;
 mod cors;
 mod embedded;
 mod faults;
