@@ -153,6 +153,8 @@ export declare class JobwireClient {
     watch(id: string): AsyncGenerator<JobUpdate>;
     /** Resolves with the job once it succeeded; rejects with `JobFailedError` if it failed or was cancelled. */
     waitFor(id: string): Promise<Job>;
+    /** Resolves once the live connection is up (now, or when it next connects). */
+    private connected;
     get state(): ConnectionState;
     /** Connection state changes: `connecting`, `connected`, `reconnecting`, `disconnected`. */
     onState(listener: Listener<ConnectionState>): () => void;

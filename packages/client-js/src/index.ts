@@ -239,6 +239,9 @@ export class JobwireClient {
     };
     const unsubscribe = this.subscribe(push, { jobIds: [id] });
     try {
+      // Read the current state only once the socket is live: a change after
+      // the read then arrives on it, and one before it is in the read.
+      await this.connected();
       push(toUpdate(await this.get(id)));
       for (;;) {
         while (queue.length > 0) {
@@ -262,6 +265,19 @@ export class JobwireClient {
     const job = await this.get(id);
     if (job.status === "succeeded") return job;
     throw new JobFailedError(job);
+  }
+
+  /** Resolves once the live connection is up (now, or when it next connects). */
+  private connected(): Promise<void> {
+    if (this.currentState === "connected") return Promise.resolve();
+    return new Promise((resolve) => {
+      const stop = this.onState((state) => {
+        if (state === "connected") {
+          stop();
+          resolve();
+        }
+      });
+    });
   }
 
   get state(): ConnectionState {

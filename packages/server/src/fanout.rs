@@ -40,7 +40,16 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
     let broker = state.broker().clone();
     // The newest change seen, and where to resync from after a loss.
     let seen = AtomicI64::new(0);
-    let gaps: Arc<Mutex<Gaps>> = Arc::default();
+    // Read before subscribing: every change after it that this instance does
+    // not see (made while it subscribes, or lost) is looked up.
+    let gaps = match state.store().latest_change().await {
+        Ok(latest) => Gaps::after(latest.unwrap_or(0)),
+        Err(e) => {
+            tracing::warn!(error = ?e, "cannot read the newest change at start");
+            Gaps::default()
+        }
+    };
+    let gaps = Arc::new(Mutex::new(gaps));
     let mut lost_at: Option<i64> = None;
     let subscriber = broker.run_subscriber(shutdown.clone(), |event| match event {
         SubscriberEvent::Subscribed => {

@@ -28,6 +28,16 @@ pub(crate) struct Gaps {
 }
 
 impl Gaps {
+    /// A tracker for the changes after `place`: the newest when this instance
+    /// started, so that a change made while it was still subscribing (which
+    /// no one published to it) is looked up too.
+    pub(crate) fn after(place: i64) -> Self {
+        Self {
+            low: Some(place + 1),
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn saw(&mut self, place: i64) {
         let low = *self.low.get_or_insert(place);
         if place >= low {
@@ -180,5 +190,14 @@ mod tests {
             assert!(gaps.missing(None).len() <= MAX_MISSING_PER_CHECK);
             assert!(gaps.seen.len() <= MAX_SEEN);
         }
+    }
+
+    #[test]
+    fn a_change_made_before_the_first_update_arrives_is_missing_when_started_after_a_place() {
+        let mut gaps = Gaps::after(100);
+        // 101 committed while the subscription was being set up; 102 arrived.
+        gaps.saw(102);
+        assert!(gaps.missing(Some(102)).is_empty());
+        assert_eq!(gaps.missing(Some(102)), [101]);
     }
 }
