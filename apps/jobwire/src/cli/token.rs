@@ -40,7 +40,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let keys = args
         .jwt
         .keys(&secret)
-        .context("the JWT secret is refused")?;
+        .context(if args.jwt.jwt_secret.is_some() {
+            "JOBWIRE_JWT_SECRET (or --jwt-secret) is refused"
+        } else {
+            "the embedded secret file's JWT secret is refused"
+        })?;
     let token = keys
         .issue(&tenant, args.ttl)
         .context("--ttl is over JOBWIRE_JWT_MAX_TTL (or --jwt-max-ttl)")?;

@@ -28,9 +28,10 @@ fn peak_rss_kib(pid: u32) -> u64 {
 #[tokio::test]
 async fn fifty_clients_resuming_over_2000_jobs_with_256_kib_results_keep_the_api_small() {
     let app = spawn_app_with(Options::without_worker()).await;
-    let (api, addr) = start_api(&app).await;
     // 2,000 finished jobs with 256 KiB payloads and results, written straight
-    // into the store (running them through a debug build would take minutes).
+    // into the store (running them through a debug build would take minutes),
+    // before the API starts: written after, they would be changes it never saw
+    // published, and its gap filler would send them to every client at once.
     let pool = sqlx::PgPool::connect(app.database_url())
         .await
         .expect("connect");
@@ -45,6 +46,7 @@ async fn fifty_clients_resuming_over_2000_jobs_with_256_kib_results_keep_the_api
     .execute(&pool)
     .await
     .expect("insert 2,000 big jobs");
+    let (api, addr) = start_api(&app).await;
     let before = peak_rss_kib(api.id().expect("running"));
 
     let token = app.token("acme");
