@@ -19,6 +19,13 @@ pub enum Output {
     Json,
 }
 
+impl Output {
+    /// The output a command's `--json` flag asks for.
+    pub fn json_if(json: bool) -> Self {
+        if json { Self::Json } else { Self::Lines }
+    }
+}
+
 /// Subscribes `session` to job `id` and shows its updates until it ends; the
 /// exit code says how it ended (see [`exit_code`]).
 pub async fn follow(session: &mut Session, id: &str, output: Output) -> anyhow::Result<ExitCode> {

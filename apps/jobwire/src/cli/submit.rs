@@ -56,12 +56,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut session = client.connect().await?;
-    let output = if args.json {
-        Output::Json
-    } else {
-        Output::Lines
-    };
-    follow::follow(&mut session, &id, output).await
+    follow::follow(&mut session, &id, Output::json_if(args.json)).await
 }
 
 /// `--payload`: JSON itself, or `@file` / `@-` holding it.

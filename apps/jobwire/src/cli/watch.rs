@@ -25,10 +25,5 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut session = client.connect().await?;
     // The subscription answers with the job's current state, so a job that
     // ended in between is shown ended.
-    let output = if args.json {
-        Output::Json
-    } else {
-        Output::Lines
-    };
-    follow::follow(&mut session, &id, output).await
+    follow::follow(&mut session, &id, Output::json_if(args.json)).await
 }
