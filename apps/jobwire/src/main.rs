@@ -3,6 +3,7 @@
 
 mod cli;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -129,7 +130,8 @@ async fn serve(
         connected.recover().await?;
     }
     let listener = jobwire_runtime::bind(api.addr).await?;
-    println!("jobwire listening on http://{}", listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    println!("jobwire listening on http://{addr}");
     println!("  store:  {}", connected.store.describe());
     println!("  broker: {}", connected.broker.describe());
     // A token to try the embedded mode right away; never against Postgres and
@@ -147,6 +149,13 @@ async fn serve(
             "  dev token (tenant \"dev\", {}): {token}",
             humantime::format_duration(ttl)
         );
+        // A browser cannot open 0.0.0.0: the link names the loopback address instead.
+        let host = if addr.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        } else {
+            addr
+        };
+        println!("  dashboard: http://{host}/?token={token}");
     }
     jobwire_runtime::run_all(
         listener,

@@ -6,6 +6,7 @@
 //! in-flight requests and returns.
 
 mod auth;
+mod dashboard;
 mod error;
 mod extract;
 mod fanout;
@@ -18,6 +19,7 @@ mod jobs;
 mod origins;
 mod session_limit;
 mod state;
+mod stats;
 mod ws;
 
 use axum::Router;
@@ -41,7 +43,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}", get(jobs::get))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/jobs/{id}/retry", post(jobs::retry))
+        .route("/v1/stats", get(stats::stats))
         .route("/v1/ws", get(ws::upgrade))
+        .merge(dashboard::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state);

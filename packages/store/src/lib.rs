@@ -13,7 +13,7 @@ mod sqlite;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use jobwire_core::{Job, JobId, NewJob, Priority, TenantId, redact_url};
+use jobwire_core::{Job, JobId, NewJob, Priority, Status, TenantId, redact_url};
 use serde_json::Value;
 
 pub use error::StoreError;
@@ -169,6 +169,28 @@ pub struct ListFilter {
 pub struct Change {
     pub place: i64,
     pub update: jobwire_core::JobUpdate,
+}
+
+/// How many of a tenant's jobs wait or run, for one status and priority:
+/// the queue depth a dashboard shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveCount {
+    pub status: Status,
+    pub priority: Priority,
+    pub jobs: i64,
+}
+
+impl ActiveCount {
+    pub(crate) fn from_row(
+        (status, priority, jobs): (String, String, i64),
+    ) -> Result<Self, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("{what} in an active count"));
+        Ok(Self {
+            status: status.parse().map_err(|_| corrupt("unknown status"))?,
+            priority: priority.parse().map_err(|_| corrupt("unknown priority"))?,
+            jobs,
+        })
+    }
 }
 
 /// One page of a listing.
@@ -406,6 +428,12 @@ impl Store {
     /// A tenant's jobs, newest first.
     pub async fn list(&self, tenant: &TenantId, filter: &ListFilter) -> Result<Page, StoreError> {
         delegate!(self.list(tenant, filter))
+    }
+
+    /// The tenant's scheduled, queued and running jobs counted by status and
+    /// priority (pairs with none are left out).
+    pub async fn active_counts(&self, tenant: &TenantId) -> Result<Vec<ActiveCount>, StoreError> {
+        delegate!(self.active_counts(tenant))
     }
 
     /// The current state of the tenant's jobs changed after `after` (a

@@ -52,7 +52,7 @@ async fn start(dir: &Path) -> Embedded {
         .spawn_proc();
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut banner = String::new();
-    while !banner.contains("dev token") {
+    while !banner.contains("dashboard:") {
         let line = tokio::time::timeout(WAIT, stdout.next_line())
             .await
             .expect("the startup banner in time")
@@ -68,9 +68,9 @@ async fn start(dir: &Path) -> Embedded {
         .expect("the URL")
         .to_owned();
     let token = banner
-        .trim_end()
-        .rsplit(' ')
-        .next()
+        .lines()
+        .find(|line| line.contains("dev token"))
+        .and_then(|line| line.rsplit(' ').next())
         .expect("the token")
         .to_owned();
     wait_ready(&reqwest::Client::new(), &format!("http://{addr}/readyz")).await;
@@ -236,4 +236,26 @@ async fn half_embedded_configurations_are_refused_with_a_reason() {
         .unwrap();
     assert!(String::from_utf8_lossy(&api.stderr).contains("cannot use SQLite"));
     assert!(!dir.0.join("x.db").exists(), "nothing was created");
+}
+
+#[tokio::test]
+async fn the_banner_links_the_dashboard_signed_in_with_the_dev_token() {
+    let dir = TempDir::new();
+    let app = start(&dir.0).await;
+    let link = app
+        .banner
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("dashboard: "))
+        .expect("a dashboard line")
+        .to_owned();
+    assert_eq!(
+        link,
+        format!("http://{}/?token={}", app.addr, app.token),
+        "{}",
+        app.banner
+    );
+    let page = reqwest::get(&link).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(page.text().await.unwrap().contains("/dashboard/app.js"));
 }

@@ -35,6 +35,7 @@ mod bad_input;
 mod cli;
 mod cli_commands;
 mod cors;
+mod dashboard;
 mod embedded;
 mod faults;
 mod gap_fill;

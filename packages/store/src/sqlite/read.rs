@@ -2,7 +2,7 @@ use jobwire_core::{Job, JobId, JobType, Status, TenantId};
 
 use super::SqliteStore;
 use super::row::{JobRow, columns, fetch_changes, fetch_jobs, fetch_optional_job, update_columns};
-use crate::{Change, ListFilter, Page, StoreError};
+use crate::{ActiveCount, Change, ListFilter, Page, StoreError};
 
 impl SqliteStore {
     pub(crate) async fn get(
@@ -147,5 +147,20 @@ impl SqliteStore {
         .bind(tenant.as_str())
         .bind(sqlx::types::Json(ids));
         fetch_changes(query, &self.pool, "changes of jobs").await
+    }
+
+    pub(crate) async fn active_counts(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<ActiveCount>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "select status, priority, count(*) from jobs where tenant_id = ?1 \
+             and status in ('scheduled', 'queued', 'running') group by status, priority",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("count active jobs"))?;
+        rows.into_iter().map(ActiveCount::from_row).collect()
     }
 }
