@@ -63,6 +63,23 @@ export interface ListFilter {
     /** Jobs per page (the API's limit). */
     limit?: number;
 }
+/** Queue depth per priority: the tenant's scheduled, queued and running jobs. */
+export interface Stats {
+    queues: Record<Priority, {
+        scheduled: number;
+        queued: number;
+        running: number;
+    }>;
+}
+/**
+ * How a reconnect caught up: `replayed` changes since the last cursor, or
+ * (`reset`) a snapshot of the most recently changed jobs because the cursor
+ * was past the server's resume window.
+ */
+export interface ResumeInfo {
+    replayed: number;
+    reset: boolean;
+}
 export type ConnectionState = "connecting" | "connected" | "reconnecting" | "disconnected";
 /** The part of a WebSocket this client uses: the browser's, or Node's `ws`. */
 export interface WebSocketLike {
@@ -137,12 +154,15 @@ export declare class JobwireClient {
     private currentState;
     private readonly stateListeners;
     private readonly closeListeners;
+    private readonly resumeListeners;
     constructor(options: JobwireOptions);
     create(job: NewJob): Promise<Job>;
     createMany(jobs: NewJob[]): Promise<Job[]>;
     get(id: string): Promise<Job>;
     cancel(id: string): Promise<Job>;
     retry(id: string): Promise<Job>;
+    /** The tenant's queue depth per priority. */
+    stats(): Promise<Stats>;
     /** The tenant's jobs, newest first, fetched a page at a time as you iterate. */
     list(filter?: ListFilter): AsyncGenerator<Job>;
     /** Calls `onUpdate` with every new update (of `jobIds` only, if given); returns the unsubscribe function. */
@@ -166,6 +186,8 @@ export declare class JobwireClient {
      * after each while anyone is subscribed.
      */
     onClose(listener: Listener<CloseInfo>): () => void;
+    /** Every reconnect that has caught up with what it missed (after its updates were delivered). */
+    onResume(listener: Listener<ResumeInfo>): () => void;
     /** Closes the live connection and stops reconnecting. */
     close(): void;
     private setState;

@@ -50,6 +50,7 @@ export class JobwireClient {
     currentState = "disconnected";
     stateListeners = new Set();
     closeListeners = new Set();
+    resumeListeners = new Set();
     constructor(options) {
         if (!options.token && !options.getToken) {
             throw new Error("JobwireClient needs `token` or `getToken`");
@@ -74,6 +75,10 @@ export class JobwireClient {
     }
     retry(id) {
         return this.request("POST", `/v1/jobs/${encodeURIComponent(id)}/retry`, {});
+    }
+    /** The tenant's queue depth per priority. */
+    stats() {
+        return this.request("GET", "/v1/stats");
     }
     /** The tenant's jobs, newest first, fetched a page at a time as you iterate. */
     async *list(filter = {}) {
@@ -185,6 +190,11 @@ export class JobwireClient {
         this.closeListeners.add(listener);
         return () => this.closeListeners.delete(listener);
     }
+    /** Every reconnect that has caught up with what it missed (after its updates were delivered). */
+    onResume(listener) {
+        this.resumeListeners.add(listener);
+        return () => this.resumeListeners.delete(listener);
+    }
     /** Closes the live connection and stops reconnecting. */
     close() {
         this.subscribers.clear();
@@ -234,6 +244,11 @@ export class JobwireClient {
             }
             else if (frame.event === undefined) {
                 this.deliver(frame);
+            }
+            else if (frame.event === "resumed" || frame.event === "snapshot") {
+                const info = { replayed: frame.replayed ?? frame.jobs ?? 0, reset: frame.event === "snapshot" };
+                for (const listener of this.resumeListeners)
+                    listener(info);
             }
         };
         socket.onerror = () => { };

@@ -69,6 +69,21 @@ export interface ListFilter {
   limit?: number;
 }
 
+/** Queue depth per priority: the tenant's scheduled, queued and running jobs. */
+export interface Stats {
+  queues: Record<Priority, { scheduled: number; queued: number; running: number }>;
+}
+
+/**
+ * How a reconnect caught up: `replayed` changes since the last cursor, or
+ * (`reset`) a snapshot of the most recently changed jobs because the cursor
+ * was past the server's resume window.
+ */
+export interface ResumeInfo {
+  replayed: number;
+  reset: boolean;
+}
+
 export type ConnectionState = "connecting" | "connected" | "reconnecting" | "disconnected";
 
 /** The part of a WebSocket this client uses: the browser's, or Node's `ws`. */
@@ -162,6 +177,7 @@ export class JobwireClient {
   private currentState: ConnectionState = "disconnected";
   private readonly stateListeners = new Set<Listener<ConnectionState>>();
   private readonly closeListeners = new Set<Listener<CloseInfo>>();
+  private readonly resumeListeners = new Set<Listener<ResumeInfo>>();
 
   constructor(options: JobwireOptions) {
     if (!options.token && !options.getToken) {
@@ -193,6 +209,11 @@ export class JobwireClient {
 
   retry(id: string): Promise<Job> {
     return this.request("POST", `/v1/jobs/${encodeURIComponent(id)}/retry`, {});
+  }
+
+  /** The tenant's queue depth per priority. */
+  stats(): Promise<Stats> {
+    return this.request("GET", "/v1/stats");
   }
 
   /** The tenant's jobs, newest first, fetched a page at a time as you iterate. */
@@ -302,6 +323,12 @@ export class JobwireClient {
     return () => this.closeListeners.delete(listener);
   }
 
+  /** Every reconnect that has caught up with what it missed (after its updates were delivered). */
+  onResume(listener: Listener<ResumeInfo>): () => void {
+    this.resumeListeners.add(listener);
+    return () => this.resumeListeners.delete(listener);
+  }
+
   /** Closes the live connection and stops reconnecting. */
   close(): void {
     this.subscribers.clear();
@@ -342,13 +369,20 @@ export class JobwireClient {
     this.socket = socket;
     let connected = false;
     socket.onmessage = (event) => {
-      const frame = JSON.parse(String(event.data)) as { event?: string } & Partial<JobUpdate>;
+      const frame = JSON.parse(String(event.data)) as {
+        event?: string;
+        replayed?: number;
+        jobs?: number;
+      } & Partial<JobUpdate>;
       if (frame.event === "connected") {
         connected = true;
         this.attempt = 0;
         this.setState("connected");
       } else if (frame.event === undefined) {
         this.deliver(frame as JobUpdate);
+      } else if (frame.event === "resumed" || frame.event === "snapshot") {
+        const info = { replayed: frame.replayed ?? frame.jobs ?? 0, reset: frame.event === "snapshot" };
+        for (const listener of this.resumeListeners) listener(info);
       }
     };
     socket.onerror = () => {};

@@ -87,8 +87,11 @@ export async function embedded() {
   };
 }
 
-/** `jobwire-api` and `jobwire-worker` on a fresh Postgres database and Redis prefix. */
-export async function shared() {
+/**
+ * `jobwire-api` and `jobwire-worker` on a fresh Postgres database and Redis
+ * prefix; with `{ worker: false }` the worker waits for `startWorker()`.
+ */
+export async function shared({ worker: withWorker = true } = {}) {
   const id = randomUUID().replaceAll("-", "");
   const database = `jobwire_client_js_${id}`;
   const port = await freePort();
@@ -100,13 +103,19 @@ export async function shared() {
     JOBWIRE_JWT_SECRET: SECRET,
   };
   let api = await start("jobwire-api", env);
-  const worker = spawn(join(BIN, "jobwire-worker"), [], {
-    env: { PATH: process.env.PATH, RUST_LOG: "warn", ...env },
-    stdio: ["ignore", "ignore", "inherit"],
-  });
+  let worker;
+  const startWorker = () => {
+    worker ??= spawn(join(BIN, "jobwire-worker"), [], {
+      env: { PATH: process.env.PATH, RUST_LOG: "warn", ...env },
+      stdio: ["ignore", "ignore", "inherit"],
+    });
+  };
+  if (withWorker) startWorker();
   return {
     name: "shared",
     url: api.url,
+    database: `${PG}/${database}`,
+    startWorker,
     async killApi() {
       await stop(api.child);
       return async () => {
@@ -115,7 +124,7 @@ export async function shared() {
     },
     async close() {
       await stop(api.child);
-      await stop(worker);
+      if (worker) await stop(worker);
       execFileSync("psql", [`${PG}/postgres`, "-qc", `drop database if exists ${database} with (force)`]);
     },
   };

@@ -1,0 +1,223 @@
+// The dashboard at `/`, in a real browser (Debian's chromium driven by
+// playwright-core) against real jobwire processes: what a user sees on the
+// page, with no reload.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { after, before, describe, test } from "node:test";
+import { chromium } from "playwright-core";
+
+import { JobwireClient } from "../dist/index.js";
+import { embedded, shared, token } from "./servers.mjs";
+
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+let browser;
+
+before(async () => {
+  assert.ok(existsSync(CHROMIUM), `no browser at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM)`);
+  // --no-sandbox: CI runs as root, where chromium's sandbox refuses to start.
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+/** A page signed in as `tenant` through `?token=`, with the live connection up. */
+async function openBoard(server, tenant) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (error) => errors.push(error));
+  await page.goto(`${server.url}/?token=${token(tenant)}`);
+  await page.waitForSelector('#connection[data-state="connected"]');
+  assert.equal(new URL(page.url()).searchParams.get("token"), null, "the token leaves the address bar");
+  // Gone after a reload: the checks below prove the page never reloaded.
+  await page.evaluate(() => {
+    window.notReloaded = true;
+  });
+  return {
+    page,
+    errors,
+    async close() {
+      assert.equal(await page.evaluate(() => window.notReloaded), true, "the page was never reloaded");
+      assert.deepEqual(errors, [], "no script error on the page");
+      await context.close();
+    },
+  };
+}
+
+/** Records every status each job's row shows, in order, from now on. */
+async function recordStatuses(page) {
+  await page.evaluate(() => {
+    window.seen = {};
+    const note = (tr) => {
+      const list = (window.seen[tr.dataset.jobId] ??= []);
+      if (list.at(-1) !== tr.dataset.status) list.push(tr.dataset.status);
+    };
+    document.querySelectorAll("#jobs tbody tr").forEach(note);
+    new MutationObserver((mutations) => {
+      for (const m of mutations) for (const node of m.addedNodes) if (node.dataset?.jobId) note(node);
+    }).observe(document.querySelector("#jobs tbody"), { childList: true });
+  });
+}
+
+function row(page, id, status) {
+  return page.locator(`#jobs tr[data-job-id="${id}"]${status ? `[data-status="${status}"]` : ""}`);
+}
+
+function client(server, tenant) {
+  return new JobwireClient({ url: server.url, token: token(tenant) });
+}
+
+/** Rows shown, as id → status. */
+async function shownStatuses(page) {
+  return new Map(
+    await page.$$eval("#jobs tbody tr", (rows) => rows.map((tr) => [tr.dataset.jobId, tr.dataset.status])),
+  );
+}
+
+describe("dashboard (Postgres + Redis)", () => {
+  let server;
+  before(async () => {
+    server = await shared({ worker: false });
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  test("a job created from the form goes queued → running → succeeded on the page", async () => {
+    const board = await openBoard(server, "acme");
+    const { page } = board;
+    await recordStatuses(page);
+    await page.click("#create-panel summary");
+    await page.fill('#create-form [name="type"]', "sleep");
+    await page.fill('#create-form [name="payload"]', '{"ms": 800}');
+    await page.selectOption('#create-form [name="priority"]', "high");
+    await page.fill('#create-form [name="maxAttempts"]', "2");
+    await page.click('#create-form button[type="submit"]');
+    const created = page.locator("#jobs tbody tr").first();
+    await created.waitFor();
+    const id = await created.getAttribute("data-job-id");
+    await row(page, id, "queued").waitFor();
+    // Queued, with no worker yet: the queue card counts it.
+    await page.waitForSelector('.card[data-priority="high"] .depth:text("1")');
+
+    server.startWorker();
+    await row(page, id, "succeeded").waitFor({ timeout: 30_000 });
+    const seen = await page.evaluate((job) => window.seen[job], id);
+    assert.deepEqual(seen, ["queued", "running", "succeeded"]);
+    assert.equal(await row(page, id).locator("td").nth(4).textContent(), "1/2");
+
+    // The detail view: payload, result and the attempt.
+    await row(page, id).locator("td.id button").click();
+    await page.waitForSelector("#detail:not([hidden]) table.attempts");
+    assert.match(await page.textContent("#detail .payload"), /"ms": 800/);
+    assert.match(await page.textContent("#detail .result"), /"sleptMs": 800/);
+    await page.keyboard.press("Escape");
+    assert.equal(await page.isHidden("#detail"), true);
+    await board.close();
+  });
+
+  test("the API killed and restarted: the page shows reconnecting, then ends equal to Postgres", async () => {
+    server.startWorker();
+    const board = await openBoard(server, "initech");
+    const { page } = board;
+    const jobwire = client(server, "initech");
+    const first = await jobwire.createMany(Array.from({ length: 30 }, () => ({ type: "sleep", payload: { ms: 300 } })));
+    await row(page, first[0].id).waitFor();
+
+    const restart = await server.killApi();
+    await page.waitForSelector('#connection[data-state="reconnecting"]');
+    // While the API is down the worker goes on: these changes reach the page only by its resume.
+    await restart();
+    await page.waitForSelector('#connection[data-state="connected"][data-resumed]', { timeout: 30_000 });
+    const second = await jobwire.createMany(Array.from({ length: 20 }, () => ({ type: "noop" })));
+
+    const ids = [...first, ...second].map((job) => job.id);
+    await page.waitForFunction(
+      (jobs) => jobs.every((id) => document.querySelector(`#jobs tr[data-job-id="${id}"]`)?.dataset.status === "succeeded"),
+      ids,
+      { timeout: 60_000 },
+    );
+    const postgres = new Map(
+      execFileSync("psql", [server.database, "-Atc", "select id, status from jobs where tenant_id = 'initech'"])
+        .toString()
+        .trim()
+        .split("\n")
+        .map((line) => line.split("|")),
+    );
+    assert.deepEqual(await shownStatuses(page), postgres);
+    await board.close();
+  });
+
+  test("500 jobs created by a script while the page is open all end in their final state on it", async () => {
+    server.startWorker();
+    const board = await openBoard(server, "umbrella");
+    const { page } = board;
+    await page.selectOption('#filters [name="limit"]', "500");
+    const jobwire = client(server, "umbrella");
+    const jobs = [];
+    for (let batch = 0; batch < 5; batch += 1) {
+      jobs.push(
+        ...(await jobwire.createMany(
+          Array.from({ length: 100 }, (_, i) =>
+            i % 10 === 0 ? { type: "fail", payload: { message: "on purpose" }, maxAttempts: 1 } : { type: "noop" },
+          ),
+        )),
+      );
+    }
+    const expected = new Map(jobs.map((job) => [job.id, job.type === "fail" ? "failed" : "succeeded"]));
+    await page.waitForFunction(
+      (want) => {
+        const rows = document.querySelectorAll("#jobs tbody tr");
+        return rows.length === want.length && want.every(([id, status]) => document.querySelector(`#jobs tr[data-job-id="${id}"]`)?.dataset.status === status);
+      },
+      [...expected],
+      { timeout: 90_000, polling: 250 },
+    );
+    assert.deepEqual(await shownStatuses(page), expected);
+    await board.close();
+  });
+});
+
+describe("dashboard (embedded)", () => {
+  let server;
+  before(async () => {
+    server = await embedded();
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  test("a second tenant's page shows nothing of the first", async () => {
+    const acme = await openBoard(server, "acme");
+    const globex = await openBoard(server, "globex");
+    const acmeJobs = await client(server, "acme").createMany(Array.from({ length: 20 }, () => ({ type: "noop" })));
+    await acme.page.waitForFunction(
+      (ids) => ids.every((id) => document.querySelector(`#jobs tr[data-job-id="${id}"]`)?.dataset.status === "succeeded"),
+      acmeJobs.map((job) => job.id),
+    );
+    // Globex's own job, after acme's: by the time it shows, any leak of acme's would have too.
+    const own = await client(server, "globex").create({ type: "noop" });
+    await row(globex.page, own.id, "succeeded").waitFor();
+    assert.deepEqual([...(await shownStatuses(globex.page)).keys()], [own.id]);
+    assert.equal(await globex.page.textContent("#tenant strong"), "globex");
+    await acme.close();
+    await globex.close();
+  });
+
+  test("a refused token brings back the sign-in form, and a pasted token signs in", async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${server.url}/?token=${token("acme", -60)}`);
+    await page.waitForSelector("#sign-in:not([hidden])");
+    await page.fill("#token-input", token("acme"));
+    await page.keyboard.press("Tab");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector('#connection[data-state="connected"]');
+    assert.equal(await page.textContent("#tenant strong"), "acme");
+    await context.close();
+  });
+});
