@@ -6,6 +6,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { chromium } from "playwright-core";
+import WebSocket from "ws";
 
 import { JobwireClient } from "../dist/index.js";
 import { embedded, shared, token } from "./servers.mjs";
@@ -68,7 +69,7 @@ function row(page, id, status) {
 }
 
 function client(server, tenant) {
-  return new JobwireClient({ url: server.url, token: token(tenant) });
+  return new JobwireClient({ url: server.url, token: token(tenant), WebSocket });
 }
 
 /** Rows shown, as id → status. */
@@ -206,6 +207,41 @@ describe("dashboard (embedded)", () => {
     assert.equal(await globex.page.textContent("#tenant strong"), "globex");
     await acme.close();
     await globex.close();
+  });
+
+  test("filters, paging back, cancel and retry from the page", async () => {
+    const board = await openBoard(server, "hooli");
+    const { page } = board;
+    const jobwire = client(server, "hooli");
+    const done = await jobwire.createMany(Array.from({ length: 30 }, () => ({ type: "noop" })));
+    for (const job of done) await jobwire.waitFor(job.id);
+    const later = await jobwire.create({ type: "noop", delayMs: 3_600_000 });
+
+    // A fresh page of 25, then the rest from "Load older".
+    await page.selectOption('#filters [name="limit"]', "25");
+    await page.waitForFunction(() => document.querySelectorAll("#jobs tbody tr").length === 25);
+    await page.click("#older");
+    await page.waitForFunction(() => document.querySelectorAll("#jobs tbody tr").length === 31);
+    assert.equal(await page.isHidden("#older"), true, "nothing older is left");
+
+    // Cancel the scheduled job from its row, then retry it from its detail view.
+    await row(page, later.id, "scheduled").locator("button", { hasText: "Cancel" }).click();
+    await row(page, later.id, "cancelled").waitFor();
+    await row(page, later.id).locator("td.id button").click();
+    await page.click('#detail .actions button:text("Retry")');
+    await row(page, later.id, "succeeded").waitFor();
+    await page.keyboard.press("Escape");
+
+    // Only this type's jobs.
+    await page.fill('#filters [name="type"]', "sleep");
+    await page.click('#filters button[type="submit"]');
+    await page.waitForSelector("#empty:not([hidden])");
+    assert.equal(await page.locator("#jobs tbody tr").count(), 0);
+    const sleeper = await jobwire.create({ type: "sleep", payload: { ms: 10 } });
+    await jobwire.create({ type: "noop" });
+    await row(page, sleeper.id, "succeeded").waitFor();
+    assert.deepEqual([...(await shownStatuses(page)).keys()], [sleeper.id]);
+    await board.close();
   });
 
   test("a refused token brings back the sign-in form, and a pasted token signs in", async () => {
