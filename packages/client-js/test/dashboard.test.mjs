@@ -59,8 +59,11 @@ async function recordStatuses(page) {
     };
     document.querySelectorAll("#jobs tbody tr").forEach(note);
     new MutationObserver((mutations) => {
-      for (const m of mutations) for (const node of m.addedNodes) if (node.dataset?.jobId) note(node);
-    }).observe(document.querySelector("#jobs tbody"), { childList: true });
+      for (const m of mutations) {
+        if (m.type === "attributes") note(m.target);
+        for (const node of m.addedNodes) if (node.dataset?.jobId) note(node);
+      }
+    }).observe(document.querySelector("#jobs tbody"), { childList: true, subtree: true, attributeFilter: ["data-status"] });
   });
 }
 
@@ -241,6 +244,30 @@ describe("dashboard (embedded)", () => {
     await jobwire.create({ type: "noop" });
     await row(page, sleeper.id, "succeeded").waitFor();
     assert.deepEqual([...(await shownStatuses(page)).keys()], [sleeper.id]);
+    await board.close();
+  });
+
+  test("usable from the keyboard, and readable at 360 px wide", async () => {
+    const board = await openBoard(server, "pied-piper");
+    const { page } = board;
+    await page.setViewportSize({ width: 360, height: 740 });
+    const job = await client(server, "pied-piper").create({ type: "sleep", payload: { ms: 1000 } });
+    await row(page, job.id, "running").waitFor();
+    // Focus stays on a row while it changes under it.
+    const open = row(page, job.id).locator("td.id button");
+    await open.focus();
+    await row(page, job.id, "succeeded").waitFor();
+    assert.equal(await open.evaluate((button) => button === document.activeElement), true, "focus kept through updates");
+    // Nothing wider than the screen but the table, which scrolls in its own box.
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 360), "the page fits 360 px");
+    assert.equal(await page.isVisible("#create-panel summary"), true);
+
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#detail:not([hidden]) .result");
+    assert.match(await page.textContent("#detail .result"), /"sleptMs": 1000/);
+    await page.keyboard.press("Escape");
+    assert.equal(await page.isHidden("#detail"), true);
+    assert.equal(await open.evaluate((button) => button === document.activeElement), true, "focus returns to the row");
     await board.close();
   });
 

@@ -259,7 +259,8 @@ class Board {
       }
       const tr = this.rowElement(row);
       if (existing) {
-        existing.replaceWith(tr);
+        patchRow(existing, tr);
+        continue;
       } else {
         // Newest first: IDs are UUIDv7, so they sort by creation time.
         let before = null;
@@ -496,9 +497,11 @@ class Board {
   }
 
   closeDetail() {
+    const id = this.detail.id;
     $("#detail").hidden = true;
     this.detail = null;
-    this.returnFocus?.focus?.();
+    const back = this.returnFocus?.isConnected ? this.returnFocus : document.querySelector(`#jobs tr[data-job-id="${id}"] td.id button`);
+    back?.focus();
   }
 
   renderDetail() {
@@ -540,6 +543,18 @@ class Board {
 }
 
 // ---- rows from jobs and updates ----
+
+/**
+ * Brings a shown row up to date cell by cell, leaving unchanged cells (and
+ * so a focused button) where they are.
+ */
+function patchRow(shown, fresh) {
+  shown.dataset.status = fresh.dataset.status;
+  [...fresh.children].forEach((cell, i) => {
+    const old = shown.children[i];
+    if (old.outerHTML !== cell.outerHTML) old.replaceWith(cell);
+  });
+}
 
 function rowFromJob(job) {
   return {
