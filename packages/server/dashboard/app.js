@@ -151,6 +151,7 @@ class Board {
     this.client.onClose((close) => {
       if (close.unauthorized) {
         this.client.close();
+        localStorage.removeItem(TOKEN_KEY);
         showSignIn("The server refused this token (expired, or signed with another secret). Paste a new one.");
       }
     });
