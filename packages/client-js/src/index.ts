@@ -24,6 +24,13 @@ export interface Job {
   idempotencyKey: string | null;
   result: unknown;
   error: string | null;
+  /**
+   * Every attempt that ended without success, newest last (`error` holds only
+   * the last one). `attempt` repeats after a retry by hand, which counts from
+   * 1 again; an attempt handed back unfinished (a stopping worker, an embedded
+   * restart) or cancelled has no entry. Not in `JobUpdate`: read the job.
+   */
+  attemptErrors: { attempt: number; startedAt: string | null; endedAt: string; error: string }[];
   progress: unknown;
   version: number;
   createdAt: string;

@@ -191,6 +191,20 @@ pub struct Idempotency {
 /// Attempts a job gets unless its creator says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 3;
 
+/// One attempt of a job that ended without success: what `error` said then.
+/// The job keeps only its last attempt's `error`; these keep the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptError {
+    /// The job's `attempt` when it ended. Not unique: a retry by hand counts
+    /// attempts from 1 again, and an attempt handed back unfinished (by a
+    /// stopping worker, or at an embedded restart) is not recorded.
+    pub attempt: i32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: DateTime<Utc>,
+    pub error: String,
+}
+
 /// A job as the store holds it: the one truth about it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -211,6 +225,12 @@ pub struct Job {
     pub idempotency_key: Option<String>,
     pub result: Option<Value>,
     pub error: Option<String>,
+    /// The history of failed attempts, newest last: `error` only holds the
+    /// last one, and a job's detail view shows every attempt. Appended by the
+    /// same write that ends a failed attempt (a failure, a retry, a lost
+    /// lease); kept by a retry by hand. Not in job updates (`JobUpdate`),
+    /// which stay small.
+    pub attempt_errors: Vec<AttemptError>,
     /// The last progress the handler reported, if any.
     pub progress: Option<Value>,
     /// Grows by one on every change of the row, so a reader can order what it sees.

@@ -8,7 +8,9 @@ mod update;
 mod url;
 
 pub use ids::{JobId, TenantId};
-pub use job::{DEFAULT_MAX_ATTEMPTS, Idempotency, Job, JobType, NewJob, Priority, Status};
+pub use job::{
+    AttemptError, DEFAULT_MAX_ATTEMPTS, Idempotency, Job, JobType, NewJob, Priority, Status,
+};
 pub use update::{JobUpdate, MAX_INLINE_RESULT_BYTES, json_len};
 pub use url::redact_url;
 

@@ -366,6 +366,8 @@ impl Store {
 
     /// Ends an attempt; `None` when `lease` no longer holds the job (it was
     /// cancelled, or its lease expired and another attempt took over).
+    /// An attempt that failed (a retry or a failure) is appended to the
+    /// job's `attempt_errors` by the same write.
     pub async fn finish(
         &self,
         id: JobId,
@@ -410,7 +412,8 @@ impl Store {
         delegate!(self.cancel(tenant, id))
     }
 
-    /// Queues a tenant's failed or cancelled job again, with a fresh attempt count.
+    /// Queues a tenant's failed or cancelled job again, with a fresh attempt
+    /// count; its history of failed attempts (`attempt_errors`) stays.
     pub async fn retry(&self, tenant: &TenantId, id: JobId) -> Result<Job, StoreError> {
         delegate!(self.retry(tenant, id))
     }
@@ -493,7 +496,8 @@ impl Store {
     }
 
     /// Jobs whose lease ran out: `queued` again while attempts are left,
-    /// else `failed`.
+    /// else `failed`; either way with [`LEASE_LOST`] as the error, and the
+    /// attempt in their history of failed attempts.
     pub async fn reap_expired(&self) -> Result<Vec<Job>, StoreError> {
         delegate!(self.reap_expired())
     }
@@ -530,6 +534,8 @@ impl Store {
 
     /// Puts every `running` job back to `queued`: only for a process that
     /// owns every worker (embedded mode), at startup, when none can be running.
+    /// Like [`Store::release`], this sets no error and adds nothing to the
+    /// jobs' history of failed attempts.
     pub async fn requeue_running(&self) -> Result<Vec<Job>, StoreError> {
         delegate!(self.requeue_running())
     }

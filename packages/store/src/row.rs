@@ -4,7 +4,7 @@
 use std::fmt::Display;
 
 use chrono::{DateTime, Utc};
-use jobwire_core::{InvalidValue, Job, JobId, JobUpdate};
+use jobwire_core::{AttemptError, InvalidValue, Job, JobId, JobUpdate};
 use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -16,7 +16,8 @@ macro_rules! columns {
     () => {
         "id, tenant_id, job_type, payload, priority, status, attempt, result, error, \
          progress, version, created_at, started_at, finished_at, updated_at, max_attempts, \
-         run_at, timeout_ms, idempotency_key, change_seq, lease_token, request_hash"
+         run_at, timeout_ms, idempotency_key, change_seq, lease_token, request_hash, \
+         attempt_errors"
     };
 }
 pub(crate) use columns;
@@ -78,6 +79,7 @@ pub(crate) struct JobRow<I> {
     change_seq: i64,
     pub(crate) lease_token: Option<I>,
     pub(crate) request_hash: Option<String>,
+    attempt_errors: Json<Vec<AttemptError>>,
 }
 
 impl<I: RowId> TryFrom<JobRow<I>> for Job {
@@ -95,6 +97,7 @@ impl<I: RowId> TryFrom<JobRow<I>> for Job {
             attempt: row.attempt,
             result: row.result.map(|r| r.0),
             error: row.error,
+            attempt_errors: row.attempt_errors.0,
             progress: row.progress.map(|p| p.0),
             version: row.version,
             created_at: row.created_at,

@@ -825,6 +825,156 @@ async fn far_future_jobs_stay_scheduled_and_out_of_range_times_are_refused(store
     assert_eq!(listed.jobs.len(), 1, "only the job due in 9999 was written");
 }
 
+/// Ends the attempt `lease` holds with a retry due at once, and queues the job again.
+async fn fail_and_requeue(store: &Store, lease: &Claim, error: &str) -> Job {
+    let scheduled = store
+        .finish(
+            lease.job.id,
+            &lease.token,
+            Outcome::Retry {
+                error: error.into(),
+                run_at: chrono::Utc::now() - chrono::Duration::milliseconds(1),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.promote_due().await.unwrap().len(), 1);
+    scheduled
+}
+
+/// `(attempt, error)` of each entry of a job's history, oldest first.
+fn history(job: &Job) -> Vec<(i32, &str)> {
+    job.attempt_errors
+        .iter()
+        .map(|entry| (entry.attempt, entry.error.as_str()))
+        .collect()
+}
+
+async fn every_failed_attempt_stays_in_the_jobs_history(store: Store) {
+    let job = insert(&store, &[new_job("acme", "fail", Priority::Default)])
+        .await
+        .remove(0);
+    assert!(job.attempt_errors.is_empty());
+
+    let first = claim(&store, job.id).await;
+    let scheduled = fail_and_requeue(&store, &first, "first").await;
+    assert_eq!(history(&scheduled), [(1, "first")]);
+    let entry = &scheduled.attempt_errors[0];
+    assert_eq!(
+        (entry.started_at, entry.ended_at),
+        (first.job.started_at, scheduled.updated_at),
+        "from the attempt's start to the write that ended it"
+    );
+
+    let second = claim(&store, job.id).await;
+    fail_and_requeue(&store, &second, "second").await;
+    let third = claim(&store, job.id).await;
+    assert_eq!(
+        history(&third.job),
+        [(1, "first"), (2, "second")],
+        "a new attempt keeps the history"
+    );
+    let done = store
+        .finish(job.id, &third.token, Outcome::Succeeded(json!("ok")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((done.status, done.attempt), (Status::Succeeded, 3));
+    assert_eq!(
+        history(&done),
+        [(1, "first"), (2, "second")],
+        "a success adds nothing"
+    );
+    assert_eq!(
+        done.attempt_errors[1].started_at, second.job.started_at,
+        "each entry keeps its own attempt's start"
+    );
+    let stored = store.get(&tenant("acme"), job.id).await.unwrap().unwrap();
+    assert_eq!(stored.attempt_errors, done.attempt_errors);
+
+    // The last attempt fails for good; a retry by hand keeps the history.
+    let mut once = new_job("acme", "fail", Priority::Default);
+    once.max_attempts = 1;
+    let once = insert(&store, &[once]).await.remove(0);
+    let lease = claim(&store, once.id).await;
+    let failed = store
+        .finish(once.id, &lease.token, Outcome::Failed("boom".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(history(&failed), [(1, "boom")]);
+    assert_eq!(Some(failed.attempt_errors[0].ended_at), failed.finished_at);
+    let retried = store.retry(&tenant("acme"), once.id).await.unwrap();
+    assert_eq!(retried.attempt, 0);
+    assert_eq!(retried.attempt_errors, failed.attempt_errors);
+    let lease = claim(&store, once.id).await;
+    let failed_again = store
+        .finish(once.id, &lease.token, Outcome::Failed("boom again".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        history(&failed_again),
+        [(1, "boom"), (1, "boom again")],
+        "newest last, each with its own attempt number"
+    );
+    let listed = store.list(&tenant("acme"), &filter(10)).await.unwrap();
+    assert_eq!(listed.jobs[0].attempt_errors, failed_again.attempt_errors);
+}
+
+async fn a_lost_lease_is_a_failed_attempt_a_cancel_or_release_is_not(store: Store) {
+    let mut last_try = new_job("acme", "noop", Priority::Default);
+    last_try.max_attempts = 1;
+    let jobs = insert(
+        &store,
+        &[new_job("acme", "noop", Priority::Default), last_try],
+    )
+    .await;
+    let mut started = Vec::new();
+    for job in &jobs {
+        let claimed = store
+            .claim(job.id, "dead", Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        started.push(claimed.job.started_at);
+    }
+    let mut reaped = store.reap_expired().await.unwrap();
+    reaped.sort_by_key(|job| jobs.iter().position(|j| j.id == job.id));
+    assert_eq!(
+        reaped.iter().map(|j| j.status).collect::<Vec<_>>(),
+        [Status::Queued, Status::Failed]
+    );
+    for (job, started_at) in reaped.iter().zip(started) {
+        assert_eq!(history(job), [(1, jobwire_store::LEASE_LOST)]);
+        let entry = &job.attempt_errors[0];
+        assert_eq!(
+            (entry.started_at, entry.ended_at),
+            (started_at, job.updated_at)
+        );
+    }
+    assert_eq!(
+        Some(reaped[1].attempt_errors[0].ended_at),
+        reaped[1].finished_at
+    );
+
+    // Neither sets an error: the attempt did not fail, it was stopped.
+    let lease = claim(&store, jobs[0].id).await;
+    let released = store
+        .release(jobs[0].id, &lease.token)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(history(&released), [(1, jobwire_store::LEASE_LOST)]);
+    claim(&store, jobs[0].id).await;
+    let cancelled = store.cancel(&tenant("acme"), jobs[0].id).await.unwrap();
+    assert_eq!(
+        (cancelled.attempt, history(&cancelled)),
+        (3, vec![(1, jobwire_store::LEASE_LOST)])
+    );
+}
+
 contract!(
     create_returns_queued_jobs_in_the_order_given,
     a_job_is_claimed_once_under_concurrency,
@@ -838,6 +988,8 @@ contract!(
     the_change_feed_and_many_jobs_read_back,
     batches_claim_and_finish_many_jobs_in_one_write,
     far_future_jobs_stay_scheduled_and_out_of_range_times_are_refused,
+    every_failed_attempt_stays_in_the_jobs_history,
+    a_lost_lease_is_a_failed_attempt_a_cancel_or_release_is_not,
 );
 
 /// The gap filler's reads by place (`changes_at`, `latest_change`) use an

@@ -43,12 +43,36 @@ async fn failed_jobs_retry_with_backoff_then_dead_letter_and_retry_by_hand(backe
         (Some(3), Some("nope"))
     );
 
+    assert!(
+        updates.iter().all(|u| u.get("attemptErrors").is_none()),
+        "updates stay small: the history is read with the job"
+    );
+
     let (_, dead) = app.get("acme", "/v1/jobs?status=failed").await;
     assert_eq!(
         dead["jobs"][0]["id"],
         id.as_str(),
         "the dead letter lists it"
     );
+    assert_eq!(
+        dead["jobs"][0]["attemptErrors"].as_array().unwrap().len(),
+        3
+    );
+    let (_, failed) = app.get("acme", &format!("/v1/jobs/{id}")).await;
+    assert_eq!(
+        attempt_errors(&failed),
+        [(1, "nope"), (2, "nope"), (3, "nope")],
+        "every failed attempt, newest last: {failed}"
+    );
+    let history = failed["attemptErrors"].as_array().unwrap();
+    assert!(
+        history
+            .iter()
+            .all(|e| e["startedAt"].is_string() && e["endedAt"].is_string()),
+        "{failed}"
+    );
+    assert_eq!(history[2]["endedAt"], failed["finishedAt"]);
+    assert_eq!(history[2]["startedAt"], failed["startedAt"]);
 
     let (code, again) = app
         .post("acme", &format!("/v1/jobs/{id}/retry"), json!({}))
@@ -57,8 +81,26 @@ async fn failed_jobs_retry_with_backoff_then_dead_letter_and_retry_by_hand(backe
         (code, again["status"].as_str(), again["attempt"].as_i64()),
         (200, Some("queued"), Some(0))
     );
+    assert_eq!(
+        again["attemptErrors"], failed["attemptErrors"],
+        "a retry by hand keeps the history"
+    );
     let rerun = ws.until_status(&id, "running").await;
     assert_eq!(rerun.last().unwrap()["attempt"], 1);
+    ws.until_status(&id, "failed").await;
+    let (_, failed_again) = app.get("acme", &format!("/v1/jobs/{id}")).await;
+    assert_eq!(
+        attempt_errors(&failed_again),
+        [
+            (1, "nope"),
+            (2, "nope"),
+            (3, "nope"),
+            (1, "nope"),
+            (2, "nope"),
+            (3, "nope")
+        ],
+        "the rerun's attempts follow the first run's: {failed_again}"
+    );
 
     let ok = app.create("acme", job("noop", json!({}))).await;
     ws.until_status(&ok, "succeeded").await;
@@ -69,6 +111,16 @@ async fn failed_jobs_retry_with_backoff_then_dead_letter_and_retry_by_hand(backe
         code, 409,
         "only failed or cancelled jobs are retried: {problem}"
     );
+}
+
+/// `(attempt, error)` of each entry of a job's `attemptErrors`.
+fn attempt_errors(job: &Value) -> Vec<(i64, &str)> {
+    job["attemptErrors"]
+        .as_array()
+        .expect("a job has attemptErrors")
+        .iter()
+        .map(|e| (e["attempt"].as_i64().unwrap(), e["error"].as_str().unwrap()))
+        .collect()
 }
 
 async fn delayed_jobs_wait_for_their_time(backend: Backend) {

@@ -5,7 +5,7 @@ use sqlx::types::Json;
 
 use super::PgStore;
 use super::claim::token;
-use super::row::{bump, columns, fetch_jobs, fetch_optional_job};
+use super::row::{append_attempt_error, bump, columns, fetch_jobs, fetch_optional_job};
 use crate::{Finish, LeaseToken, StoreError};
 
 impl PgStore {
@@ -33,6 +33,10 @@ impl PgStore {
             "update jobs set status = done.new_status, result = done.new_result, ",
             "error = done.new_error, run_at = done.new_run_at, ",
             "finished_at = case when done.new_status in ('succeeded', 'failed') then now() end, ",
+            // A failed attempt joins the history; a success leaves it as it is.
+            "attempt_errors = case when done.new_error is null then attempt_errors else ",
+            append_attempt_error!("done.new_error"),
+            " end, ",
             "lease_token = null, lease_owner = null, lease_expires_at = null, ",
             bump!(),
             " from unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::text[], ",

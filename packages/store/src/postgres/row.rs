@@ -35,6 +35,22 @@ macro_rules! bump {
 }
 pub(crate) use bump;
 
+/// `attempt_errors` with the attempt that ends now appended, failed with
+/// the text expression `$error`; for the `set` of an UPDATE, where `attempt`
+/// and `started_at` are still the attempt's own.
+macro_rules! append_attempt_error {
+    ($error:literal) => {
+        concat!(
+            "attempt_errors || jsonb_build_array(jsonb_build_object(",
+            "'attempt', jobs.attempt, 'startedAt', jobs.started_at, 'endedAt', now(), ",
+            "'error', ",
+            $error,
+            "))"
+        )
+    };
+}
+pub(crate) use append_attempt_error;
+
 /// A `locked` CTE that locks the rows matching a condition in ID order,
 /// skipping rows another write holds: for sweeps (reaping lapsed leases,
 /// promoting due jobs) that run on every worker and come back on the next

@@ -23,6 +23,7 @@ impl SqliteStore {
     }
 
     pub(crate) async fn retry(&self, tenant: &TenantId, id: JobId) -> Result<Job, StoreError> {
+        // `attempt_errors` stays: the history outlives the fresh attempt count.
         let query = sqlx::query_as(concat!(
             "update jobs set status = 'queued', attempt = 0, error = null, result = null, ",
             "progress = null, run_at = null, started_at = null, finished_at = null, ",

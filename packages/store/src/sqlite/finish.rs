@@ -2,7 +2,7 @@ use jobwire_core::{Job, JobId};
 use serde_json::{Value, json};
 use sqlx::types::Json;
 
-use super::row::{bump, columns, fetch_jobs, fetch_optional_job};
+use super::row::{append_attempt_error, bump, columns, fetch_jobs, fetch_optional_job};
 use super::{SqliteStore, now, text};
 use crate::{Finish, LeaseToken, StoreError};
 
@@ -29,6 +29,10 @@ impl SqliteStore {
             "update jobs set status = done.new_status, result = done.new_result, ",
             "error = done.new_error, run_at = done.new_run_at, ",
             "finished_at = case when done.new_status in ('succeeded', 'failed') then ?2 end, ",
+            // A failed attempt joins the history; a success leaves it as it is.
+            "attempt_errors = case when done.new_error is null then attempt_errors else ",
+            append_attempt_error!("done.new_error", "?2"),
+            " end, ",
             "lease_token = null, lease_owner = null, lease_expires_at = null, ",
             "version = version + 1, ",
             "change_seq = (select coalesce(max(change_seq), 0) from jobs) + done.n, ",

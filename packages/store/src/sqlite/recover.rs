@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use jobwire_core::{Job, JobId, Priority};
 
-use super::row::{bump, columns, fetch_jobs};
+use super::row::{append_attempt_error, bump, columns, fetch_jobs};
 use super::{SqliteStore, now, text};
 use crate::{LEASE_LOST, StoreError, queued_entry};
 
@@ -24,6 +24,9 @@ impl SqliteStore {
             "status = case when attempt < max_attempts then 'queued' else 'failed' end, ",
             "error = ?1, ",
             "finished_at = case when attempt < max_attempts then null else ?2 end, ",
+            "attempt_errors = ",
+            append_attempt_error!("?1", "?2"),
+            ", ",
             "lease_token = null, lease_owner = null, lease_expires_at = null, ",
             bump!("?2"),
             " where status = 'running' and lease_expires_at < ?2 returning ",

@@ -40,6 +40,24 @@ macro_rules! bump {
 }
 pub(crate) use bump;
 
+/// `attempt_errors` with the attempt that ends now appended, failed with
+/// the text expression `$error` at the time `$now` (a numbered parameter);
+/// for the `set` of an UPDATE, where `attempt` and `started_at` are still the
+/// attempt's own. `$[#]` is the end of the array.
+macro_rules! append_attempt_error {
+    ($error:literal, $now:literal) => {
+        concat!(
+            "json_insert(attempt_errors, '$[#]', json_object(",
+            "'attempt', jobs.attempt, 'startedAt', jobs.started_at, 'endedAt', ",
+            $now,
+            ", 'error', ",
+            $error,
+            "))"
+        )
+    };
+}
+pub(crate) use append_attempt_error;
+
 /// Runs a query that returns job rows.
 pub(crate) async fn fetch_jobs<'q>(
     query: sqlx::query::QueryAs<'q, sqlx::Sqlite, JobRow, sqlx::sqlite::SqliteArguments<'q>>,
