@@ -271,6 +271,33 @@ describe("dashboard (embedded)", () => {
     await board.close();
   });
 
+  test("a failed job's detail lists every attempt with its error, and its timeline", async () => {
+    const board = await openBoard(server, "massive-dynamic");
+    const { page } = board;
+    const job = await client(server, "massive-dynamic").create({ type: "fail", payload: { message: "upstream 503" }, maxAttempts: 2 });
+    await row(page, job.id, "failed").waitFor({ timeout: 30_000 });
+    await row(page, job.id).locator("td.id button").click();
+    const attempts = page.locator("#detail table.attempts tbody tr");
+    await attempts.first().waitFor();
+    const shown = await attempts.evaluateAll((rows) =>
+      rows.map((tr) => [tr.dataset.attempt, tr.querySelector(".chip").textContent, tr.lastElementChild.textContent]),
+    );
+    assert.deepEqual(shown, [
+      ["1", "failed", "upstream 503"],
+      ["2", "failed", "upstream 503"],
+    ]);
+    const timeline = await page.locator("#detail ol.timeline li").allTextContents();
+    const steps = timeline.map((entry) => entry.replace(/^[^a-z]*/, ""));
+    assert.deepEqual(steps.filter((step) => !step.startsWith("live:")), [
+      "created (default)",
+      "attempt 1 started",
+      "attempt 1 failed: upstream 503",
+      "attempt 2 started",
+      "attempt 2 failed: upstream 503",
+    ]);
+    await board.close();
+  });
+
   test("a refused token brings back the sign-in form, and a pasted token signs in", async () => {
     const context = await browser.newContext();
     const page = await context.newPage();
