@@ -17,7 +17,17 @@ pub enum BrokerError {
 }
 
 impl BrokerError {
+    /// Wraps a failed Redis command, and counts it in
+    /// `jobwire_broker_errors_total` under its name (a fixed set of labels).
     pub(crate) fn command(command: &'static str) -> impl FnOnce(redis::RedisError) -> Self {
-        move |source| Self::Command { command, source }
+        move |source| {
+            count(command);
+            Self::Command { command, source }
+        }
     }
+}
+
+/// Counts a failed broker operation in `jobwire_broker_errors_total`.
+pub(crate) fn count(operation: &'static str) {
+    metrics::counter!(jobwire_metrics::BROKER_ERRORS, "operation" => operation).increment(1);
 }

@@ -85,8 +85,12 @@ impl StoreError {
         }
     }
 
-    /// Wraps a failed query, naming the operation for context.
+    /// Wraps a failed query, naming the operation for context, and counts it
+    /// in `jobwire_store_errors_total` under that name (a fixed set of labels).
     pub(crate) fn query(op: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
-        move |source| Self::Query { op, source }
+        move |source| {
+            metrics::counter!(jobwire_metrics::STORE_ERRORS, "operation" => op).increment(1);
+            Self::Query { op, source }
+        }
     }
 }

@@ -193,6 +193,16 @@ impl ActiveCount {
     }
 }
 
+/// A connection pool's state, for the `jobwire_db_pool_*` gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections running a query or held by a transaction.
+    pub busy: u32,
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone)]
 pub struct Page {
@@ -538,6 +548,22 @@ impl Store {
     /// jobs' history of failed attempts.
     pub async fn requeue_running(&self) -> Result<Vec<Job>, StoreError> {
         delegate!(self.requeue_running())
+    }
+
+    /// Scheduled jobs whose time has come and that are not queued yet,
+    /// counted up to `limit` (so a scrape stays cheap whatever the backlog):
+    /// a number that stays high means the maintenance loops fall behind.
+    pub async fn count_due(&self, limit: u32) -> Result<u64, StoreError> {
+        delegate!(self.count_due(limit))
+    }
+
+    /// The Postgres pool's connections now; `None` for SQLite, whose one
+    /// connection is not pooled work.
+    pub fn pool_stats(&self) -> Option<PoolStats> {
+        match self {
+            Store::Postgres(store) => Some(store.pool_stats()),
+            Store::Sqlite(_) => None,
+        }
     }
 
     /// Every `queued` job, oldest first, to hand to the queue again.

@@ -50,9 +50,12 @@ impl RedisBroker {
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|source| BrokerError::Connect {
-                url: self.url.clone(),
-                source,
+            .map_err(|source| {
+                crate::error::count("connect");
+                BrokerError::Connect {
+                    url: self.url.clone(),
+                    source,
+                }
             })?;
         Ok(RedisConsumer {
             conn,

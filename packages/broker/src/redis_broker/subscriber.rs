@@ -38,6 +38,7 @@ impl RedisBroker {
                     on_event(SubscriberEvent::Lost);
                 }
                 Err(e) => {
+                    crate::error::count("SUBSCRIBE");
                     tracing::warn!(error = %e, retry_in = ?backoff, "cannot subscribe to job_updates");
                 }
             }

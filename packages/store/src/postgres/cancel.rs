@@ -15,7 +15,7 @@ impl PgStore {
         ))
         .bind(tenant.as_str())
         .bind(id.as_uuid());
-        match fetch_optional_job(query, &self.pool, "cancel job").await? {
+        match fetch_optional_job(query, self, "cancel job").await? {
             Some(job) => Ok(job),
             None => Err(not_changed(id, self.status(tenant, id).await?, "cancelled")),
         }
@@ -32,7 +32,7 @@ impl PgStore {
         ))
         .bind(tenant.as_str())
         .bind(id.as_uuid());
-        match fetch_optional_job(query, &self.pool, "retry job").await? {
+        match fetch_optional_job(query, self, "retry job").await? {
             Some(job) => Ok(job),
             None => Err(not_changed(id, self.status(tenant, id).await?, "retried")),
         }
@@ -42,7 +42,7 @@ impl PgStore {
         sqlx::query_scalar("select status from jobs where tenant_id = $1 and id = $2")
             .bind(tenant.as_str())
             .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await
             .map_err(StoreError::query("job status"))
     }

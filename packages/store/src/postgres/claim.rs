@@ -64,7 +64,7 @@ impl PgStore {
         .bind(tokens)
         .bind(worker)
         .bind(lease.as_millis() as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
         .map_err(StoreError::query("claim jobs"))?;
         rows.into_iter().map(Claim::try_from).collect()
@@ -87,7 +87,7 @@ impl PgStore {
         .bind(worker)
         .bind(lease.as_millis() as i64)
         .bind(ids)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
         .map_err(StoreError::query("renew leases"))?;
         Ok(rows

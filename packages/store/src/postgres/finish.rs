@@ -53,7 +53,7 @@ impl PgStore {
         .bind(results)
         .bind(errors)
         .bind(run_ats);
-        fetch_jobs(query, &self.pool, "finish jobs").await
+        fetch_jobs(query, self, "finish jobs").await
     }
 
     pub(crate) async fn report_progress(
@@ -71,7 +71,7 @@ impl PgStore {
         .bind(id.as_uuid())
         .bind(token(lease))
         .bind(Json(progress));
-        fetch_optional_job(query, &self.pool, "report progress").await
+        fetch_optional_job(query, self, "report progress").await
     }
 
     pub(crate) async fn release(
@@ -88,6 +88,6 @@ impl PgStore {
         ))
         .bind(id.as_uuid())
         .bind(token(lease));
-        fetch_optional_job(query, &self.pool, "release job").await
+        fetch_optional_job(query, self, "release job").await
     }
 }

@@ -34,9 +34,8 @@ impl PgStore {
             .map(|j| j.idempotency.as_ref().map(|i| i.request_hash.as_str()))
             .collect();
 
-        let mut tx = self
-            .pool
-            .begin()
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn)
             .await
             .map_err(StoreError::query("begin insert"))?;
         let rows: Vec<JobRow> = sqlx::query_as(concat!(

@@ -8,9 +8,10 @@ mod read;
 mod recover;
 mod row;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::migrate::MigrateDatabase;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use jobwire_core::redact_url;
@@ -70,9 +71,31 @@ impl PgStore {
         &self.pool
     }
 
+    /// A connection from the pool, for one operation. The wait for it is
+    /// recorded in `jobwire_db_pool_wait_seconds` (a wait that timed out
+    /// too): every query of this adapter goes through here, so the histogram
+    /// shows how long work queues for the pool.
+    pub(crate) async fn conn(&self) -> Result<PoolConnection<sqlx::Postgres>, StoreError> {
+        let started = Instant::now();
+        let conn = self.pool.acquire().await;
+        metrics::histogram!(jobwire_metrics::DB_POOL_WAIT).record(started.elapsed().as_secs_f64());
+        conn.map_err(StoreError::query("acquire connection"))
+    }
+
+    /// The pool now: connections open, idle, and the most it opens.
+    pub(crate) fn pool_stats(&self) -> crate::PoolStats {
+        let open = self.pool.size();
+        let idle = self.pool.num_idle() as u32;
+        crate::PoolStats {
+            busy: open.saturating_sub(idle),
+            idle,
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("select 1")
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map(drop)
             .map_err(StoreError::query("ping"))

@@ -18,7 +18,7 @@ impl PgStore {
         ))
         .bind(tenant.as_str())
         .bind(id.as_uuid());
-        fetch_optional_job(query, &self.pool, "get job").await
+        fetch_optional_job(query, self, "get job").await
     }
 
     pub(crate) async fn list(
@@ -41,7 +41,7 @@ impl PgStore {
         .bind(filter.job_type.as_ref().map(JobType::as_str))
         .bind(filter.before.map(|id| id.as_uuid()))
         .bind(limit + 1)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
         .map_err(StoreError::query("list jobs"))?;
         let mut jobs: Vec<Job> = rows
@@ -70,7 +70,7 @@ impl PgStore {
         ))
         .bind(tenant.as_str())
         .bind(ids);
-        fetch_jobs(query, &self.pool, "get jobs").await
+        fetch_jobs(query, self, "get jobs").await
     }
 
     pub(crate) async fn changes_since(
@@ -87,7 +87,7 @@ impl PgStore {
         .bind(tenant.as_str())
         .bind(after)
         .bind(i64::from(limit));
-        fetch_changes(query, &self.pool, "changes since").await
+        fetch_changes(query, self, "changes since").await
     }
 
     pub(crate) async fn count_changes_since(
@@ -102,7 +102,7 @@ impl PgStore {
         .bind(tenant.as_str())
         .bind(after)
         .bind(i64::from(limit))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await
         .map_err(StoreError::query("count changes since"))?;
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
@@ -119,14 +119,14 @@ impl PgStore {
         )
         .bind(tenant.as_str())
         .bind(i64::from(n))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
         .map_err(StoreError::query("nth latest change"))
     }
 
     pub(crate) async fn latest_change(&self) -> Result<Option<i64>, StoreError> {
         sqlx::query_scalar("select max(change_seq) from jobs")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await
             .map_err(StoreError::query("latest change"))
     }
@@ -138,7 +138,7 @@ impl PgStore {
             " from jobs where change_seq = any($1) order by change_seq"
         ))
         .bind(seqs);
-        fetch_changes(query, &self.pool, "changes at").await
+        fetch_changes(query, self, "changes at").await
     }
 
     pub(crate) async fn changes_of(
@@ -154,7 +154,7 @@ impl PgStore {
         ))
         .bind(tenant.as_str())
         .bind(ids);
-        fetch_changes(query, &self.pool, "changes of jobs").await
+        fetch_changes(query, self, "changes of jobs").await
     }
 
     pub(crate) async fn active_counts(
@@ -166,7 +166,7 @@ impl PgStore {
              and status in ('scheduled', 'queued', 'running') group by status, priority",
         )
         .bind(tenant.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
         .map_err(StoreError::query("count active jobs"))?;
         rows.into_iter().map(ActiveCount::from_row).collect()

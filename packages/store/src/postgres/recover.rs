@@ -25,7 +25,7 @@ impl PgStore {
         ))
         .persistent(false)
         .bind(LEASE_LOST);
-        fetch_jobs(query, &self.pool, "reap expired leases").await
+        fetch_jobs(query, self, "reap expired leases").await
     }
 
     pub(crate) async fn promote_due(&self) -> Result<Vec<Job>, StoreError> {
@@ -37,7 +37,7 @@ impl PgStore {
             columns!()
         ))
         .persistent(false);
-        fetch_jobs(query, &self.pool, "promote due jobs").await
+        fetch_jobs(query, self, "promote due jobs").await
     }
 
     pub(crate) async fn queued_older_than(
@@ -54,7 +54,7 @@ impl PgStore {
         .bind(age.as_millis() as i64)
         .bind(after.map(|id| id.as_uuid()))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
         .map_err(StoreError::query("list queued jobs"))?;
         rows.into_iter()
@@ -74,7 +74,7 @@ impl PgStore {
         )
         .bind(ids)
         .bind(age.as_millis() as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
         .map_err(StoreError::query("check queued jobs"))?;
         rows.into_iter()
@@ -90,17 +90,29 @@ impl PgStore {
             " where status = 'running' returning ",
             columns!()
         ));
-        fetch_jobs(query, &self.pool, "requeue running jobs").await
+        fetch_jobs(query, self, "requeue running jobs").await
     }
 
     pub(crate) async fn queued(&self) -> Result<Vec<(JobId, Priority)>, StoreError> {
         let rows: Vec<(Uuid, String)> =
             sqlx::query_as("select id, priority from jobs where status = 'queued' order by id")
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.conn().await?)
                 .await
                 .map_err(StoreError::query("list queued jobs"))?;
         rows.into_iter()
             .map(|(id, p)| crate::queued_entry(id.into(), &p))
             .collect()
+    }
+
+    pub(crate) async fn count_due(&self, limit: u32) -> Result<u64, StoreError> {
+        let due: i64 = sqlx::query_scalar(
+            "select count(*) from (select 1 from jobs where status = 'scheduled' \
+             and run_at <= now() limit $1) as due",
+        )
+        .bind(i64::from(limit))
+        .fetch_one(&mut *self.conn().await?)
+        .await
+        .map_err(StoreError::query("count due jobs"))?;
+        Ok(due.max(0) as u64)
     }
 }

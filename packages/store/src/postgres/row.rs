@@ -1,6 +1,7 @@
 use jobwire_core::Job;
 use uuid::Uuid;
 
+use super::PgStore;
 use crate::StoreError;
 
 /// A `jobs` row of this adapter.
@@ -14,11 +15,11 @@ pub(crate) type UpdateRow = crate::row::UpdateRow<Uuid>;
 /// Runs a query that returns update rows.
 pub(crate) async fn fetch_changes<'q>(
     query: sqlx::query::QueryAs<'q, sqlx::Postgres, UpdateRow, sqlx::postgres::PgArguments>,
-    pool: &sqlx::PgPool,
+    store: &PgStore,
     op: &'static str,
 ) -> Result<Vec<crate::Change>, StoreError> {
     query
-        .fetch_all(pool)
+        .fetch_all(&mut *store.conn().await?)
         .await
         .map_err(StoreError::query(op))?
         .into_iter()
@@ -70,11 +71,11 @@ pub(crate) use lock_in_order;
 /// Runs a query that returns job rows.
 pub(crate) async fn fetch_jobs<'q>(
     query: sqlx::query::QueryAs<'q, sqlx::Postgres, JobRow, sqlx::postgres::PgArguments>,
-    pool: &sqlx::PgPool,
+    store: &PgStore,
     op: &'static str,
 ) -> Result<Vec<Job>, StoreError> {
     query
-        .fetch_all(pool)
+        .fetch_all(&mut *store.conn().await?)
         .await
         .map_err(StoreError::query(op))?
         .into_iter()
@@ -85,11 +86,11 @@ pub(crate) async fn fetch_jobs<'q>(
 /// Runs a query that returns at most one job row.
 pub(crate) async fn fetch_optional_job<'q>(
     query: sqlx::query::QueryAs<'q, sqlx::Postgres, JobRow, sqlx::postgres::PgArguments>,
-    pool: &sqlx::PgPool,
+    store: &PgStore,
     op: &'static str,
 ) -> Result<Option<Job>, StoreError> {
     query
-        .fetch_optional(pool)
+        .fetch_optional(&mut *store.conn().await?)
         .await
         .map_err(StoreError::query(op))?
         .map(Job::try_from)

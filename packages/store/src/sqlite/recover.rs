@@ -105,4 +105,17 @@ impl SqliteStore {
                 .map_err(StoreError::query("list queued jobs"))?;
         entries(rows)
     }
+
+    pub(crate) async fn count_due(&self, limit: u32) -> Result<u64, StoreError> {
+        let due: i64 = sqlx::query_scalar(
+            "select count(*) from (select 1 from jobs where status = 'scheduled' \
+             and run_at <= ?1 limit ?2)",
+        )
+        .bind(text(now()))
+        .bind(i64::from(limit))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::query("count due jobs"))?;
+        Ok(due.max(0) as u64)
+    }
 }
