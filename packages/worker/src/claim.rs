@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 
 use jobwire_broker::Outbox;
-use jobwire_core::JobId;
+use jobwire_core::{Job, JobId};
 use jobwire_store::{Claim, LeaseToken};
 use tokio_util::sync::CancellationToken;
 
@@ -68,6 +68,9 @@ impl Worker {
                 "popped jobs that are not queued; skipping"
             );
         }
+        for claim in &claims {
+            record_attempt(&claim.job);
+        }
         // Claimed or not, the popped IDs have served: a lease (or the job's
         // state) protects each job from here, and re-dispatch covers a failed claim.
         let mut acks = popped;
@@ -84,5 +87,18 @@ impl Worker {
             self.ack_later(acks);
         }
         claims
+    }
+}
+
+/// Counts an attempt that starts, and, for a job's first, how long it
+/// waited since it was created. Recorded before the claim is announced, so
+/// that whoever sees the job `running` finds it counted.
+fn record_attempt(job: &Job) {
+    let job_type = jobwire_metrics::type_label(job.job_type.as_str());
+    metrics::counter!(jobwire_metrics::JOB_ATTEMPTS, "type" => job_type).increment(1);
+    if job.attempt == 1 {
+        let started = job.started_at.unwrap_or(job.updated_at);
+        let waited = (started - job.created_at).to_std().unwrap_or_default();
+        metrics::histogram!(jobwire_metrics::JOB_QUEUE_WAIT).record(waited.as_secs_f64());
     }
 }

@@ -1,4 +1,4 @@
-use jobwire_core::JobId;
+use jobwire_core::{Job, JobId, Status};
 use jobwire_store::{Finish, LeaseToken};
 use tokio::sync::mpsc;
 
@@ -40,6 +40,7 @@ impl Worker {
                             "jobs were cancelled or taken over; their outcomes are dropped"
                         );
                     }
+                    record_outcomes(&jobs);
                     self.announce(&jobs).await;
                 }
                 // The leases run out and the jobs run again.
@@ -47,6 +48,28 @@ impl Worker {
                     tracing::error!(jobs = attempts.len(), error = ?e, "cannot store outcomes")
                 }
             }
+        }
+    }
+}
+
+/// Counts stored outcomes: a job that ended (succeeded or failed for good)
+/// by its final status, a failed attempt with attempts left as a retry.
+/// Recorded before they are announced, so that whoever sees the change finds
+/// it counted.
+pub(crate) fn record_outcomes(jobs: &[Job]) {
+    for job in jobs {
+        let job_type = jobwire_metrics::type_label(job.job_type.as_str());
+        match job.status {
+            Status::Succeeded | Status::Failed | Status::Cancelled => metrics::counter!(
+                jobwire_metrics::JOBS_FINISHED,
+                "type" => job_type,
+                "status" => job.status.as_str()
+            )
+            .increment(1),
+            Status::Scheduled | Status::Queued => {
+                metrics::counter!(jobwire_metrics::JOB_RETRIES, "type" => job_type).increment(1)
+            }
+            Status::Running => {}
         }
     }
 }

@@ -36,13 +36,19 @@ impl Worker {
             match self.store.reap_expired().await {
                 Ok(jobs) if !jobs.is_empty() => {
                     tracing::warn!(jobs = jobs.len(), "leases expired; re-queueing");
+                    metrics::counter!(jobwire_metrics::LEASE_EXPIRIES).increment(jobs.len() as u64);
+                    // Queued again (a retry) or failed on its last attempt.
+                    crate::complete::record_outcomes(&jobs);
                     self.announce(&jobs).await;
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot reap expired leases"),
             }
             match self.store.promote_due().await {
-                Ok(jobs) if !jobs.is_empty() => self.announce(&jobs).await,
+                Ok(jobs) if !jobs.is_empty() => {
+                    metrics::counter!(jobwire_metrics::JOBS_PROMOTED).increment(jobs.len() as u64);
+                    self.announce(&jobs).await;
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot queue due jobs"),
             }
@@ -118,8 +124,10 @@ impl Worker {
                     jobs = lost.len(),
                     "queued jobs missing from the broker; enqueueing again"
                 );
-                if let Err(e) = self.broker.enqueue(&lost, &[]).await {
-                    tracing::warn!(error = %e, "cannot re-dispatch");
+                match self.broker.enqueue(&lost, &[]).await {
+                    Ok(()) => metrics::counter!(jobwire_metrics::JOBS_REDISPATCHED)
+                        .increment(lost.len() as u64),
+                    Err(e) => tracing::warn!(error = %e, "cannot re-dispatch"),
                 }
                 true
             }

@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jobwire_broker::{Broker, Consumer};
 use jobwire_core::{Job, JobId};
@@ -256,8 +256,12 @@ impl Worker {
                         "re-queueing jobs popped but never taken"
                     );
                     // If this fails, re-dispatch queues them: the broker no longer holds them.
-                    if let Err(e) = self.broker.enqueue(&queued, &[]).await {
-                        tracing::warn!(error = %e, "cannot re-queue jobs popped but never taken");
+                    match self.broker.enqueue(&queued, &[]).await {
+                        Ok(()) => metrics::counter!(jobwire_metrics::JOBS_REDISPATCHED)
+                            .increment(queued.len() as u64),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot re-queue jobs popped but never taken")
+                        }
                     }
                 }
                 Ok(_) => {}
@@ -292,15 +296,22 @@ impl Worker {
             Some(running) if running.token == token => running.stop.clone(),
             _ => CancellationToken::new(),
         };
+        let running = RunningGauge::start();
+        let started = Instant::now();
         let outcome = tokio::select! {
             // An outcome ready as the grace period ends is kept, not handed back.
             biased;
             outcome = self.run_handler(&job, &token, stop) => outcome,
             _ = hard_stop.cancelled() => {
+                drop(running);
                 self.hand_back(job.id, &token).await;
                 return;
             }
         };
+        let job_type = jobwire_metrics::type_label(job.job_type.as_str());
+        metrics::histogram!(jobwire_metrics::JOB_DURATION, "type" => job_type)
+            .record(started.elapsed().as_secs_f64());
+        drop(running);
         let finish = Finish {
             id: job.id,
             lease: token,
@@ -386,6 +397,24 @@ impl Worker {
                 running.remove(id);
             }
         }
+    }
+}
+
+/// One attempt counted in `jobwire_jobs_running` while it lives: taken
+/// when its handler starts, dropped once it has an outcome (or is handed
+/// back), whichever way the attempt ends.
+struct RunningGauge;
+
+impl RunningGauge {
+    fn start() -> Self {
+        metrics::gauge!(jobwire_metrics::JOBS_RUNNING).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for RunningGauge {
+    fn drop(&mut self) {
+        metrics::gauge!(jobwire_metrics::JOBS_RUNNING).decrement(1.0);
     }
 }
 
