@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
+use chrono::{DateTime, Utc};
 use jobwire_broker::SubscriberEvent;
 use jobwire_core::{JobId, JobUpdate, TenantId};
 use serde::Deserialize;
@@ -34,6 +35,9 @@ struct Route {
     version: i64,
     #[serde(default)]
     cursor: Option<String>,
+    /// When the change was committed: the start of the lag to this hub.
+    #[serde(default)]
+    at: Option<DateTime<Utc>>,
 }
 
 pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
@@ -55,6 +59,7 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
         SubscriberEvent::Subscribed => {
             state.set_subscribed(true);
             if let Some(after) = lost_at.take() {
+                metrics::counter!(jobwire_metrics::SUBSCRIBER_RECONNECTS).increment(1);
                 let resyncing = state.clone();
                 state
                     .tasks()
@@ -108,6 +113,7 @@ async fn fill_gaps(state: &AppState, gaps: &Mutex<Gaps>, shutdown: CancellationT
                         "passing on changes whose update never arrived"
                     );
                 }
+                metrics::counter!(jobwire_metrics::GAP_FILLS).increment(changes.len() as u64);
                 for change in &changes {
                     publish(state, &change.update);
                 }
@@ -139,6 +145,11 @@ fn deliver(state: &AppState, bytes: Vec<u8>) -> Option<i64> {
             return None;
         }
     };
+    if let Some(at) = route.at {
+        // A clock behind the committer's shows as no lag rather than a negative one.
+        let lag = (Utc::now() - at).to_std().unwrap_or_default();
+        metrics::histogram!(jobwire_metrics::UPDATE_LAG).record(lag.as_secs_f64());
+    }
     // Valid JSON is valid UTF-8, so this conversion only moves the buffer.
     let text = String::from_utf8(bytes).ok()?;
     let frame = Frame {

@@ -151,7 +151,7 @@ impl Writer {
             Inserted::Created(job) => Some(job),
             Inserted::Existing(_) => None,
         });
-        let outbox = Outbox::announcing(created);
+        let outbox = Outbox::announcing(created.inspect(|job| record_created(job)));
         if self.failpoint == Some(Failpoint::ExitMidEnqueue) {
             tracing::error!("failpoint exit-mid-enqueue: exiting in the middle of the enqueue");
             if let Err(e) = self.broker.send_cut_short(outbox).await {
@@ -176,4 +176,15 @@ pub(crate) async fn announce(broker: &Broker, outbox: Outbox) {
 /// Announces one committed change (a cancel, a retry).
 pub(crate) async fn announce_job(broker: &Broker, job: &Job) {
     announce(broker, Outbox::announcing([job])).await;
+}
+
+/// Counts a created job, before it is announced: whoever sees it `queued`
+/// finds it counted.
+fn record_created(job: &Job) {
+    metrics::counter!(
+        jobwire_metrics::JOBS_CREATED,
+        "type" => jobwire_metrics::type_label(job.job_type.as_str()),
+        "priority" => job.priority.as_str()
+    )
+    .increment(1);
 }

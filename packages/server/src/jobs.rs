@@ -239,6 +239,12 @@ pub(crate) async fn cancel(
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<Job>, ApiError> {
     let job = state.store().cancel(&tenant, id).await?;
+    metrics::counter!(
+        jobwire_metrics::JOBS_FINISHED,
+        "type" => jobwire_metrics::type_label(job.job_type.as_str()),
+        "status" => job.status.as_str()
+    )
+    .increment(1);
     announce_job(state.broker(), &job).await;
     Ok(Json(job))
 }

@@ -8,6 +8,7 @@
 mod auth;
 mod dashboard;
 mod error;
+mod exposition;
 mod extract;
 mod fanout;
 mod frame;
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::{Claims, JwtKeys, KeyError, MIN_SECRET_BYTES, TokenRules};
 pub use error::ApiError;
+pub use exposition::Scrape;
 pub use frame::Frame;
 pub use state::{AppState, Failpoint, Limits, WsConfig};
 
@@ -38,6 +40,7 @@ pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(exposition::metrics))
         .route("/v1/jobs", post(jobs::create).get(jobs::list))
         .route("/v1/jobs/batch", post(jobs::create_batch))
         .route("/v1/jobs/{id}", get(jobs::get))

@@ -62,6 +62,13 @@ impl SessionLimit {
     }
 }
 
+impl SessionLimit {
+    /// The sessions open now, one count per tenant that has any.
+    pub(crate) fn open_per_tenant(&self) -> Vec<usize> {
+        lock(&self.open).per_tenant.values().copied().collect()
+    }
+}
+
 impl Drop for SessionSlot {
     fn drop(&mut self) {
         let mut open = lock(&self.open);

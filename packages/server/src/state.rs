@@ -1,5 +1,5 @@
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use jobwire_broker::Broker;
@@ -10,7 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::intake::Intake;
 use crate::session_limit::SessionLimit;
-use crate::{Frame, JwtKeys};
+use crate::{Frame, JwtKeys, Scrape};
 
 /// Limits on what a request may carry.
 #[derive(Debug, Clone)]
@@ -100,6 +100,10 @@ struct Inner {
     /// Short background work (resyncs), waited for on shutdown.
     tasks: TaskTracker,
     subscribed: AtomicBool,
+    /// Set by a binary that exports metrics; `/metrics` answers 404 without it.
+    scrape: OnceLock<Scrape>,
+    /// `jobwire_ws_frames_sent_total`, held rather than looked up per frame.
+    frames_sent: metrics::Counter,
     intake: Intake,
     session_limit: SessionLimit,
 }
@@ -156,6 +160,8 @@ impl AppState {
                 sessions: TaskTracker::new(),
                 tasks: TaskTracker::new(),
                 subscribed: AtomicBool::new(false),
+                scrape: OnceLock::new(),
+                frames_sent: metrics::counter!(jobwire_metrics::WS_FRAMES_SENT),
             }),
         }
     }
@@ -202,6 +208,23 @@ impl AppState {
 
     pub(crate) fn tasks(&self) -> &TaskTracker {
         &self.inner.tasks
+    }
+
+    /// Serves `/metrics` with `scrape` (the first one set stays). Create the
+    /// state after installing the recorder: the handles it holds are taken
+    /// from the recorder installed then.
+    pub fn set_scrape(&self, scrape: Scrape) {
+        if self.inner.scrape.set(scrape).is_err() {
+            tracing::warn!("metrics were already exported; keeping the first scrape");
+        }
+    }
+
+    pub(crate) fn scrape(&self) -> Option<&Scrape> {
+        self.inner.scrape.get()
+    }
+
+    pub(crate) fn frames_sent(&self) -> &metrics::Counter {
+        &self.inner.frames_sent
     }
 
     /// Whether this instance's `job_updates` subscription is in place.

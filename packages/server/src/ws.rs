@@ -241,6 +241,7 @@ async fn send_loop(
     // The client is registered with the hub by now: from this frame on, it misses nothing.
     let hello =
         json!({"event": "connected", "tenantId": subscription.tenant().as_str()}).to_string();
+    state.frames_sent().increment(1);
     if sink.send(Message::Text(hello.into())).await.is_err() {
         return;
     }
@@ -292,18 +293,24 @@ async fn send_loop(
                 None => break End::Gone,
             },
         };
+        if matches!(message, Message::Text(_)) {
+            state.frames_sent().increment(1);
+        }
         // Racing the write too: a client that stopped reading blocks it.
         let written = tokio::select! {
             biased;
             _ = kicked.cancelled() => break End::Kicked,
             _ = shutdown.cancelled() => break End::Shutdown,
-            written = write_queued(&mut sink, message, &mut subscription, &mut sent) => written,
+            written = write_queued(&mut sink, message, &mut subscription, &mut sent, state.frames_sent()) => written,
         };
         if written.is_err() {
             break End::Gone;
         }
     };
 
+    if matches!(end, End::Kicked) {
+        metrics::counter!(jobwire_metrics::WS_SLOW_CONSUMER_KICKS).increment(1);
+    }
     let close = match end {
         End::Kicked => Some((
             CLOSE_SLOW_CONSUMER,
@@ -337,11 +344,15 @@ async fn write_queued(
     first: Message,
     subscription: &mut Subscription<Frame>,
     sent: &mut Sent,
+    frames: &metrics::Counter,
 ) -> Result<(), axum::Error> {
     sink.feed(first).await?;
     for _ in 1..MAX_FRAMES_PER_FLUSH {
         match subscription.try_recv() {
-            Some(frame) if sent.is_news(&frame) => sink.feed(Message::Text(frame.text)).await?,
+            Some(frame) if sent.is_news(&frame) => {
+                frames.increment(1);
+                sink.feed(Message::Text(frame.text)).await?
+            }
             Some(_) => {}
             None => break,
         }
@@ -509,7 +520,9 @@ impl<'a> CatchUp<'a> {
                 // Changes after `until` come live: the client was registered before it was read.
                 match self.replay(from, until.unwrap_or(from)).await? {
                     Some(replayed) => {
+                        metrics::counter!(jobwire_metrics::WS_RESUMES).increment(1);
                         let done = json!({"event": "resumed", "replayed": replayed});
+                        self.state.frames_sent().increment(1);
                         self.sink
                             .send(Message::Text(done.to_string().into()))
                             .await?;
@@ -526,6 +539,7 @@ impl<'a> CatchUp<'a> {
         self.take_live()?;
         for frame in std::mem::take(&mut self.held) {
             if self.sent.is_news(&frame) {
+                self.state.frames_sent().increment(1);
                 self.sink.feed(Message::Text(frame.text)).await?;
             }
         }
@@ -550,6 +564,7 @@ impl<'a> CatchUp<'a> {
             for change in &page {
                 let frame = Frame::from(&change.update);
                 if self.sent.is_news(&frame) {
+                    self.state.frames_sent().increment(1);
                     self.sink.feed(Message::Text(frame.text)).await?;
                 }
             }
@@ -568,6 +583,8 @@ impl<'a> CatchUp<'a> {
     /// changed, then `snapshot`: for a client too far behind to replay (or
     /// when the store could not say how far).
     async fn snapshot(&mut self) -> Result<(), Stopped> {
+        metrics::counter!(jobwire_metrics::WS_RESETS).increment(1);
+        self.state.frames_sent().increment(1);
         let reset = json!({
             "event": "reset",
             "detail": "the cursor is past the resume window (or the store did not answer); \
@@ -592,6 +609,7 @@ impl<'a> CatchUp<'a> {
             }
         };
         let done = json!({"event": "snapshot", "jobs": jobs});
+        self.state.frames_sent().increment(1);
         self.sink
             .send(Message::Text(done.to_string().into()))
             .await?;
