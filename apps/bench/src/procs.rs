@@ -234,7 +234,9 @@ impl Run {
                 .env("DATABASE_URL", shared.database_url())
                 .env("REDIS_URL", &shared.redis_url)
                 .env("JOBWIRE_PREFIX", &shared.prefix)
-                .env("JOBWIRE_WORKER_CONCURRENCY", concurrency.to_string());
+                .env("JOBWIRE_WORKER_CONCURRENCY", concurrency.to_string())
+                // Several workers on one machine: each serves its metrics on a port of its own.
+                .env("JOBWIRE_METRICS_ADDR", "127.0.0.1:0");
             self.children
                 .spawn(&format!("jobwire-worker-{i}"), command, &self.dir)?;
         }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use jobwire_runtime::{ApiArgs, BackendArgs, Backends, EmbeddedArgs, Plan, Secret, WorkerArgs};
+use jobwire_runtime::{
+    ApiArgs, BackendArgs, Backends, EmbeddedArgs, Plan, Role, Secret, WorkerArgs,
+};
 use jobwire_store::Store;
 
 /// A real-time job service: REST in, workers out, every status change pushed over WebSocket.
@@ -96,6 +98,8 @@ async fn serve(
     worker: WorkerArgs,
 ) -> anyhow::Result<()> {
     jobwire_runtime::init_tracing();
+    // The API's and the workers' series, served on the API's listener at /metrics.
+    jobwire_runtime::install_metrics(Role::Both)?;
     let shutdown = jobwire_runtime::shutdown_on_signal();
     let plan = backends.plan_all_in_one(embedded)?;
     let keys = match (&api.jwt.jwt_secret, &plan) {

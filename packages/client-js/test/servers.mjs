@@ -106,7 +106,8 @@ export async function shared({ worker: withWorker = true } = {}) {
   let worker;
   const startWorker = () => {
     worker ??= spawn(join(BIN, "jobwire-worker"), [], {
-      env: { PATH: process.env.PATH, RUST_LOG: "warn", ...env },
+      // Its metrics on a free port, not the default 9091 another process may hold.
+      env: { PATH: process.env.PATH, RUST_LOG: "warn", JOBWIRE_METRICS_ADDR: "127.0.0.1:0", ...env },
       stdio: ["ignore", "ignore", "inherit"],
     });
   };

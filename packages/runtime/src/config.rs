@@ -245,6 +245,32 @@ impl ApiArgs {
     }
 }
 
+/// The separate worker's metrics listener (the API serves `/metrics` on its own).
+#[derive(Debug, Clone, Args)]
+pub struct MetricsArgs {
+    /// Where `jobwire-worker` serves GET /metrics (Prometheus text format), e.g.
+    /// 0.0.0.0:9091 for a Prometheus on another host; `off` serves none.
+    #[arg(long, env = "JOBWIRE_METRICS_ADDR", default_value = "127.0.0.1:9091")]
+    pub metrics_addr: MetricsAddr,
+}
+
+/// An address to serve metrics on, or none (`off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsAddr(pub Option<SocketAddr>);
+
+impl std::str::FromStr for MetricsAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "off" => Ok(Self(None)),
+            addr => addr.parse().map(|addr| Self(Some(addr))).map_err(|_| {
+                format!("`{addr}` is not an address such as 127.0.0.1:9091, nor `off`")
+            }),
+        }
+    }
+}
+
 /// The worker pool.
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {

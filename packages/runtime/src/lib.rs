@@ -3,14 +3,17 @@
 //! (API, worker, both) runs until its shutdown token fires.
 
 mod config;
+mod exporter;
 mod run;
 mod secret;
 mod telemetry;
 
 pub use config::{
-    ApiArgs, BackendArgs, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, EmbeddedArgs, JwtArgs, Plan,
-    WorkerArgs,
+    ApiArgs, BackendArgs, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, EmbeddedArgs, JwtArgs,
+    MetricsAddr, MetricsArgs, Plan, WorkerArgs,
 };
+pub use exporter::{bind_metrics, install_metrics, serve_metrics};
+pub use jobwire_metrics::Role;
 pub use run::{Backends, bind, run_all, run_api, run_worker, shutdown_on_signal};
 pub use secret::{Secret, load_or_create_secret, read_secret};
 pub use telemetry::init_tracing;

@@ -79,6 +79,7 @@ pub async fn run_api(
         .map(str::parse)
         .transpose()
         .map_err(anyhow::Error::msg)?;
+    let scrape = crate::exporter::scrape(&backends);
     let state = AppState::new(
         backends.store,
         backends.broker,
@@ -88,6 +89,9 @@ pub async fn run_api(
         shutdown.clone(),
         failpoint,
     );
+    if let Some(scrape) = scrape {
+        state.set_scrape(scrape);
+    }
     jobwire_server::serve(listener, state, shutdown)
         .await
         .context("the HTTP server failed")

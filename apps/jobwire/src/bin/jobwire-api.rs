@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use jobwire_runtime::{ApiArgs, BackendArgs, Backends};
+use jobwire_runtime::{ApiArgs, BackendArgs, Backends, Role};
 
 /// jobwire's HTTP and WebSocket API.
 #[derive(Debug, Parser)]
@@ -27,6 +27,8 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     jobwire_runtime::init_tracing();
+    // Served on the API's listener at /metrics.
+    jobwire_runtime::install_metrics(Role::Api)?;
     let shutdown = jobwire_runtime::shutdown_on_signal();
     let secret = cli.api.jwt.jwt_secret.as_ref().context(
         "set JOBWIRE_JWT_SECRET (or --jwt-secret): every API instance must share one secret",

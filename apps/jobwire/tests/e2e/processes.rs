@@ -27,6 +27,8 @@ pub(crate) fn command(binary: &str, app: &TestApp) -> Command {
         .env("JOBWIRE_JWT_SECRET", SECRET)
         .env("JOBWIRE_ADDR", "127.0.0.1:0")
         .env("JOBWIRE_WORKER_CONCURRENCY", "4")
+        // Many workers run at once: each serves its metrics on a port of its own.
+        .env("JOBWIRE_METRICS_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
