@@ -14,10 +14,10 @@ use uuid::Uuid;
 use crate::support::{Proc, SpawnProc, WAIT, Ws, job, wait_ready};
 
 /// An empty directory of the test's own, removed when dropped.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir =
             std::env::temp_dir().join(format!("jobwire-embedded-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -32,15 +32,15 @@ impl Drop for TempDir {
 }
 
 /// A running `jobwire`, as a newcomer starts it: no URLs, nothing installed.
-struct Embedded {
+pub(crate) struct Embedded {
     child: Proc,
-    addr: String,
-    token: String,
+    pub(crate) addr: String,
+    pub(crate) token: String,
     banner: String,
     _stdout: Lines<BufReader<ChildStdout>>,
 }
 
-async fn start(dir: &Path) -> Embedded {
+pub(crate) async fn start(dir: &Path) -> Embedded {
     let mut child = Command::new(env!("CARGO_BIN_EXE_jobwire"))
         .current_dir(dir)
         .env_clear()
@@ -84,7 +84,7 @@ async fn start(dir: &Path) -> Embedded {
 }
 
 impl Embedded {
-    async fn create(&self, body: Value) -> String {
+    pub(crate) async fn create(&self, body: Value) -> String {
         let response = reqwest::Client::new()
             .post(format!("http://{}/v1/jobs", self.addr))
             .bearer_auth(&self.token)

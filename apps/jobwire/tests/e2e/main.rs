@@ -43,6 +43,7 @@ mod isolation;
 mod lifecycle;
 mod limits;
 mod lost_ids;
+mod metrics;
 mod processes;
 mod queue;
 mod realtime;
