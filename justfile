@@ -31,6 +31,11 @@ up:
 down:
     docker compose down
 
+# The compose stack's checks without Docker: the compose schema, mounts, Prometheus config.
+check-deploy:
+    python3 scripts/check-deploy.py
+    promtool check config deploy/prometheus/prometheus.yml
+
 # What CI runs.
 ci:
     bash .ci/run
