@@ -375,6 +375,17 @@ mod tests {
     }
 
     #[test]
+    fn a_metrics_address_is_an_address_or_off() {
+        use super::MetricsAddr;
+        assert_eq!(
+            "0.0.0.0:9091".parse::<MetricsAddr>(),
+            Ok(MetricsAddr(Some("0.0.0.0:9091".parse().unwrap())))
+        );
+        assert_eq!("off".parse::<MetricsAddr>(), Ok(MetricsAddr(None)));
+        assert!("9091".parse::<MetricsAddr>().is_err());
+    }
+
+    #[test]
     fn origins_are_a_scheme_and_a_host_with_nothing_after() {
         assert_eq!(
             super::parse_origin(" http://localhost:3000 ").as_deref(),

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use jobwire_core::Priority;
@@ -133,12 +133,11 @@ pub async fn serve_metrics(
                 async move { ([(header::CONTENT_TYPE, TEXT_FORMAT)], scrape.render().await) }
             }),
         )
-        .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                "this listener serves GET /metrics only\n",
-            )
-                .into_response()
+        .fallback(|uri: axum::http::Uri| async move {
+            jobwire_server::ApiError::NoRoute(format!(
+                "{uri}: this listener serves GET /metrics only"
+            ))
+            .into_response()
         });
     axum::serve(listener, routes)
         .with_graceful_shutdown(shutdown.cancelled_owned())

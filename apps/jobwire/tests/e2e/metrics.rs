@@ -358,7 +358,12 @@ async fn the_api_and_the_worker_count_a_known_workload_exactly() {
 
     // The worker's listener serves /metrics and nothing else.
     let elsewhere = worker.metrics.replace("/metrics", "/v1/jobs");
-    assert_eq!(reqwest::get(&elsewhere).await.unwrap().status(), 404);
+    let response = reqwest::get(&elsewhere).await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(
+        response.headers()[reqwest::header::CONTENT_TYPE],
+        "application/problem+json"
+    );
     for (what, scrape) in [("jobwire-api", &api), ("jobwire-worker", &work)] {
         promtool_check(what, &scrape.text).await;
         let documented: HashSet<&str> = jobwire_metrics::SERIES.iter().map(|s| s.name).collect();
