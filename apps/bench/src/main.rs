@@ -15,6 +15,7 @@ mod procfs;
 mod procs;
 mod report;
 mod rest;
+mod soak;
 mod stats;
 mod throughput;
 mod ws_client;
@@ -58,6 +59,9 @@ enum Mode {
     Fanout(fanout::Params),
     /// The API's RSS per idle WebSocket connection.
     IdleConns(idle_conns::Params),
+    /// Steady mixed load for minutes with WebSocket clients and short retention (shared); samples
+    /// memory, open files, Postgres connections, Redis memory and table rows into a CSV and a PNG.
+    Soak(soak::Params),
 }
 
 impl Mode {
@@ -67,6 +71,7 @@ impl Mode {
             Mode::Latency(p) => p.engine,
             Mode::Fanout(_) => Engine::Shared,
             Mode::IdleConns(p) => p.engine,
+            Mode::Soak(_) => Engine::Shared,
         }
     }
 
@@ -76,6 +81,7 @@ impl Mode {
             Mode::Latency(p) => latency::measure(run, p).await,
             Mode::Fanout(p) => fanout::measure(run, p).await,
             Mode::IdleConns(p) => idle_conns::measure(run, p).await,
+            Mode::Soak(p) => soak::measure(run, p).await,
         }
     }
 }

@@ -103,6 +103,8 @@ pub struct Run {
     shared: Option<SharedData>,
     children: Children,
     keep_logs: bool,
+    /// Settings given to every process started from now on (`set_env`).
+    env: Vec<(String, String)>,
 }
 
 impl Run {
@@ -158,7 +160,26 @@ impl Run {
             shared,
             children: Children::default(),
             keep_logs,
+            env: Vec::new(),
         })
+    }
+
+    /// A setting for every process this run starts after the call.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// The Postgres database URL, Redis URL and key prefix of a shared run.
+    pub fn shared_data(&self) -> anyhow::Result<(String, String, String)> {
+        let shared = self
+            .shared
+            .as_ref()
+            .context("only the shared engine has Postgres and Redis")?;
+        Ok((
+            shared.database_url(),
+            shared.redis_url.clone(),
+            shared.prefix.clone(),
+        ))
     }
 
     /// A token of `tenant`, valid for the run.
@@ -379,6 +400,7 @@ impl Run {
         if let Ok(filter) = std::env::var("RUST_LOG") {
             command.env("RUST_LOG", filter);
         }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
 

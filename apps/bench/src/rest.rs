@@ -104,6 +104,25 @@ impl Api {
         let created: Created = response.json().await.context("the created job")?;
         Ok(created.id)
     }
+
+    /// `POST /v1/jobs/{id}/cancel`: true if cancelled, false if it had ended already (409).
+    pub async fn cancel(&self, id: &str) -> anyhow::Result<bool> {
+        let response = self
+            .http
+            .post(format!("{}/v1/jobs/{id}/cancel", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .context("POST /v1/jobs/{id}/cancel")?;
+        match response.status() {
+            reqwest::StatusCode::OK => Ok(true),
+            reqwest::StatusCode::CONFLICT => Ok(false),
+            status => {
+                let text = response.text().await.unwrap_or_default();
+                bail!("POST /v1/jobs/{id}/cancel answered {status}: {text}")
+            }
+        }
+    }
 }
 
 #[cfg(test)]
