@@ -91,12 +91,14 @@ impl Worker {
 }
 
 /// Counts an attempt that starts, and, for a job's first, how long it
-/// waited since it was created. Recorded before the claim is announced, so
-/// that whoever sees the job `running` finds it counted.
+/// waited since it was created (not again for a failed job queued again by
+/// hand, whose history of failed attempts says it ran before). Recorded
+/// before the claim is announced, so that whoever sees the job `running`
+/// finds it counted.
 fn record_attempt(job: &Job) {
     let job_type = jobwire_metrics::type_label(job.job_type.as_str());
     metrics::counter!(jobwire_metrics::JOB_ATTEMPTS, "type" => job_type).increment(1);
-    if job.attempt == 1 {
+    if job.attempt == 1 && job.attempt_errors.is_empty() {
         let started = job.started_at.unwrap_or(job.updated_at);
         let waited = (started - job.created_at).to_std().unwrap_or_default();
         metrics::histogram!(jobwire_metrics::JOB_QUEUE_WAIT).record(waited.as_secs_f64());
