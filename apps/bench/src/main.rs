@@ -15,6 +15,7 @@ mod procfs;
 mod procs;
 mod report;
 mod rest;
+mod retention;
 mod stats;
 mod throughput;
 mod ws_client;
@@ -34,7 +35,7 @@ pub const BUILD: &str = if cfg!(debug_assertions) {
     "release"
 };
 
-/// Benchmark of jobwire's real binaries: throughput, latency, fan-out, idle connections.
+/// Benchmark of jobwire's real binaries: throughput, latency, fan-out, idle connections, retention.
 #[derive(Debug, Parser)]
 #[command(name = "jobwire-bench")]
 struct Cli {
@@ -58,6 +59,9 @@ enum Mode {
     Fanout(fanout::Params),
     /// The API's RSS per idle WebSocket connection.
     IdleConns(idle_conns::Params),
+    /// Create latency (call → 201) without a sweep, then while the retention sweeper deletes
+    /// 100,000 expired jobs written straight into the store.
+    Retention(retention::Params),
 }
 
 impl Mode {
@@ -67,6 +71,7 @@ impl Mode {
             Mode::Latency(p) => p.engine,
             Mode::Fanout(_) => Engine::Shared,
             Mode::IdleConns(p) => p.engine,
+            Mode::Retention(p) => p.engine,
         }
     }
 
@@ -76,6 +81,7 @@ impl Mode {
             Mode::Latency(p) => latency::measure(run, p).await,
             Mode::Fanout(p) => fanout::measure(run, p).await,
             Mode::IdleConns(p) => idle_conns::measure(run, p).await,
+            Mode::Retention(p) => retention::measure(run, p).await,
         }
     }
 }

@@ -103,6 +103,8 @@ pub struct Run {
     shared: Option<SharedData>,
     children: Children,
     keep_logs: bool,
+    /// Settings given to every process started from then on.
+    env: Vec<(String, String)>,
 }
 
 impl Run {
@@ -158,6 +160,7 @@ impl Run {
             shared,
             children: Children::default(),
             keep_logs,
+            env: Vec::new(),
         })
     }
 
@@ -167,6 +170,21 @@ impl Run {
             .parse()
             .with_context(|| format!("bad tenant {tenant}"))?;
         Ok(self.keys.issue(&tenant, Duration::from_secs(24 * 3600))?)
+    }
+
+    /// Sets an environment variable of every process started from now on
+    /// (a setting the run needs other than its deployed default).
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// The run's store, as a URL: its Postgres database, or the SQLite file
+    /// of the embedded process.
+    pub fn store_url(&self) -> String {
+        match &self.shared {
+            Some(shared) => shared.database_url(),
+            None => format!("sqlite:{}", self.dir.join("jobwire.db").display()),
+        }
     }
 
     /// The Redis URL and update channel of a shared run.
@@ -377,6 +395,7 @@ impl Run {
         if let Ok(filter) = std::env::var("RUST_LOG") {
             command.env("RUST_LOG", filter);
         }
+        command.envs(self.env.iter().map(|(name, value)| (name, value)));
         command
     }
 

@@ -85,12 +85,18 @@ fn bind<'q, O>(
     }
 }
 
+/// Most rows one statement deletes here, whatever the batch asked for:
+/// SQLite runs one write at a time (one connection), so a create waits for
+/// the whole of a sweep statement, which this keeps to tens of milliseconds.
+const MAX_BATCH: u32 = 200;
+
 impl SqliteStore {
     pub(crate) async fn sweep_expired(
         &self,
         retention: &Retention,
         batch: u32,
     ) -> Result<Swept, StoreError> {
+        let batch = batch.min(MAX_BATCH);
         let mut swept = Swept::default();
         for step in RETENTION_STEPS {
             let mut tx = self
