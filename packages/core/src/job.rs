@@ -1,5 +1,6 @@
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -179,6 +180,8 @@ pub struct NewJob {
     pub timeout_ms: Option<i64>,
     /// The client's key for this creation, with a hash of the request that first used it.
     pub idempotency: Option<Idempotency>,
+    /// How long the job is kept once finished; `None`: its final status's retention.
+    pub retain_for: Option<Duration>,
 }
 
 /// An idempotency key and the hash of the request body it was first sent with.
@@ -223,6 +226,11 @@ pub struct Job {
     pub run_at: Option<DateTime<Utc>>,
     pub timeout_ms: Option<i64>,
     pub idempotency_key: Option<String>,
+    /// How long the job is kept once finished, as its creator asked
+    /// (`retainFor`, as humantime text such as `1h 30m`); `null`: the
+    /// retention of its final status.
+    #[serde(serialize_with = "humantime_text")]
+    pub retain_for: Option<Duration>,
     pub result: Option<Value>,
     pub error: Option<String>,
     /// The history of failed attempts, newest last: `error` only holds the
@@ -242,6 +250,17 @@ pub struct Job {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A duration as humantime text (`1h 30m`), which `retainFor` accepts again.
+fn humantime_text<S: serde::Serializer>(
+    duration: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match duration {
+        Some(duration) => serializer.collect_str(&humantime::format_duration(*duration)),
+        None => serializer.serialize_none(),
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use jobwire_core::{
     DEFAULT_MAX_ATTEMPTS, Idempotency, Job, JobId, JobType, NewJob, Priority, Status, TenantId,
-    json_len,
+    json_len, parse_retain_for,
 };
 use jobwire_store::{Inserted, ListFilter};
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,11 @@ pub(crate) struct CreateJob {
     timeout_ms: Option<u64>,
     #[serde(default, skip_serializing)]
     idempotency_key: Option<String>,
+    /// How long to keep the job once finished (humantime: `90s`, `7d`),
+    /// instead of its final status's retention. Left out of the request's
+    /// hash when absent, so keys used before it existed hash as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retain_for: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +108,12 @@ impl CreateJob {
             }),
             None => None,
         };
+        let retain_for = self
+            .retain_for
+            .as_deref()
+            .map(parse_retain_for)
+            .transpose()
+            .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
         let payload = self
             .payload
             .unwrap_or_else(|| Value::Object(Default::default()));
@@ -124,6 +135,7 @@ impl CreateJob {
             // At most a week, checked above.
             timeout_ms: self.timeout_ms.map(|ms| ms as i64),
             idempotency,
+            retain_for,
         })
     }
 }

@@ -11,7 +11,8 @@
 //! client reconnecting with `?cursor=` first gets the current state of every
 //! job of its tenant that changed since (from the store), then the live
 //! stream, with no gap: it is registered for live updates before the store is
-//! read. Past the resume window it gets `reset` and a snapshot instead.
+//! read. Past the resume window, or from before a change of a job that
+//! retention has deleted since, it gets `reset` and a snapshot instead.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -493,9 +494,9 @@ impl From<axum::Error> for Stopped {
 }
 
 impl<'a> CatchUp<'a> {
-    /// Sends what changed since `cursor` (or, past the resume window, a
-    /// reset and a snapshot), then `resumed` or `snapshot`, then the live
-    /// updates held meanwhile.
+    /// Sends what changed since `cursor` (or, past the resume window or
+    /// what retention left, a reset and a snapshot), then `resumed` or
+    /// `snapshot`, then the live updates held meanwhile.
     async fn run(mut self, cursor: i64) -> Result<(), Stopped> {
         let from = cursor.saturating_sub(RESUME_OVERLAP).max(0);
         let window = RESUME_WINDOW as u32;
@@ -504,8 +505,12 @@ impl<'a> CatchUp<'a> {
             .holding(state.store().count_changes_since(&tenant, from, window + 1))
             .await?;
         let until = self.holding(state.store().latest_change()).await?;
-        match (behind, until) {
-            (Ok(behind), Ok(until)) if behind <= window => {
+        let swept = self.holding(state.store().swept_through(&tenant)).await?;
+        match (behind, until, swept) {
+            // A job of the tenant that changed after `from` was deleted by
+            // retention since: its last change can no longer be replayed.
+            (Ok(_), Ok(_), Ok(Some(swept))) if swept > from => self.snapshot().await?,
+            (Ok(behind), Ok(until), Ok(_)) if behind <= window => {
                 // Changes after `until` come live: the client was registered before it was read.
                 match self.replay(from, until.unwrap_or(from)).await? {
                     Some(replayed) => {
@@ -517,8 +522,8 @@ impl<'a> CatchUp<'a> {
                     None => self.snapshot().await?,
                 }
             }
-            (Ok(_), Ok(_)) => self.snapshot().await?,
-            (Err(e), _) | (_, Err(e)) => {
+            (Ok(_), Ok(_), Ok(_)) => self.snapshot().await?,
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 tracing::warn!(error = ?e, "cannot read changes to resume a client");
                 self.snapshot().await?;
             }
@@ -570,8 +575,9 @@ impl<'a> CatchUp<'a> {
     async fn snapshot(&mut self) -> Result<(), Stopped> {
         let reset = json!({
             "event": "reset",
-            "detail": "the cursor is past the resume window (or the store did not answer); \
-                       a snapshot of the most recently changed jobs follows",
+            "detail": "the cursor is past the resume window, or older than what retention \
+                       kept (or the store did not answer); a snapshot of the most recently \
+                       changed jobs follows",
         });
         self.sink
             .send(Message::Text(reset.to_string().into()))

@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use jobwire_broker::{Broker, Consumer};
-use jobwire_core::{Job, JobId};
+use jobwire_core::{Job, JobId, Retention};
 use jobwire_store::{Claim, Finish, LeaseToken, Outcome, Store};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -34,6 +34,12 @@ pub struct WorkerConfig {
     pub redispatch_after: Duration,
     /// A test hook: fail once at this point.
     pub failpoint: Option<Failpoint>,
+    /// How long finished jobs are kept, by final status (a job's own
+    /// `retainFor` comes first).
+    pub retention: Retention,
+    /// How often expired jobs are looked for (a sweep that finds many goes
+    /// on at once until it has deleted them all).
+    pub sweep_every: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -45,6 +51,8 @@ impl Default for WorkerConfig {
             retry: RetryPolicy::default(),
             redispatch_after: Duration::from_secs(3),
             failpoint: None,
+            retention: Retention::default(),
+            sweep_every: Duration::from_secs(10),
         }
     }
 }
@@ -66,8 +74,8 @@ pub(crate) struct Running {
     pub(crate) claimed: bool,
 }
 
-/// A pool of job slots fed by one popper, with its lease keeper and
-/// maintenance loop.
+/// A pool of job slots fed by one popper, with its lease keeper,
+/// maintenance loop and retention sweeper.
 #[derive(Clone)]
 pub struct Worker {
     pub(crate) id: String,
@@ -127,6 +135,7 @@ impl Worker {
         let background = CancellationToken::new();
         let keeper = tokio::spawn(self.clone().keep_leases(background.clone()));
         let maintenance = tokio::spawn(self.clone().maintain(background.clone()));
+        let sweeper = tokio::spawn(self.clone().sweep_retention(background.clone()));
         let (outcomes, finished) = mpsc::channel(self.config.concurrency.max(1));
         let completer = tokio::spawn(self.clone().complete(finished));
         let mut consumer: Option<Consumer> = None;
@@ -221,7 +230,7 @@ impl Worker {
             tracing::error!(error = %e, "the worker's completer failed");
         }
         background.cancel();
-        for task in [keeper, maintenance] {
+        for task in [keeper, maintenance, sweeper] {
             if let Err(e) = task.await {
                 tracing::error!(error = %e, "a worker background task failed");
             }

@@ -48,6 +48,7 @@ mod queue;
 mod realtime;
 mod reliability;
 mod resume_memory;
+mod retention;
 mod slow_client;
 mod support;
 mod tokens;
