@@ -41,6 +41,8 @@ enum Command {
     Tail(cli::tail::Args),
     /// List the tenant's jobs, newest first.
     Jobs(cli::jobs::Args),
+    /// Print the API's OpenAPI document (as served at /openapi.json): `jobwire openapi > docs/openapi.json`.
+    Openapi,
     /// Apply the database migrations and exit.
     Migrate {
         /// The database to migrate: a Postgres URL or `sqlite:<file>`. Unset: the
@@ -64,6 +66,10 @@ async fn main() -> anyhow::Result<ExitCode> {
         Some(Command::Watch(args)) => Ok(told(cli::watch::run(args).await)),
         Some(Command::Tail(args)) => Ok(told(cli::tail::run(args).await)),
         Some(Command::Jobs(args)) => Ok(told(cli::jobs::run(args).await)),
+        Some(Command::Openapi) => {
+            print!("{}", jobwire_server::openapi_json());
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Migrate {
             database_url,
             embedded,

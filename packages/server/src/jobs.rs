@@ -17,32 +17,54 @@ use crate::intake::announce_job;
 use crate::{ApiError, AppState, Limits};
 
 /// Body of `POST /v1/jobs`, and one entry of a batch.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"type": "send-email", "payload": {"to": "a@b.c"}, "priority": "high", "maxAttempts": 5}))]
 pub(crate) struct CreateJob {
     #[serde(rename = "type")]
     job_type: JobType,
+    /// Any JSON, handed to the handler (at most JOBWIRE_MAX_PAYLOAD_BYTES,
+    /// 1 MiB by default, else 413); missing or null: `{}`.
     #[serde(default)]
+    #[schema(value_type = Value)]
     payload: Option<Value>,
+    /// Which queue the job waits in (`default` when missing).
     #[serde(default)]
     priority: Priority,
+    /// Attempts before the job counts as failed (3 when missing or null).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     max_attempts: Option<i32>,
-    /// Not before this time (RFC 3339).
+    /// Not before this time (RFC 3339), from 1970 to a hundred years ahead
+    /// (else 422). Not with `delayMs`. The pattern holds the years 1971 to
+    /// 2125, always inside that range whatever the offset.
     #[serde(default)]
+    #[schema(pattern = "^(197[1-9]|19[89][0-9]|20[0-9][0-9]|21[01][0-9]|212[0-5])-")]
     run_at: Option<DateTime<Utc>>,
-    /// Not before this many milliseconds from now.
+    /// Not before this many milliseconds from now, at most a hundred years.
+    /// Not with `runAt`.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 3_155_760_000_000_u64)]
     delay_ms: Option<u64>,
+    /// Each attempt still running after this many milliseconds (at most a
+    /// week) is cancelled and fails.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 604_800_000_u64)]
     timeout_ms: Option<u64>,
-    #[serde(default, skip_serializing)]
+    /// A key of the tenant's for this creation (or the `Idempotency-Key`
+    /// header, which must then be the same): a repeat gets the first job,
+    /// with 200; the same key with another body gets 409.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
     idempotency_key: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Body of `POST /v1/jobs/batch`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateBatch {
+    /// 1 to JOBWIRE_MAX_BATCH (1000 by default) jobs, created all or none.
+    #[schema(min_items = 1, max_items = 1000)]
     jobs: Vec<CreateJob>,
 }
 
@@ -128,16 +150,64 @@ impl CreateJob {
     }
 }
 
+/// What a create request's fingerprint is taken over: every field but the
+/// key, in the order and with the names of [`CreateJob`], so that the hashes
+/// stored by earlier releases stay the same.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Fingerprinted<'a> {
+    #[serde(rename = "type")]
+    job_type: &'a JobType,
+    payload: Option<&'a Value>,
+    priority: Priority,
+    max_attempts: Option<i32>,
+    run_at: Option<DateTime<Utc>>,
+    delay_ms: Option<u64>,
+    timeout_ms: Option<u64>,
+}
+
 /// A stable fingerprint of a create request (without its key): FNV-1a over
 /// its JSON, so the same key with another body can be told apart.
 fn request_hash(job: &CreateJob) -> String {
-    let text = serde_json::to_string(job).unwrap_or_default();
+    let fingerprinted = Fingerprinted {
+        job_type: &job.job_type,
+        payload: job.payload.as_ref(),
+        priority: job.priority,
+        max_attempts: job.max_attempts,
+        run_at: job.run_at,
+        delay_ms: job.delay_ms,
+        timeout_ms: job.timeout_ms,
+    };
+    let text = serde_json::to_string(&fingerprinted).unwrap_or_default();
     let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     });
     format!("{hash:016x}")
 }
 
+/// Creates a job.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    operation_id = "createJob",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7e]([\\t\\x20-\\x7e]*[\\x21-\\x7e])?$",
+         description = "The same as the body's `idempotencyKey`, which it must equal if both are given"),
+    ),
+    request_body(content = CreateJob, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created: `queued`, or `scheduled` when `runAt` or `delayMs` puts it later", body = Job),
+        (status = 200, description = "The first job created with this idempotency key, with the same body", body = Job),
+        (status = 400, description = "Malformed JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The idempotency key was used with another body", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The payload is over JOBWIRE_MAX_PAYLOAD_BYTES, or the body over JOBWIRE_MAX_BODY_BYTES", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "JSON of the wrong shape or out of range (`detail` says which field)", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -168,13 +238,36 @@ pub(crate) async fn create(
     }
 }
 
-#[derive(Serialize)]
+/// A page of jobs, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct JobList {
     jobs: Vec<Job>,
+    /// Pass it as `cursor` for the next page; null on the last page (and
+    /// always in a batch's answer).
     #[serde(rename = "nextCursor")]
+    #[schema(required = true)]
     next_cursor: Option<JobId>,
 }
 
+/// Creates many jobs at once, all or none.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/batch",
+    operation_id = "createJobs",
+    tag = "jobs",
+    security(("bearer" = [])),
+    request_body(content = CreateBatch, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created, in the order sent (`nextCursor` is null)", body = JobList),
+        (status = 200, description = "Every job was an idempotent repeat: the first jobs created with those keys", body = JobList),
+        (status = 400, description = "Malformed JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An idempotency key was used with another body", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "A payload is over JOBWIRE_MAX_PAYLOAD_BYTES, or the body over JOBWIRE_MAX_BODY_BYTES", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "JSON of the wrong shape or out of range, or 0 or more than JOBWIRE_MAX_BATCH jobs (`detail` names the job as `jobs[i]`)", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(crate) async fn create_batch(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -220,6 +313,21 @@ pub(crate) async fn create_batch(
     ))
 }
 
+/// One job of the tenant, with its attempts' errors.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    operation_id = "getJob",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(("id" = JobId, Path, description = "The job's ID")),
+    responses(
+        (status = 200, description = "The job", body = Job),
+        (status = 400, description = "The ID is not a UUID", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job of the tenant", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -233,6 +341,23 @@ pub(crate) async fn get(
         .ok_or(ApiError::JobNotFound(id))
 }
 
+/// Cancels a scheduled, queued or running job (a running one's handler is
+/// told within a second).
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/cancel",
+    operation_id = "cancelJob",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(("id" = JobId, Path, description = "The job's ID")),
+    responses(
+        (status = 200, description = "The job, now `cancelled`", body = Job),
+        (status = 400, description = "The ID is not a UUID", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job of the tenant", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job has already ended", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -244,6 +369,21 @@ pub(crate) async fn cancel(
 }
 
 /// Queues a failed (dead-lettered) or cancelled job again.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/retry",
+    operation_id = "retryJob",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(("id" = JobId, Path, description = "The job's ID")),
+    responses(
+        (status = 200, description = "The job, `queued` again, its attempts counting from 1 (`attemptErrors` kept)", body = Job),
+        (status = 400, description = "The ID is not a UUID", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job of the tenant", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is neither failed nor cancelled", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(crate) async fn retry(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -301,6 +441,26 @@ impl ListQuery {
     }
 }
 
+/// The tenant's jobs, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    operation_id = "listJobs",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(
+        ("status" = Option<Status>, Query, description = "Only jobs in this status (`failed`: the dead letter)"),
+        ("type" = Option<JobType>, Query, description = "Only jobs of this type"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Jobs per page (50 when missing)"),
+        ("cursor" = Option<JobId>, Query, description = "The previous page's `nextCursor`: jobs older than it"),
+    ),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobList),
+        (status = 400, description = "A query that cannot be read", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A value out of range or unknown (`detail` says which)", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -312,4 +472,26 @@ pub(crate) async fn list(
         jobs: page.jobs,
         next_cursor: page.next_cursor,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stored hashes outlive a release: the same request must hash the same
+    /// as it always did, key or no key, or an idempotent repeat would get 409.
+    #[test]
+    fn the_request_hash_is_stable_and_leaves_out_the_key() {
+        let body = r#"{"type":"send-email","payload":{"to":"a@b.c","n":[1,2]},"priority":"high",
+            "maxAttempts":5,"runAt":"2030-01-02T03:04:05Z","timeoutMs":1000,"idempotencyKey":"k1"}"#;
+        let job: CreateJob = serde_json::from_str(body).expect("a valid body");
+        let without_key: CreateJob =
+            serde_json::from_str(&body.replace(r#","idempotencyKey":"k1""#, ""))
+                .expect("a valid body");
+        assert_eq!(request_hash(&job), "3df5666ffd0e7d09");
+        assert_eq!(request_hash(&without_key), request_hash(&job));
+        let delayed: CreateJob =
+            serde_json::from_str(r#"{"type":"noop","delayMs":5}"#).expect("a valid body");
+        assert_eq!(request_hash(&delayed), "2ea3dd2c0258938f");
+    }
 }

@@ -34,6 +34,7 @@ mod auth;
 mod bad_input;
 mod cli;
 mod cli_commands;
+mod contract;
 mod cors;
 mod dashboard;
 mod embedded;
