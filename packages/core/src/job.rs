@@ -148,7 +148,9 @@ impl FromStr for JobType {
         if s.is_empty() {
             return Err(InvalidValue("`type` must not be empty".into()));
         }
-        if s.len() > Self::MAX_LEN || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if s.chars().count() > Self::MAX_LEN
+            || s.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(InvalidValue(format!(
                 "`type` must be at most {} characters with no whitespace",
                 Self::MAX_LEN
@@ -312,6 +314,13 @@ mod tests {
         assert!("send-email".parse::<JobType>().is_ok());
         assert!("".parse::<JobType>().is_err());
         assert!("send email".parse::<JobType>().is_err());
+    }
+
+    /// The limit is in characters, as the schema's `maxLength` counts them.
+    #[test]
+    fn job_type_length_counts_characters_not_bytes() {
+        assert!("é".repeat(JobType::MAX_LEN).parse::<JobType>().is_ok());
+        assert!("é".repeat(JobType::MAX_LEN + 1).parse::<JobType>().is_err());
     }
 
     /// The schema's pattern accepts exactly the characters the parser does.

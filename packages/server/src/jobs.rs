@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::extract::{AppJson, JobIdPath, Tenant};
 use crate::intake::announce_job;
+use crate::payload::{Payload, is_nul_free};
 use crate::{ApiError, AppState, Limits};
 
 /// Body of `POST /v1/jobs`, and one entry of a batch.
@@ -24,15 +25,16 @@ pub(crate) struct CreateJob {
     #[serde(rename = "type")]
     job_type: JobType,
     /// Any JSON, handed to the handler (at most JOBWIRE_MAX_PAYLOAD_BYTES,
-    /// 1 MiB by default, else 413); missing or null: `{}`.
+    /// 1 MiB by default, else 413; no U+0000 in a string, else 422);
+    /// missing or null: `{}`.
     #[serde(default)]
-    #[schema(value_type = Value)]
-    payload: Option<Value>,
+    #[schema(value_type = Payload)]
+    payload: Option<Payload>,
     /// Which queue the job waits in (`default` when missing).
     #[serde(default)]
     priority: Priority,
     /// Attempts before the job counts as failed (3 when missing or null).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole")]
     #[schema(minimum = 1, maximum = 100)]
     max_attempts: Option<i32>,
     /// Not before this time (RFC 3339), from 1970 to a hundred years ahead
@@ -43,20 +45,57 @@ pub(crate) struct CreateJob {
     run_at: Option<DateTime<Utc>>,
     /// Not before this many milliseconds from now, at most a hundred years.
     /// Not with `runAt`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole")]
     #[schema(minimum = 0, maximum = 3_155_760_000_000_u64)]
     delay_ms: Option<u64>,
     /// Each attempt still running after this many milliseconds (at most a
     /// week) is cancelled and fails.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole")]
     #[schema(minimum = 1, maximum = 604_800_000_u64)]
     timeout_ms: Option<u64>,
     /// A key of the tenant's for this creation (or the `Idempotency-Key`
     /// header, which must then be the same): a repeat gets the first job,
     /// with 200; the same key with another body gets 409.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000]*$")]
     idempotency_key: Option<String>,
+}
+
+/// An optional integer field, also when the JSON writes it with a zero
+/// fraction (`5.0`): JSON Schema counts that as an integer, and so do clients
+/// whose numbers are all floats. `5.5`, or a number out of `T`'s range, is
+/// refused (422).
+fn whole<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64> + TryFrom<u64>,
+{
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let out_of_range = || D::Error::custom(format!("{number} is out of range"));
+    if let Some(n) = number.as_u64() {
+        return T::try_from(n).map(Some).map_err(|_| out_of_range());
+    }
+    if let Some(n) = number.as_i64() {
+        return T::try_from(n).map(Some).map_err(|_| out_of_range());
+    }
+    // 2^64 and -2^63: whole floats in between convert exactly.
+    const PAST_U64: f64 = 18_446_744_073_709_551_616.0;
+    const I64_MIN: f64 = -9_223_372_036_854_775_808.0;
+    match number.as_f64() {
+        Some(n) if n.fract() != 0.0 || !n.is_finite() => {
+            Err(D::Error::custom(format!("{number} is not a whole number")))
+        }
+        Some(n) if (0.0..PAST_U64).contains(&n) => {
+            T::try_from(n as u64).map(Some).map_err(|_| out_of_range())
+        }
+        Some(n) if (I64_MIN..0.0).contains(&n) => {
+            T::try_from(n as i64).map(Some).map_err(|_| out_of_range())
+        }
+        _ => Err(out_of_range()),
+    }
 }
 
 /// Body of `POST /v1/jobs/batch`.
@@ -114,10 +153,15 @@ impl CreateJob {
             (None, None) => None,
         };
         let idempotency = match &self.idempotency_key {
-            Some(key) if key.is_empty() || key.len() > MAX_KEY_LEN => {
+            Some(key) if key.is_empty() || key.chars().count() > MAX_KEY_LEN => {
                 return invalid(format!(
                     "an idempotency key has 1 to {MAX_KEY_LEN} characters"
                 ));
+            }
+            Some(key) if !is_nul_free(key) => {
+                return invalid(
+                    "an idempotency key cannot hold the character U+0000 (`\\u0000`)".into(),
+                );
             }
             Some(key) => Some(Idempotency {
                 key: key.clone(),
@@ -127,7 +171,7 @@ impl CreateJob {
         };
         let payload = self
             .payload
-            .unwrap_or_else(|| Value::Object(Default::default()));
+            .map_or_else(|| Value::Object(Default::default()), |payload| payload.0);
         let size = json_len(&payload);
         if size > limits.max_payload_bytes {
             return Err(ApiError::PayloadTooLarge(format!(
@@ -171,7 +215,7 @@ struct Fingerprinted<'a> {
 fn request_hash(job: &CreateJob) -> String {
     let fingerprinted = Fingerprinted {
         job_type: &job.job_type,
-        payload: job.payload.as_ref(),
+        payload: job.payload.as_ref().map(|payload| &payload.0),
         priority: job.priority,
         max_attempts: job.max_attempts,
         run_at: job.run_at,

@@ -18,6 +18,7 @@ mod intake;
 mod jobs;
 mod openapi;
 mod origins;
+mod payload;
 mod session_limit;
 mod state;
 mod stats;
