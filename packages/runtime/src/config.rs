@@ -6,7 +6,7 @@ use clap::builder::TypedValueParser;
 use jobwire_server::{JwtKeys, KeyError, Limits, TokenRules, WsConfig};
 use jobwire_store::StoreUrl;
 
-use crate::Secret;
+use crate::{LogFormat, Secret};
 use jobwire_worker::{Failpoint, Registry, RetryPolicy, WorkerConfig};
 
 /// Where the data lives: the store and the broker.
@@ -305,6 +305,16 @@ impl WorkerArgs {
             failpoint: self.worker_failpoint,
         }
     }
+}
+
+/// How the process logs and, built with the `otlp` feature, where it sends
+/// its spans.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log lines on stderr: `text` for people, or `json`, one object per line with the fields
+    /// of the line's spans in it (`request_id`; `job_id`, `tenant`, `attempt`).
+    #[arg(long, env = "JOBWIRE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 /// An origin as browsers send it: `http://` or `https://`, a host, maybe a

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::extract::{AppJson, JobIdPath, Tenant};
+use crate::guard::record_job;
 use crate::intake::announce_job;
 use crate::payload::{Payload, is_nul_free};
 use crate::{ApiError, AppState, Limits};
@@ -274,8 +275,14 @@ pub(crate) async fn create(
     let new = body.into_new_job(&tenant, state.limits())?;
     let inserted = state.intake().create(vec![new]).await?.pop();
     match inserted {
-        Some(Inserted::Created(job)) => Ok((StatusCode::CREATED, Json(job))),
-        Some(Inserted::Existing(job)) => Ok((StatusCode::OK, Json(job))),
+        Some(Inserted::Created(job)) => {
+            record_job(&job);
+            Ok((StatusCode::CREATED, Json(job)))
+        }
+        Some(Inserted::Existing(job)) => {
+            record_job(&job);
+            Ok((StatusCode::OK, Json(job)))
+        }
         None => Err(ApiError::Unavailable(
             "the job was not stored; try again".into(),
         )),
@@ -377,12 +384,13 @@ pub(crate) async fn get(
     Tenant(tenant): Tenant,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<Job>, ApiError> {
-    state
+    let job = state
         .store()
         .get(&tenant, id)
         .await?
-        .map(Json)
-        .ok_or(ApiError::JobNotFound(id))
+        .ok_or(ApiError::JobNotFound(id))?;
+    record_job(&job);
+    Ok(Json(job))
 }
 
 /// Cancels a scheduled, queued or running job (a running one's handler is
@@ -408,6 +416,7 @@ pub(crate) async fn cancel(
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<Job>, ApiError> {
     let job = state.store().cancel(&tenant, id).await?;
+    record_job(&job);
     announce_job(state.broker(), &job).await;
     Ok(Json(job))
 }
@@ -434,6 +443,7 @@ pub(crate) async fn retry(
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<Job>, ApiError> {
     let job = state.store().retry(&tenant, id).await?;
+    record_job(&job);
     announce_job(state.broker(), &job).await;
     Ok(Json(job))
 }

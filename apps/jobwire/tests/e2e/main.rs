@@ -43,6 +43,7 @@ mod gap_fill;
 mod isolation;
 mod lifecycle;
 mod limits;
+mod logs;
 mod lost_ids;
 mod processes;
 mod queue;
