@@ -315,6 +315,12 @@ pub struct LogArgs {
     /// of the line's spans in it (`request_id`; `job_id`, `tenant`, `attempt`).
     #[arg(long, env = "JOBWIRE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// OTLP/HTTP collector to export spans to (the API's requests, the worker's attempts),
+    /// e.g. http://127.0.0.1:4318. Unset: none are exported.
+    #[cfg(feature = "otlp")]
+    #[arg(long, env = "JOBWIRE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// An origin as browsers send it: `http://` or `https://`, a host, maybe a

@@ -3,6 +3,8 @@
 //! (API, worker, both) runs until its shutdown token fires.
 
 mod config;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod run;
 mod secret;
 mod telemetry;

@@ -1,4 +1,5 @@
-//! Logs on stderr, as text for people or as JSON lines for a log pipeline.
+//! Logs on stderr, as text for people or as JSON lines for a log pipeline,
+//! and (with the `otlp` feature) spans exported over OTLP.
 //!
 //! A JSON line is one object: `timestamp`, `level`, `target`, `span` (the
 //! innermost span's name), the fields of every span it happens in, and its
@@ -34,13 +35,28 @@ pub enum LogFormat {
     Json,
 }
 
-/// What [`init_tracing`] set up; hold it until the process ends.
-#[must_use = "hold it until the process ends"]
-pub struct Telemetry {}
+/// Keeps the telemetry running; dropping it flushes the spans not yet
+/// exported (with the `otlp` feature). Hold it until the process ends.
+#[must_use = "dropping it stops the export of spans"]
+pub struct Telemetry {
+    #[cfg(feature = "otlp")]
+    tracer: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
 
 impl fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Telemetry").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        #[cfg(feature = "otlp")]
+        if let Some(tracer) = self.tracer.take()
+            && let Err(e) = tracer.shutdown()
+        {
+            eprintln!("cannot flush the spans not yet exported: {e}");
+        }
     }
 }
 
@@ -60,11 +76,32 @@ pub fn init_tracing(log: &LogArgs, service: &'static str) -> anyhow::Result<Tele
             .with_writer(std::io::stderr)
             .boxed(),
     };
-    tracing_subscriber::registry()
-        .with(lines.with_filter(filter))
-        .init();
-    let _ = service;
-    Ok(Telemetry {})
+    // RUST_LOG filters the lines only: spans are exported whatever it says.
+    let registry = tracing_subscriber::registry().with(lines.with_filter(filter));
+    #[cfg(feature = "otlp")]
+    {
+        let (layer, tracer) = match &log.otlp_endpoint {
+            Some(endpoint) => {
+                let (layer, tracer) = crate::otlp::layer(endpoint, service)?;
+                (Some(layer), Some(tracer))
+            }
+            None => (None, None),
+        };
+        registry.with(layer).init();
+        Ok(Telemetry { tracer })
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        registry.init();
+        let _ = service;
+        if std::env::var_os("JOBWIRE_OTLP_ENDPOINT").is_some() {
+            tracing::warn!(
+                "JOBWIRE_OTLP_ENDPOINT is set, but this jobwire was built without the `otlp` \
+                 feature: no spans are exported (build with `--features otlp`)"
+            );
+        }
+        Ok(Telemetry {})
+    }
 }
 
 /// The JSON line format described in the module's documentation.

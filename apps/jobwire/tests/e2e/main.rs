@@ -45,6 +45,8 @@ mod lifecycle;
 mod limits;
 mod logs;
 mod lost_ids;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod processes;
 mod queue;
 mod realtime;
