@@ -101,6 +101,7 @@ pub(crate) struct Problem<'a> {
     /// request carries; absent only when the request had none (never, since
     /// the server gives each request one).
     #[serde(rename = "requestId", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
     request_id: Option<String>,
 }
 
