@@ -34,9 +34,12 @@ pub use frame::Frame;
 pub use openapi::{openapi, openapi_json};
 pub use state::{AppState, Failpoint, Limits, WsConfig};
 
-/// The routes of the API, on `state`.
+/// The routes of the API, on `state`: those of the OpenAPI document
+/// (`openapi::routes`, the only place a route of the API is added), the
+/// dashboard's pages, and problem+json answers for any other path or method.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits().clone();
+    // The document itself is built once, by `openapi_json`, for `/openapi.json`.
     let (api, _) = openapi::routes().split_for_parts();
     let routes = api
         .merge(dashboard::routes())
