@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use jobwire_runtime::{ApiArgs, BackendArgs, Backends, EmbeddedArgs, Plan, Secret, WorkerArgs};
+use jobwire_runtime::{
+    ApiArgs, BackendArgs, Backends, EmbeddedArgs, LogArgs, Plan, Secret, WorkerArgs,
+};
 use jobwire_store::Store;
 
 /// A real-time job service: REST in, workers out, every status change pushed over WebSocket.
@@ -27,6 +29,8 @@ struct Cli {
     api: ApiArgs,
     #[command(flatten)]
     worker: WorkerArgs,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,6 +45,8 @@ enum Command {
     Tail(cli::tail::Args),
     /// List the tenant's jobs, newest first.
     Jobs(cli::jobs::Args),
+    /// Print the API's OpenAPI document (as served at /openapi.json): `jobwire openapi > docs/openapi.json`.
+    Openapi,
     /// Apply the database migrations and exit.
     Migrate {
         /// The database to migrate: a Postgres URL or `sqlite:<file>`. Unset: the
@@ -49,6 +55,8 @@ enum Command {
         database_url: Option<String>,
         #[command(flatten)]
         embedded: EmbeddedArgs,
+        #[command(flatten)]
+        log: LogArgs,
     },
 }
 
@@ -64,19 +72,27 @@ async fn main() -> anyhow::Result<ExitCode> {
         Some(Command::Watch(args)) => Ok(told(cli::watch::run(args).await)),
         Some(Command::Tail(args)) => Ok(told(cli::tail::run(args).await)),
         Some(Command::Jobs(args)) => Ok(told(cli::jobs::run(args).await)),
+        Some(Command::Openapi) => {
+            print!("{}", jobwire_server::openapi_json());
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Migrate {
             database_url,
             embedded,
+            log,
         }) => {
-            jobwire_runtime::init_tracing();
+            let _telemetry = jobwire_runtime::init_tracing(&log, "jobwire")?;
             let url = database_url.unwrap_or_else(|| format!("sqlite:{}", embedded.db_file));
             let store = Store::connect(&url, 1).await?;
             println!("migrations applied to {}", store.describe());
             Ok(ExitCode::SUCCESS)
         }
-        None => serve(args.backends, &args.embedded, args.api, args.worker)
-            .await
-            .map(|()| ExitCode::SUCCESS),
+        None => {
+            let _telemetry = jobwire_runtime::init_tracing(&args.log, "jobwire")?;
+            serve(args.backends, &args.embedded, args.api, args.worker)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -95,7 +111,6 @@ async fn serve(
     api: ApiArgs,
     worker: WorkerArgs,
 ) -> anyhow::Result<()> {
-    jobwire_runtime::init_tracing();
     let shutdown = jobwire_runtime::shutdown_on_signal();
     let plan = backends.plan_all_in_one(embedded)?;
     let keys = match (&api.jwt.jwt_secret, &plan) {

@@ -7,7 +7,7 @@ use jobwire_core::{MAX_RETAIN_FOR, MIN_RETAIN_FOR, Retention};
 use jobwire_server::{JwtKeys, KeyError, Limits, TokenRules, WsConfig};
 use jobwire_store::StoreUrl;
 
-use crate::Secret;
+use crate::{LogFormat, Secret};
 use jobwire_worker::{Failpoint, Registry, RetryPolicy, WorkerConfig};
 
 /// Where the data lives: the store and the broker.
@@ -345,6 +345,22 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
         Duration::ZERO => Err("the interval must be longer than zero".into()),
         duration => Ok(duration),
     }
+}
+
+/// How the process logs and, built with the `otlp` feature, where it sends
+/// its spans.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log lines on stderr: `text` for people, or `json`, one object per line with the fields
+    /// of the line's spans in it (`request_id`; `job_id`, `tenant`, `attempt`).
+    #[arg(long, env = "JOBWIRE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// OTLP/HTTP collector to export spans to (the API's requests, the worker's attempts),
+    /// e.g. http://127.0.0.1:4318. Unset: none are exported.
+    #[cfg(feature = "otlp")]
+    #[arg(long, env = "JOBWIRE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// An origin as browsers send it: `http://` or `https://`, a host, maybe a

@@ -3,14 +3,16 @@
 //! (API, worker, both) runs until its shutdown token fires.
 
 mod config;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod run;
 mod secret;
 mod telemetry;
 
 pub use config::{
-    ApiArgs, BackendArgs, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, EmbeddedArgs, JwtArgs, Plan,
-    WorkerArgs,
+    ApiArgs, BackendArgs, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, EmbeddedArgs, JwtArgs, LogArgs,
+    Plan, WorkerArgs,
 };
 pub use run::{Backends, bind, run_all, run_api, run_worker, shutdown_on_signal};
 pub use secret::{Secret, load_or_create_secret, read_secret};
-pub use telemetry::init_tracing;
+pub use telemetry::{LogFormat, Telemetry, init_tracing};

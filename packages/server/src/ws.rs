@@ -78,7 +78,34 @@ const SNAPSHOT_JOBS: u32 = 500;
 /// client (one that stopped reading holds its place until then, no longer).
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Authenticates (header or `?token=`, for browsers), then upgrades.
+/// Every change of the tenant's jobs, over a WebSocket. Authenticates
+/// (header or `?token=`, for browsers), then upgrades.
+#[utoipa::path(
+    get,
+    path = "/v1/ws",
+    operation_id = "websocket",
+    tag = "realtime",
+    description = "Upgrades to a WebSocket that carries every change of the tenant's jobs as JSON \
+                   text frames (see the README, \"Real-time updates\", for the frames and the \
+                   messages a client may send). A refused upgrade is a problem+json answer; once \
+                   upgraded, a session over JOBWIRE_WS_MAX_SESSIONS (or the tenant's share) is \
+                   closed with code 1013.",
+    security(("bearer" = []), ("token" = [])),
+    params(
+        ("cursor" = Option<i64>, Query, minimum = 0,
+         description = "The `cursor` of the last update received: the changes since are replayed first"),
+        ("Connection" = String, Header, pattern = "^[Uu][Pp][Gg][Rr][Aa][Dd][Ee]$", description = "`Upgrade`"),
+        ("Upgrade" = String, Header, pattern = "^[Ww][Ee][Bb][Ss][Oo][Cc][Kk][Ee][Tt]$", description = "`websocket`"),
+        ("Sec-WebSocket-Version" = String, Header, pattern = "^13$", description = "`13`"),
+        ("Sec-WebSocket-Key" = String, Header, description = "The client's random key (RFC 6455)"),
+    ),
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket upgrade, or a `cursor` that is not one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A browser page on an origin neither this server's nor in JOBWIRE_CORS_ORIGINS", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
     Query(query): Query<WsQuery>,

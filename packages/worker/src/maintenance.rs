@@ -38,7 +38,15 @@ impl Worker {
             }
             match self.store.reap_expired().await {
                 Ok(jobs) if !jobs.is_empty() => {
-                    tracing::warn!(jobs = jobs.len(), "leases expired; re-queueing");
+                    for job in &jobs {
+                        tracing::warn!(
+                            job_id = %job.id,
+                            tenant = %job.tenant_id,
+                            attempt = job.attempt,
+                            status = %job.status,
+                            "the attempt's lease expired (its worker is gone or stalled)"
+                        );
+                    }
                     self.announce(&jobs).await;
                 }
                 Ok(_) => {}

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use jobwire_runtime::{ApiArgs, BackendArgs, Backends};
+use jobwire_runtime::{ApiArgs, BackendArgs, Backends, LogArgs};
 
 /// jobwire's HTTP and WebSocket API.
 #[derive(Debug, Parser)]
@@ -21,12 +21,14 @@ struct Cli {
     backends: BackendArgs,
     #[command(flatten)]
     api: ApiArgs,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    jobwire_runtime::init_tracing();
+    let _telemetry = jobwire_runtime::init_tracing(&cli.log, "jobwire-api")?;
     let shutdown = jobwire_runtime::shutdown_on_signal();
     let secret = cli.api.jwt.jwt_secret.as_ref().context(
         "set JOBWIRE_JWT_SECRET (or --jwt-secret): every API instance must share one secret",

@@ -2,7 +2,7 @@
 //! number of them against one Postgres and Redis.
 
 use clap::Parser;
-use jobwire_runtime::{BackendArgs, Backends, WorkerArgs};
+use jobwire_runtime::{BackendArgs, Backends, LogArgs, WorkerArgs};
 
 /// jobwire's worker: pops job IDs, runs their handlers, publishes every change.
 #[derive(Debug, Parser)]
@@ -12,12 +12,14 @@ struct Cli {
     backends: BackendArgs,
     #[command(flatten)]
     worker: WorkerArgs,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    jobwire_runtime::init_tracing();
+    let _telemetry = jobwire_runtime::init_tracing(&cli.log, "jobwire-worker")?;
     let shutdown = jobwire_runtime::shutdown_on_signal();
     let plan = cli.backends.plan_shared("jobwire-worker")?;
     let backends = Backends::connect(&plan, &cli.backends).await?;

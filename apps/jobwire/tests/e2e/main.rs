@@ -34,6 +34,7 @@ mod auth;
 mod bad_input;
 mod cli;
 mod cli_commands;
+mod contract;
 mod cors;
 mod dashboard;
 mod embedded;
@@ -42,7 +43,10 @@ mod gap_fill;
 mod isolation;
 mod lifecycle;
 mod limits;
+mod logs;
 mod lost_ids;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod processes;
 mod queue;
 mod realtime;

@@ -200,6 +200,15 @@ async fn an_idempotent_repeat_inside_24_hours_gets_the_first_job_whatever_the_re
     assert_eq!(repeat["id"], first["id"]);
     assert_eq!(repeat["status"], "succeeded");
     assert_eq!(repeat["result"], json!({"order": 42}));
+    // The same key with only another `retainFor` is another request.
+    let (code, conflict) = app
+        .post(
+            "acme",
+            "/v1/jobs",
+            json!({"type": "echo", "payload": {"order": 42}, "idempotencyKey": "order-42", "retainFor": "1h"}),
+        )
+        .await;
+    assert_eq!(code, 409, "{conflict}");
 }
 
 async fn a_resume_from_before_deleted_changes_gets_a_reset(backend: Backend) {
