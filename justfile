@@ -14,7 +14,8 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
 
 # The benchmark of the real binaries (release build), e.g. `just bench throughput --engine embedded`,
-# `just bench latency --rate 500`, `just bench fanout`, `just bench idle-conns`; `just bench --help`.
+# `just bench latency --rate 500`, `just bench fanout`, `just bench idle-conns`, `just bench retention`;
+# `just bench --help`.
 bench *ARGS:
     cargo build --release --bins
     cargo run --release -q -p jobwire-bench -- {{ARGS}}

@@ -42,7 +42,7 @@ pub struct Params {
 
 /// What one create call came to: the job's ID, when the call started and how long
 /// it took to answer, or an error.
-type Created = Result<(String, Instant, Duration), String>;
+pub(crate) type Created = Result<(String, Instant, Duration), String>;
 
 pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
     ensure!(
@@ -247,7 +247,7 @@ async fn warm_up(run: &mut Run, api: &Api, watch: &mut SucceededWatch) -> anyhow
 /// Sends `total` creates, each in a task of its own, scheduled by elapsed
 /// time: about every millisecond, every create that is due goes. Returns how
 /// many were sent and how long the sending took.
-async fn send_at_rate(
+pub(crate) async fn send_at_rate(
     api: Api,
     rate: u64,
     total: u64,

@@ -15,6 +15,7 @@ mod procfs;
 mod procs;
 mod report;
 mod rest;
+mod retention;
 mod soak;
 mod stats;
 mod throughput;
@@ -35,7 +36,7 @@ pub const BUILD: &str = if cfg!(debug_assertions) {
     "release"
 };
 
-/// Benchmark of jobwire's real binaries: throughput, latency, fan-out, idle connections.
+/// Benchmark of jobwire's real binaries: throughput, latency, fan-out, idle connections, retention.
 #[derive(Debug, Parser)]
 #[command(name = "jobwire-bench")]
 struct Cli {
@@ -62,6 +63,9 @@ enum Mode {
     /// Steady mixed load for minutes with WebSocket clients and short retention (shared); samples
     /// memory, open files, Postgres connections, Redis memory and table rows into a CSV and a PNG.
     Soak(soak::Params),
+    /// Create latency (call → 201) without a sweep, then while the retention sweeper deletes
+    /// 100,000 expired jobs written straight into the store.
+    Retention(retention::Params),
 }
 
 impl Mode {
@@ -72,6 +76,7 @@ impl Mode {
             Mode::Fanout(_) => Engine::Shared,
             Mode::IdleConns(p) => p.engine,
             Mode::Soak(_) => Engine::Shared,
+            Mode::Retention(p) => p.engine,
         }
     }
 
@@ -82,6 +87,7 @@ impl Mode {
             Mode::Fanout(p) => fanout::measure(run, p).await,
             Mode::IdleConns(p) => idle_conns::measure(run, p).await,
             Mode::Soak(p) => soak::measure(run, p).await,
+            Mode::Retention(p) => retention::measure(run, p).await,
         }
     }
 }

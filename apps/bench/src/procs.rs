@@ -164,30 +164,27 @@ impl Run {
         })
     }
 
-    /// A setting for every process this run starts after the call.
-    pub fn set_env(&mut self, key: &str, value: &str) {
-        self.env.push((key.to_owned(), value.to_owned()));
-    }
-
-    /// The Postgres database URL, Redis URL and key prefix of a shared run.
-    pub fn shared_data(&self) -> anyhow::Result<(String, String, String)> {
-        let shared = self
-            .shared
-            .as_ref()
-            .context("only the shared engine has Postgres and Redis")?;
-        Ok((
-            shared.database_url(),
-            shared.redis_url.clone(),
-            shared.prefix.clone(),
-        ))
-    }
-
     /// A token of `tenant`, valid for the run.
     pub fn token(&self, tenant: &str) -> anyhow::Result<String> {
         let tenant = tenant
             .parse()
             .with_context(|| format!("bad tenant {tenant}"))?;
         Ok(self.keys.issue(&tenant, Duration::from_secs(24 * 3600))?)
+    }
+
+    /// Sets an environment variable of every process started from now on
+    /// (a setting the run needs other than its deployed default).
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// The run's store, as a URL: its Postgres database, or the SQLite file
+    /// of the embedded process.
+    pub fn store_url(&self) -> String {
+        match &self.shared {
+            Some(shared) => shared.database_url(),
+            None => format!("sqlite:{}", self.dir.join("jobwire.db").display()),
+        }
     }
 
     /// The Redis URL and update channel of a shared run.

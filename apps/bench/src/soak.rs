@@ -166,7 +166,8 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         .find(|(name, _)| name.starts_with("jobwire-worker"))
         .map(|(_, pid)| *pid)
         .context("the worker process")?;
-    let (database_url, redis_url, _) = run.shared_data()?;
+    let database_url = run.store_url();
+    let (redis_url, _) = run.update_channel()?;
 
     let tokens = (0..p.tenants)
         .map(|i| run.token(&format!("soak-{i}")))

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use jobwire_runtime::{
-    ApiArgs, BackendArgs, Backends, EmbeddedArgs, Plan, Role, Secret, WorkerArgs,
+    ApiArgs, BackendArgs, Backends, EmbeddedArgs, LogArgs, Plan, Role, Secret, WorkerArgs,
 };
 use jobwire_store::Store;
 
@@ -29,6 +29,8 @@ struct Cli {
     api: ApiArgs,
     #[command(flatten)]
     worker: WorkerArgs,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,6 +45,8 @@ enum Command {
     Tail(cli::tail::Args),
     /// List the tenant's jobs, newest first.
     Jobs(cli::jobs::Args),
+    /// Print the API's OpenAPI document (as served at /openapi.json): `jobwire openapi > docs/openapi.json`.
+    Openapi,
     /// Apply the database migrations and exit.
     Migrate {
         /// The database to migrate: a Postgres URL or `sqlite:<file>`. Unset: the
@@ -51,6 +55,8 @@ enum Command {
         database_url: Option<String>,
         #[command(flatten)]
         embedded: EmbeddedArgs,
+        #[command(flatten)]
+        log: LogArgs,
     },
 }
 
@@ -66,19 +72,27 @@ async fn main() -> anyhow::Result<ExitCode> {
         Some(Command::Watch(args)) => Ok(told(cli::watch::run(args).await)),
         Some(Command::Tail(args)) => Ok(told(cli::tail::run(args).await)),
         Some(Command::Jobs(args)) => Ok(told(cli::jobs::run(args).await)),
+        Some(Command::Openapi) => {
+            print!("{}", jobwire_server::openapi_json());
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Migrate {
             database_url,
             embedded,
+            log,
         }) => {
-            jobwire_runtime::init_tracing();
+            let _telemetry = jobwire_runtime::init_tracing(&log, "jobwire")?;
             let url = database_url.unwrap_or_else(|| format!("sqlite:{}", embedded.db_file));
             let store = Store::connect(&url, 1).await?;
             println!("migrations applied to {}", store.describe());
             Ok(ExitCode::SUCCESS)
         }
-        None => serve(args.backends, &args.embedded, args.api, args.worker)
-            .await
-            .map(|()| ExitCode::SUCCESS),
+        None => {
+            let _telemetry = jobwire_runtime::init_tracing(&args.log, "jobwire")?;
+            serve(args.backends, &args.embedded, args.api, args.worker)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -97,7 +111,6 @@ async fn serve(
     api: ApiArgs,
     worker: WorkerArgs,
 ) -> anyhow::Result<()> {
-    jobwire_runtime::init_tracing();
     // The API's and the workers' series, served on the API's listener at /metrics.
     jobwire_runtime::install_metrics(Role::Both)?;
     let shutdown = jobwire_runtime::shutdown_on_signal();

@@ -22,6 +22,8 @@ export interface Job {
   runAt: string | null;
   timeoutMs: number | null;
   idempotencyKey: string | null;
+  /** How long the job is kept once finished, as humantime text (`"1h 30m"`); `null`: its final status's retention. */
+  retainFor: string | null;
   result: unknown;
   error: string | null;
   /**
@@ -67,6 +69,8 @@ export interface NewJob {
   delayMs?: number;
   timeoutMs?: number;
   idempotencyKey?: string;
+  /** How long to keep the job once finished (`"90s"`, `"7d"`; 1 s to 10 years). */
+  retainFor?: string;
 }
 
 export interface ListFilter {

@@ -8,7 +8,19 @@ use crate::InvalidValue;
 
 /// A job's identity: a UUIDv7, so IDs sort by creation time ("newest first" is
 /// "highest ID first") and cursors can simply be IDs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(transparent)]
 pub struct JobId(Uuid);
 
@@ -85,6 +97,24 @@ impl FromStr for TenantId {
         Ok(Self(s.to_owned()))
     }
 }
+
+impl utoipa::PartialSchema for TenantId {
+    /// The same rules as [`TenantId::from_str`].
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "The owner of a job, named by the `tenant` claim of the token: 1 to 64 characters \
+                 of A-Z a-z 0-9 _ - . :",
+            ))
+            .pattern(Some("^[A-Za-z0-9_.:-]{1,64}$"))
+            .examples(["acme"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for TenantId {}
 
 impl<'de> Deserialize<'de> for TenantId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

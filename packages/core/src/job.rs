@@ -1,5 +1,6 @@
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,7 +12,7 @@ use crate::{InvalidValue, JobId, TenantId};
 /// `scheduled` waits for its `runAt` (a delayed job, or a retry after
 /// backoff); any unfinished job can become `cancelled`. The last three are
 /// terminal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Scheduled,
@@ -70,7 +71,9 @@ impl FromStr for Status {
 }
 
 /// Which queue a job waits in. Workers always take from the highest non-empty one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     Critical,
@@ -146,7 +149,9 @@ impl FromStr for JobType {
         if s.is_empty() {
             return Err(InvalidValue("`type` must not be empty".into()));
         }
-        if s.len() > Self::MAX_LEN || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if s.chars().count() > Self::MAX_LEN
+            || s.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(InvalidValue(format!(
                 "`type` must be at most {} characters with no whitespace",
                 Self::MAX_LEN
@@ -155,6 +160,33 @@ impl FromStr for JobType {
         Ok(Self(s.to_owned()))
     }
 }
+
+/// The characters a [`JobType`] cannot hold, as a regular expression class
+/// (ECMA-262, as OpenAPI asks): Unicode's `White_Space` and control
+/// characters, what `char::is_whitespace` and `char::is_control` refuse.
+const JOB_TYPE_PATTERN: &str =
+    "^[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+$";
+
+impl utoipa::PartialSchema for JobType {
+    /// The same rules as [`JobType::from_str`], so that a client (or a
+    /// fuzzer) knows which names are accepted before sending one.
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "The name that selects a job's handler: 1 to 128 characters, none of them \
+                 whitespace or a control character.",
+            ))
+            .min_length(Some(1))
+            .max_length(Some(Self::MAX_LEN))
+            .pattern(Some(JOB_TYPE_PATTERN))
+            .examples(["send-email"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for JobType {}
 
 impl<'de> Deserialize<'de> for JobType {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -179,6 +211,8 @@ pub struct NewJob {
     pub timeout_ms: Option<i64>,
     /// The client's key for this creation, with a hash of the request that first used it.
     pub idempotency: Option<Idempotency>,
+    /// How long the job is kept once finished; `None`: its final status's retention.
+    pub retain_for: Option<Duration>,
 }
 
 /// An idempotency key and the hash of the request body it was first sent with.
@@ -193,26 +227,32 @@ pub const DEFAULT_MAX_ATTEMPTS: i32 = 3;
 
 /// One attempt of a job that ended without success: what `error` said then.
 /// The job keeps only its last attempt's `error`; these keep the others.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptError {
     /// The job's `attempt` when it ended. Not unique: a retry by hand counts
     /// attempts from 1 again, and an attempt handed back unfinished (by a
     /// stopping worker, or at an embedded restart) is not recorded.
     pub attempt: i32,
+    /// Null when the attempt's start is not known.
+    #[schema(required = true)]
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: DateTime<Utc>,
     pub error: String,
 }
 
 /// A job as the store holds it: the one truth about it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+// Every field is always present (null when it has no value), so the schema
+// marks the optional ones required too.
 pub struct Job {
     pub id: JobId,
     pub tenant_id: TenantId,
     #[serde(rename = "type")]
     pub job_type: JobType,
+    /// Any JSON, as created.
+    #[schema(value_type = Value)]
     pub payload: Value,
     pub priority: Priority,
     pub status: Status,
@@ -220,10 +260,24 @@ pub struct Job {
     pub attempt: i32,
     pub max_attempts: i32,
     /// When a `scheduled` job becomes due.
+    #[schema(required = true)]
     pub run_at: Option<DateTime<Utc>>,
+    /// Each attempt is cancelled after this many milliseconds.
+    #[schema(required = true)]
     pub timeout_ms: Option<i64>,
+    #[schema(required = true)]
     pub idempotency_key: Option<String>,
+    /// How long the job is kept once finished, as its creator asked
+    /// (`retainFor`, as humantime text such as `1h 30m`); `null`: the
+    /// retention of its final status.
+    #[serde(serialize_with = "humantime_text")]
+    #[schema(required = true, value_type = Option<String>, example = "7d")]
+    pub retain_for: Option<Duration>,
+    /// The handler's result, once the job succeeded: any JSON.
+    #[schema(required = true, value_type = Value)]
     pub result: Option<Value>,
+    /// Why the last attempt failed.
+    #[schema(required = true)]
     pub error: Option<String>,
     /// The history of failed attempts, newest last: `error` only holds the
     /// last one, and a job's detail view shows every attempt. Appended by the
@@ -231,7 +285,8 @@ pub struct Job {
     /// lease); kept by a retry by hand. Not in job updates (`JobUpdate`),
     /// which stay small.
     pub attempt_errors: Vec<AttemptError>,
-    /// The last progress the handler reported, if any.
+    /// The last progress the handler reported, if any: any JSON.
+    #[schema(required = true, value_type = Value)]
     pub progress: Option<Value>,
     /// Grows by one on every change of the row, so a reader can order what it sees.
     pub version: i64,
@@ -239,9 +294,24 @@ pub struct Job {
     #[serde(skip)]
     pub change_seq: i64,
     pub created_at: DateTime<Utc>,
+    /// When the last attempt started.
+    #[schema(required = true)]
     pub started_at: Option<DateTime<Utc>>,
+    /// When the job ended (succeeded, failed for good, or was cancelled).
+    #[schema(required = true)]
     pub finished_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A duration as humantime text (`1h 30m`), which `retainFor` accepts again.
+fn humantime_text<S: serde::Serializer>(
+    duration: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match duration {
+        Some(duration) => serializer.collect_str(&humantime::format_duration(*duration)),
+        None => serializer.serialize_none(),
+    }
 }
 
 #[cfg(test)]
@@ -264,5 +334,27 @@ mod tests {
         assert!("send-email".parse::<JobType>().is_ok());
         assert!("".parse::<JobType>().is_err());
         assert!("send email".parse::<JobType>().is_err());
+    }
+
+    /// The limit is in characters, as the schema's `maxLength` counts them.
+    #[test]
+    fn job_type_length_counts_characters_not_bytes() {
+        assert!("é".repeat(JobType::MAX_LEN).parse::<JobType>().is_ok());
+        assert!("é".repeat(JobType::MAX_LEN + 1).parse::<JobType>().is_err());
+    }
+
+    /// The schema's pattern accepts exactly the characters the parser does.
+    #[test]
+    fn job_type_pattern_matches_what_the_parser_accepts() {
+        let pattern = regex::Regex::new(JOB_TYPE_PATTERN).expect("the pattern compiles");
+        for c in (0..=0x10ffff).filter_map(char::from_u32) {
+            let text = c.to_string();
+            assert_eq!(
+                pattern.is_match(&text),
+                text.parse::<JobType>().is_ok(),
+                "U+{:04X}",
+                c as u32
+            );
+        }
     }
 }

@@ -4,12 +4,16 @@
 
 mod ids;
 mod job;
+mod retention;
 mod update;
 mod url;
 
 pub use ids::{JobId, TenantId};
 pub use job::{
     AttemptError, DEFAULT_MAX_ATTEMPTS, Idempotency, Job, JobType, NewJob, Priority, Status,
+};
+pub use retention::{
+    IDEMPOTENCY_KEY_LIFETIME, MAX_RETAIN_FOR, MIN_RETAIN_FOR, Retention, parse_retain_for,
 };
 pub use update::{JobUpdate, MAX_INLINE_RESULT_BYTES, json_len};
 pub use url::redact_url;

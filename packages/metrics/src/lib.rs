@@ -64,6 +64,12 @@ pub const DB_POOL_WAIT: &str = "jobwire_db_pool_wait_seconds";
 pub const DB_POOL_CONNECTIONS: &str = "jobwire_db_pool_connections";
 /// Most Postgres connections this process opens.
 pub const DB_POOL_MAX: &str = "jobwire_db_pool_max_connections";
+/// Finished jobs the retention sweeper deleted, by `status`.
+pub const RETENTION_DELETED: &str = "jobwire_retention_deleted_total";
+/// Rows of the `jobs` table (Postgres: the planner's estimate).
+pub const JOBS_TABLE_ROWS: &str = "jobwire_jobs_table_rows";
+/// Bytes of the `jobs` table with its indexes.
+pub const JOBS_TABLE_BYTES: &str = "jobwire_jobs_table_bytes";
 
 /// What kind of series a name is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +186,12 @@ pub const SERIES: &[Series] = &[
         "Postgres connections of this process, idle or busy, read at scrape time."),
     series(DB_POOL_MAX, Kind::Gauge, &[], Role::Both,
         "Most Postgres connections this process opens (JOBWIRE_DB_MAX_CONNECTIONS)."),
+    series(RETENTION_DELETED, Kind::Counter, &["status"], Role::Worker,
+        "Finished jobs the retention sweeper deleted."),
+    series(JOBS_TABLE_ROWS, Kind::Gauge, &[], Role::Worker,
+        "Rows of the jobs table (Postgres: the planner's estimate), after each sweep."),
+    series(JOBS_TABLE_BYTES, Kind::Gauge, &[], Role::Worker,
+        "Bytes of the jobs table with its indexes, after each sweep."),
 ];
 
 /// Histogram buckets, in seconds: from a millisecond (update lag, pool

@@ -3,10 +3,11 @@ use std::time::Duration;
 
 use clap::Args;
 use clap::builder::TypedValueParser;
+use jobwire_core::{MAX_RETAIN_FOR, MIN_RETAIN_FOR, Retention};
 use jobwire_server::{JwtKeys, KeyError, Limits, TokenRules, WsConfig};
 use jobwire_store::StoreUrl;
 
-use crate::Secret;
+use crate::{LogFormat, Secret};
 use jobwire_worker::{Failpoint, Registry, RetryPolicy, WorkerConfig};
 
 /// Where the data lives: the store and the broker.
@@ -306,6 +307,22 @@ pub struct WorkerArgs {
     /// Test hook: fail once at a point (`lose-pop-reply`, `fail-first-ack`, `exit-after-finish`).
     #[arg(long, env = "JOBWIRE_WORKER_FAILPOINT", hide = true)]
     pub worker_failpoint: Option<Failpoint>,
+
+    /// How long a succeeded job is kept before it is deleted (unless created with `retainFor`).
+    #[arg(long, env = "JOBWIRE_RETAIN_SUCCEEDED", default_value = "24h", value_parser = parse_retention)]
+    pub retain_succeeded: Duration,
+
+    /// How long a failed job is kept before it is deleted (unless created with `retainFor`).
+    #[arg(long, env = "JOBWIRE_RETAIN_FAILED", default_value = "7d", value_parser = parse_retention)]
+    pub retain_failed: Duration,
+
+    /// How long a cancelled job is kept before it is deleted (unless created with `retainFor`).
+    #[arg(long, env = "JOBWIRE_RETAIN_CANCELLED", default_value = "24h", value_parser = parse_retention)]
+    pub retain_cancelled: Duration,
+
+    /// How often a worker looks for expired jobs to delete (one worker at a time does it).
+    #[arg(long, env = "JOBWIRE_RETENTION_INTERVAL", default_value = "10s", value_parser = parse_interval)]
+    pub retention_interval: Duration,
 }
 
 impl WorkerArgs {
@@ -329,8 +346,47 @@ impl WorkerArgs {
             },
             redispatch_after: self.redispatch_after,
             failpoint: self.worker_failpoint,
+            retention: Retention {
+                succeeded: self.retain_succeeded,
+                failed: self.retain_failed,
+                cancelled: self.retain_cancelled,
+            },
+            sweep_every: self.retention_interval,
         }
     }
+}
+
+/// A retention setting: a humantime duration from 1s to 10y, as a job's own `retainFor`.
+fn parse_retention(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if !(MIN_RETAIN_FOR..=MAX_RETAIN_FOR).contains(&duration) {
+        return Err(format!("a retention is from 1s to 10y, not {text}"));
+    }
+    Ok(duration)
+}
+
+/// A humantime duration over zero.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text).map_err(|e| e.to_string())? {
+        Duration::ZERO => Err("the interval must be longer than zero".into()),
+        duration => Ok(duration),
+    }
+}
+
+/// How the process logs and, built with the `otlp` feature, where it sends
+/// its spans.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log lines on stderr: `text` for people, or `json`, one object per line with the fields
+    /// of the line's spans in it (`request_id`; `job_id`, `tenant`, `attempt`).
+    #[arg(long, env = "JOBWIRE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// OTLP/HTTP collector to export spans to (the API's requests, the worker's attempts),
+    /// e.g. http://127.0.0.1:4318. Unset: none are exported.
+    #[cfg(feature = "otlp")]
+    #[arg(long, env = "JOBWIRE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// An origin as browsers send it: `http://` or `https://`, a host, maybe a

@@ -4,16 +4,18 @@
 
 mod config;
 mod exporter;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod run;
 mod secret;
 mod telemetry;
 
 pub use config::{
-    ApiArgs, BackendArgs, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, EmbeddedArgs, JwtArgs,
+    ApiArgs, BackendArgs, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, EmbeddedArgs, JwtArgs, LogArgs,
     MetricsAddr, MetricsArgs, Plan, WorkerArgs,
 };
 pub use exporter::{bind_metrics, install_metrics, serve_metrics};
 pub use jobwire_metrics::Role;
 pub use run::{Backends, bind, run_all, run_api, run_worker, shutdown_on_signal};
 pub use secret::{Secret, load_or_create_secret, read_secret};
-pub use telemetry::init_tracing;
+pub use telemetry::{LogFormat, Telemetry, init_tracing};

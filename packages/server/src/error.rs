@@ -74,15 +74,34 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An error, as RFC 9457 `application/problem+json`: `detail` says what
+/// went wrong and what to change.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "about:blank",
+    "title": "Unprocessable Entity",
+    "status": 422,
+    "detail": "`maxAttempts` must be from 1 to 100",
+    "requestId": "5f0c1c0e-8a36-4d8e-9a43-0c3b1b8e6f1d"
+}))]
+pub(crate) struct Problem<'a> {
+    /// Always `about:blank`: the status says what kind of error it is.
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     kind: &'a str,
+    /// The status's reason phrase.
+    #[schema(value_type = String)]
     title: &'a str,
+    /// The HTTP status, repeated.
+    #[schema(minimum = 400, maximum = 599)]
     status: u16,
+    /// What went wrong, for a person to read.
     detail: String,
-    /// The `x-request-id` of the request, as in the server's log.
+    /// The request's `x-request-id`, which every server log line about the
+    /// request carries; absent only when the request had none (never, since
+    /// the server gives each request one).
     #[serde(rename = "requestId", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
     request_id: Option<String>,
 }
 

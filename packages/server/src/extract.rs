@@ -66,7 +66,9 @@ impl FromRequestParts<AppState> for Tenant {
             .ok_or_else(|| {
                 ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
             })?;
-        state.keys().verify(token).map(Tenant)
+        let tenant = state.keys().verify(token)?;
+        tracing::Span::current().record("tenant", tracing::field::display(&tenant));
+        Ok(Tenant(tenant))
     }
 }
 

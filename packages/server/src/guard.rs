@@ -29,6 +29,15 @@ tokio::task_local! {
     static CURRENT_REQUEST: String;
 }
 
+/// Says in the request's span (and so in every log line about the request
+/// from here on) which job the request is about.
+pub(crate) fn record_job(job: &jobwire_core::Job) {
+    let span = tracing::Span::current();
+    // Its tenant is the request's, recorded with the token.
+    span.record("job_id", tracing::field::display(job.id));
+    span.record("attempt", job.attempt);
+}
+
 /// The request ID of the request this task is answering, if any.
 pub(crate) fn current_request_id() -> Option<String> {
     CURRENT_REQUEST.try_with(Clone::clone).ok()
@@ -63,13 +72,30 @@ pub(crate) fn guard(router: Router, max_in_flight: usize, timeout: Duration) -> 
                         .get(&REQUEST_ID)
                         .and_then(|id| id.to_str().ok())
                         .unwrap_or_default();
+                    // `tenant` is recorded once the token is read, and the
+                    // job's fields once a route knows which job it is about.
                     tracing::info_span!(
                         "request",
                         method = %request.method(),
                         path = %request.uri().path(),
                         request_id = %id,
+                        tenant = tracing::field::Empty,
+                        job_id = tracing::field::Empty,
+                        attempt = tracing::field::Empty,
                     )
                 })
+                // One line per answer, in the request's span (so with its
+                // ID): `jobwire::access=warn` in RUST_LOG leaves them out.
+                .on_response(
+                    |response: &Response, latency: Duration, _: &tracing::Span| {
+                        tracing::info!(
+                            target: "jobwire::access",
+                            status = response.status().as_u16(),
+                            latency_ms = latency.as_micros() as f64 / 1000.0,
+                            "answered"
+                        );
+                    },
+                )
                 // Server errors are logged once, with their chain, by ApiError.
                 .on_failure(()),
         )

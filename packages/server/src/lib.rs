@@ -17,14 +17,15 @@ mod guard;
 mod health;
 mod intake;
 mod jobs;
+mod openapi;
 mod origins;
+mod payload;
 mod session_limit;
 mod state;
 mod stats;
 mod ws;
 
 use axum::Router;
-use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -32,22 +33,18 @@ pub use auth::{Claims, JwtKeys, KeyError, MIN_SECRET_BYTES, TokenRules};
 pub use error::ApiError;
 pub use exposition::Scrape;
 pub use frame::Frame;
+pub use openapi::{openapi, openapi_json};
 pub use state::{AppState, Failpoint, Limits, WsConfig};
 
-/// The routes of the API, on `state`.
+/// The routes of the API, on `state`: those of the OpenAPI document
+/// (`openapi::routes`, the only place a route of the API is added), the
+/// dashboard's pages, and problem+json answers for any other path or method.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits().clone();
-    let routes = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(exposition::metrics))
-        .route("/v1/jobs", post(jobs::create).get(jobs::list))
-        .route("/v1/jobs/batch", post(jobs::create_batch))
-        .route("/v1/jobs/{id}", get(jobs::get))
-        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/v1/jobs/{id}/retry", post(jobs::retry))
-        .route("/v1/stats", get(stats::stats))
-        .route("/v1/ws", get(ws::upgrade))
+    // The document itself is built once, by `openapi_json`, for `/openapi.json`.
+    let (api, _) = openapi::routes().split_for_parts();
+    let routes = api
+        .route("/metrics", axum::routing::get(exposition::metrics))
         .merge(dashboard::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

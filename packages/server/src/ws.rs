@@ -11,7 +11,8 @@
 //! client reconnecting with `?cursor=` first gets the current state of every
 //! job of its tenant that changed since (from the store), then the live
 //! stream, with no gap: it is registered for live updates before the store is
-//! read. Past the resume window it gets `reset` and a snapshot instead.
+//! read. Past the resume window, or from before a change of a job that
+//! retention has deleted since, it gets `reset` and a snapshot instead.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -77,7 +78,34 @@ const SNAPSHOT_JOBS: u32 = 500;
 /// client (one that stopped reading holds its place until then, no longer).
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Authenticates (header or `?token=`, for browsers), then upgrades.
+/// Every change of the tenant's jobs, over a WebSocket. Authenticates
+/// (header or `?token=`, for browsers), then upgrades.
+#[utoipa::path(
+    get,
+    path = "/v1/ws",
+    operation_id = "websocket",
+    tag = "realtime",
+    description = "Upgrades to a WebSocket that carries every change of the tenant's jobs as JSON \
+                   text frames (see the README, \"Real-time updates\", for the frames and the \
+                   messages a client may send). A refused upgrade is a problem+json answer; once \
+                   upgraded, a session over JOBWIRE_WS_MAX_SESSIONS (or the tenant's share) is \
+                   closed with code 1013.",
+    security(("bearer" = []), ("token" = [])),
+    params(
+        ("cursor" = Option<i64>, Query, minimum = 0,
+         description = "The `cursor` of the last update received: the changes since are replayed first"),
+        ("Connection" = String, Header, pattern = "^[Uu][Pp][Gg][Rr][Aa][Dd][Ee]$", description = "`Upgrade`"),
+        ("Upgrade" = String, Header, pattern = "^[Ww][Ee][Bb][Ss][Oo][Cc][Kk][Ee][Tt]$", description = "`websocket`"),
+        ("Sec-WebSocket-Version" = String, Header, pattern = "^13$", description = "`13`"),
+        ("Sec-WebSocket-Key" = String, Header, description = "The client's random key (RFC 6455)"),
+    ),
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket upgrade, or a `cursor` that is not one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A browser page on an origin neither this server's nor in JOBWIRE_CORS_ORIGINS", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
     Query(query): Query<WsQuery>,
@@ -504,9 +532,9 @@ impl From<axum::Error> for Stopped {
 }
 
 impl<'a> CatchUp<'a> {
-    /// Sends what changed since `cursor` (or, past the resume window, a
-    /// reset and a snapshot), then `resumed` or `snapshot`, then the live
-    /// updates held meanwhile.
+    /// Sends what changed since `cursor` (or, past the resume window or
+    /// what retention left, a reset and a snapshot), then `resumed` or
+    /// `snapshot`, then the live updates held meanwhile.
     async fn run(mut self, cursor: i64) -> Result<(), Stopped> {
         let from = cursor.saturating_sub(RESUME_OVERLAP).max(0);
         let window = RESUME_WINDOW as u32;
@@ -515,8 +543,12 @@ impl<'a> CatchUp<'a> {
             .holding(state.store().count_changes_since(&tenant, from, window + 1))
             .await?;
         let until = self.holding(state.store().latest_change()).await?;
-        match (behind, until) {
-            (Ok(behind), Ok(until)) if behind <= window => {
+        let swept = self.holding(state.store().swept_through(&tenant)).await?;
+        match (behind, until, swept) {
+            // A job of the tenant that changed after `from` was deleted by
+            // retention since: its last change can no longer be replayed.
+            (Ok(_), Ok(_), Ok(Some(swept))) if swept > from => self.snapshot().await?,
+            (Ok(behind), Ok(until), Ok(_)) if behind <= window => {
                 // Changes after `until` come live: the client was registered before it was read.
                 match self.replay(from, until.unwrap_or(from)).await? {
                     Some(replayed) => {
@@ -530,8 +562,8 @@ impl<'a> CatchUp<'a> {
                     None => self.snapshot().await?,
                 }
             }
-            (Ok(_), Ok(_)) => self.snapshot().await?,
-            (Err(e), _) | (_, Err(e)) => {
+            (Ok(_), Ok(_), Ok(_)) => self.snapshot().await?,
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 tracing::warn!(error = ?e, "cannot read changes to resume a client");
                 self.snapshot().await?;
             }
@@ -587,8 +619,9 @@ impl<'a> CatchUp<'a> {
         self.state.frames_sent().increment(1);
         let reset = json!({
             "event": "reset",
-            "detail": "the cursor is past the resume window (or the store did not answer); \
-                       a snapshot of the most recently changed jobs follows",
+            "detail": "the cursor is past the resume window, or older than what retention \
+                       kept (or the store did not answer); a snapshot of the most recently \
+                       changed jobs follows",
         });
         self.sink
             .send(Message::Text(reset.to_string().into()))

@@ -13,7 +13,10 @@ mod sqlite;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use jobwire_core::{Job, JobId, NewJob, Priority, Status, TenantId, redact_url};
+use jobwire_core::{
+    IDEMPOTENCY_KEY_LIFETIME, Job, JobId, MAX_RETAIN_FOR, NewJob, Priority, Retention, Status,
+    TenantId, redact_url,
+};
 use serde_json::Value;
 
 pub use error::StoreError;
@@ -144,6 +147,107 @@ pub(crate) fn settle_idempotent<I: row::RowId>(
             }
         })
         .collect()
+}
+
+/// A job's own retention as stored, in milliseconds (at most ten years, so it fits).
+pub(crate) fn retain_ms(retain_for: Option<Duration>) -> Option<i64> {
+    retain_for.map(|retain| millis(retain.min(MAX_RETAIN_FOR)))
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The retention of `status`, in milliseconds; at most [`MAX_RETAIN_FOR`],
+/// as a job's own, so that the cut-off stays a date the stores can write.
+pub(crate) fn retention_ms(retention: &Retention, status: Status) -> i64 {
+    let retain = match status {
+        Status::Succeeded => retention.succeeded,
+        Status::Failed => retention.failed,
+        Status::Cancelled => retention.cancelled,
+        // Never swept (the steps name final statuses only): as long as can be.
+        Status::Scheduled | Status::Queued | Status::Running => MAX_RETAIN_FOR,
+    };
+    millis(retain.min(MAX_RETAIN_FOR))
+}
+
+/// How old a job of `status` with an idempotency key must be, in
+/// milliseconds: its status's retention, and at least the key's lifetime.
+pub(crate) fn keyed_ms(retention: &Retention, status: Status) -> i64 {
+    retention_ms(retention, status).max(millis(IDEMPOTENCY_KEY_LIFETIME))
+}
+
+/// The statements of one sweep, each deleting up to a batch: the jobs with
+/// a retention of their own, then per final status those kept for its
+/// retention, without and with an idempotency key. Each walks an index of
+/// its own from its oldest expired row (see the retention migrations).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SweepStep {
+    Own,
+    Status(Status),
+    Keyed(Status),
+}
+
+pub(crate) const RETENTION_STEPS: [SweepStep; 7] = [
+    SweepStep::Own,
+    SweepStep::Status(Status::Succeeded),
+    SweepStep::Keyed(Status::Succeeded),
+    SweepStep::Status(Status::Failed),
+    SweepStep::Keyed(Status::Failed),
+    SweepStep::Status(Status::Cancelled),
+    SweepStep::Keyed(Status::Cancelled),
+];
+
+/// What one [`Store::sweep_expired`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    /// A statement deleted a whole batch: there may be more to delete now.
+    pub more: bool,
+    /// Another sweeper was at work (Postgres), so this one stopped; what it
+    /// deleted before that is counted.
+    pub busy: bool,
+}
+
+impl Swept {
+    /// Jobs deleted, of any status.
+    pub fn total(&self) -> u64 {
+        self.succeeded + self.failed + self.cancelled
+    }
+
+    /// Counts one statement's `(status, jobs deleted)`, out of a `batch`.
+    pub(crate) fn add(&mut self, counts: Vec<(String, i64)>, batch: u32) -> Result<(), StoreError> {
+        let mut deleted = 0;
+        for (status, jobs) in counts {
+            let jobs = u64::try_from(jobs).unwrap_or_default();
+            deleted += jobs;
+            match status.parse() {
+                Ok(Status::Succeeded) => self.succeeded += jobs,
+                Ok(Status::Failed) => self.failed += jobs,
+                Ok(Status::Cancelled) => self.cancelled += jobs,
+                _ => {
+                    return Err(StoreError::Corrupt(format!(
+                        "the sweep deleted {jobs} jobs of status `{status}`, which is not final"
+                    )));
+                }
+            }
+        }
+        self.more |= deleted >= u64::from(batch);
+        Ok(())
+    }
+}
+
+/// How big the `jobs` table is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableSize {
+    /// Rows: Postgres's estimate (`pg_class.reltuples`, as of the last vacuum
+    /// or analyze), SQLite's count.
+    pub rows: i64,
+    /// Bytes on disk: the table with its indexes and TOAST (Postgres), the
+    /// database file (SQLite).
+    pub bytes: i64,
 }
 
 /// One `(id, priority)` of a queued job, from its stored priority.
@@ -494,9 +598,57 @@ impl Store {
 
     /// The newest place in the change feed that has committed (`None`: no
     /// job yet): a change there whose update never arrived is missing too,
-    /// even if nothing changes after it.
+    /// even if nothing changes after it. It never goes back when retention
+    /// deletes the newest jobs, so the places of deleted jobs never look like
+    /// changes that went missing.
     pub async fn latest_change(&self) -> Result<Option<i64>, StoreError> {
         delegate!(self.latest_change())
+    }
+
+    /// Deletes the finished jobs whose retention has passed, in statements
+    /// of at most `batch` rows, each in a short transaction of its own, each
+    /// walking an index (never the table). A job's retention is its own
+    /// (`retain_for`, counted from when it finished) or its final status's in
+    /// `retention`; a job with an idempotency key stays at least
+    /// [`IDEMPOTENCY_KEY_LIFETIME`] after its creation, so a repeat gets it.
+    /// Retentions beyond [`MAX_RETAIN_FOR`] count as that.
+    ///
+    /// On Postgres one sweeper works at a time across every process: each
+    /// transaction first takes [`PgStore::SWEEP_LOCK`], and a sweeper that
+    /// finds it taken stops and says so (`busy`). Call again at once while
+    /// `more` says a statement deleted a whole batch.
+    ///
+    /// Records for each tenant the newest place of its deleted jobs
+    /// ([`Store::swept_through`]).
+    pub async fn sweep_expired(
+        &self,
+        retention: &Retention,
+        batch: u32,
+    ) -> Result<Swept, StoreError> {
+        delegate!(self.sweep_expired(retention, batch.max(1)))
+    }
+
+    /// The query plan of each statement of [`Store::sweep_expired`], as the
+    /// database would run it now with these settings: to check that each
+    /// walks an index (Postgres's `EXPLAIN`, SQLite's `EXPLAIN QUERY PLAN`).
+    pub async fn explain_sweep(
+        &self,
+        retention: &Retention,
+        batch: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        delegate!(self.explain_sweep(retention, batch.max(1)))
+    }
+
+    /// The newest place in the change feed of a tenant's job deleted by
+    /// retention (`None`: none was): a client resuming from before it may
+    /// have missed a change that no replay can show any more.
+    pub async fn swept_through(&self, tenant: &TenantId) -> Result<Option<i64>, StoreError> {
+        delegate!(self.swept_through(tenant))
+    }
+
+    /// How big the `jobs` table is, for the operators' gauges.
+    pub async fn table_size(&self) -> Result<TableSize, StoreError> {
+        delegate!(self.table_size())
     }
 
     /// The jobs (of any tenant) whose last change is one of `seqs`: what an

@@ -2,6 +2,7 @@
 //! (and lease token) in each database's own type.
 
 use std::fmt::Display;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jobwire_core::{AttemptError, InvalidValue, Job, JobId, JobUpdate};
@@ -17,7 +18,7 @@ macro_rules! columns {
         "id, tenant_id, job_type, payload, priority, status, attempt, result, error, \
          progress, version, created_at, started_at, finished_at, updated_at, max_attempts, \
          run_at, timeout_ms, idempotency_key, change_seq, lease_token, request_hash, \
-         attempt_errors"
+         attempt_errors, retain_ms"
     };
 }
 pub(crate) use columns;
@@ -80,6 +81,7 @@ pub(crate) struct JobRow<I> {
     pub(crate) lease_token: Option<I>,
     pub(crate) request_hash: Option<String>,
     attempt_errors: Json<Vec<AttemptError>>,
+    retain_ms: Option<i64>,
 }
 
 impl<I: RowId> TryFrom<JobRow<I>> for Job {
@@ -87,6 +89,14 @@ impl<I: RowId> TryFrom<JobRow<I>> for Job {
 
     fn try_from(row: JobRow<I>) -> Result<Self, StoreError> {
         let corrupt = |e: InvalidValue| StoreError::Corrupt(format!("job {}: {e}", row.id));
+        let retain_for = row
+            .retain_ms
+            .map(|ms| {
+                u64::try_from(ms)
+                    .map(Duration::from_millis)
+                    .map_err(|_| corrupt(InvalidValue(format!("a negative retention of {ms} ms"))))
+            })
+            .transpose()?;
         Ok(Job {
             id: row.id.job_id().map_err(corrupt)?,
             tenant_id: row.tenant_id.parse().map_err(corrupt)?,
@@ -108,6 +118,7 @@ impl<I: RowId> TryFrom<JobRow<I>> for Job {
             run_at: row.run_at,
             timeout_ms: row.timeout_ms,
             idempotency_key: row.idempotency_key,
+            retain_for,
             change_seq: row.change_seq,
         })
     }

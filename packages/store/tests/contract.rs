@@ -106,6 +106,9 @@ macro_rules! contract {
     };
 }
 
+#[path = "contract/retention.rs"]
+mod retention;
+
 fn tenant(name: &str) -> TenantId {
     name.parse().unwrap()
 }
@@ -121,6 +124,7 @@ fn new_job(tenant_name: &str, job_type: &str, priority: Priority) -> NewJob {
         run_at: None,
         timeout_ms: None,
         idempotency: None,
+        retain_for: None,
     }
 }
 

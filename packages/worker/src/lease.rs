@@ -53,8 +53,8 @@ impl Worker {
                     let held: HashSet<(JobId, LeaseToken)> = held.into_iter().collect();
                     let running = self.running();
                     for lost in judged.iter().filter(|entry| !held.contains(entry)) {
+                        // The attempt says so in its own log, with its span.
                         if let Some(attempt) = running.get(&lost.0).filter(|r| r.token == lost.1) {
-                            tracing::info!(job = %lost.0, "job cancelled or lease lost; stopping it");
                             attempt.stop.cancel();
                         }
                     }

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use jobwire_broker::Outbox;
-use jobwire_core::JobId;
+use jobwire_core::{JobId, Status};
 use tokio_util::sync::CancellationToken;
 
 use crate::Worker;
@@ -18,6 +18,9 @@ const REDISPATCH_TICKS: u64 = 8;
 /// throughput; one finding none (a backlog Redis still holds) checks 2,500 a
 /// second, so that a long backlog costs Postgres little.
 const SWEEP_BATCH: u32 = 5000;
+/// Rows one statement of the retention sweep deletes at most: each commits
+/// in a few milliseconds, so creates and finishes never wait long behind it.
+const RETENTION_BATCH: u32 = 1000;
 
 impl Worker {
     /// Keeps the queue honest until `stop`: jobs whose lease lapsed go back
@@ -35,7 +38,15 @@ impl Worker {
             }
             match self.store.reap_expired().await {
                 Ok(jobs) if !jobs.is_empty() => {
-                    tracing::warn!(jobs = jobs.len(), "leases expired; re-queueing");
+                    for job in &jobs {
+                        tracing::warn!(
+                            job_id = %job.id,
+                            tenant = %job.tenant_id,
+                            attempt = job.attempt,
+                            status = %job.status,
+                            "the attempt's lease expired (its worker is gone or stalled)"
+                        );
+                    }
                     metrics::counter!(jobwire_metrics::LEASE_EXPIRIES).increment(jobs.len() as u64);
                     // Queued again (a retry) or failed on its last attempt.
                     crate::complete::record_outcomes(&jobs);
@@ -140,6 +151,66 @@ impl Worker {
         Sweep {
             after: next,
             finding,
+        }
+    }
+}
+
+impl Worker {
+    /// Deletes expired finished jobs every `sweep_every` until `stop`, a
+    /// batch per statement, going on at once while statements delete whole
+    /// batches; then updates the table's size gauges. Every worker runs it,
+    /// but on Postgres only one works at a time: the others find the sweep
+    /// taken and wait for their next turn (see [`Store::sweep_expired`]).
+    /// Nothing is left to clean in the broker: a finished job's ID is in no
+    /// queue (a cancelled job's queued ID is popped and acknowledged as
+    /// unclaimable like any other).
+    ///
+    /// [`Store::sweep_expired`]: jobwire_store::Store::sweep_expired
+    pub(crate) async fn sweep_retention(self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.config.sweep_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let mut deleted = 0;
+            while !stop.is_cancelled() {
+                match self
+                    .store
+                    .sweep_expired(&self.config.retention, RETENTION_BATCH)
+                    .await
+                {
+                    Ok(swept) => {
+                        for (status, jobs) in [
+                            (Status::Succeeded, swept.succeeded),
+                            (Status::Failed, swept.failed),
+                            (Status::Cancelled, swept.cancelled),
+                        ] {
+                            metrics::counter!(jobwire_metrics::RETENTION_DELETED, "status" => status.as_str())
+                                .increment(jobs);
+                        }
+                        deleted += swept.total();
+                        if swept.busy || !swept.more {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot delete expired jobs");
+                        break;
+                    }
+                }
+            }
+            if deleted > 0 {
+                tracing::info!(jobs = deleted, "deleted expired jobs");
+            }
+            match self.store.table_size().await {
+                Ok(size) => {
+                    metrics::gauge!(jobwire_metrics::JOBS_TABLE_ROWS).set(size.rows as f64);
+                    metrics::gauge!(jobwire_metrics::JOBS_TABLE_BYTES).set(size.bytes as f64);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the size of the jobs table"),
+            }
         }
     }
 }

@@ -3,11 +3,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use jobwire_broker::{Broker, Consumer};
-use jobwire_core::{Job, JobId};
+use jobwire_core::{Job, JobId, Retention};
 use jobwire_store::{Claim, Finish, LeaseToken, Outcome, Store};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
+use tracing::Instrument;
 
 use crate::failpoint::Armed;
 use crate::{Failpoint, JobContext, Registry, RetryPolicy};
@@ -34,6 +35,12 @@ pub struct WorkerConfig {
     pub redispatch_after: Duration,
     /// A test hook: fail once at this point.
     pub failpoint: Option<Failpoint>,
+    /// How long finished jobs are kept, by final status (a job's own
+    /// `retainFor` comes first).
+    pub retention: Retention,
+    /// How often expired jobs are looked for (a sweep that finds many goes
+    /// on at once until it has deleted them all).
+    pub sweep_every: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -45,6 +52,8 @@ impl Default for WorkerConfig {
             retry: RetryPolicy::default(),
             redispatch_after: Duration::from_secs(3),
             failpoint: None,
+            retention: Retention::default(),
+            sweep_every: Duration::from_secs(10),
         }
     }
 }
@@ -66,8 +75,8 @@ pub(crate) struct Running {
     pub(crate) claimed: bool,
 }
 
-/// A pool of job slots fed by one popper, with its lease keeper and
-/// maintenance loop.
+/// A pool of job slots fed by one popper, with its lease keeper,
+/// maintenance loop and retention sweeper.
 #[derive(Clone)]
 pub struct Worker {
     pub(crate) id: String,
@@ -127,6 +136,7 @@ impl Worker {
         let background = CancellationToken::new();
         let keeper = tokio::spawn(self.clone().keep_leases(background.clone()));
         let maintenance = tokio::spawn(self.clone().maintain(background.clone()));
+        let sweeper = tokio::spawn(self.clone().sweep_retention(background.clone()));
         let (outcomes, finished) = mpsc::channel(self.config.concurrency.max(1));
         let completer = tokio::spawn(self.clone().complete(finished));
         let mut consumer: Option<Consumer> = None;
@@ -221,7 +231,7 @@ impl Worker {
             tracing::error!(error = %e, "the worker's completer failed");
         }
         background.cancel();
-        for task in [keeper, maintenance] {
+        for task in [keeper, maintenance, sweeper] {
             if let Err(e) = task.await {
                 tracing::error!(error = %e, "a worker background task failed");
             }
@@ -284,7 +294,31 @@ impl Worker {
     /// Runs one claimed job and hands its outcome to the completer; `_slot`
     /// frees a place when dropped. A job stopped by the end of the grace
     /// period is handed back (queued again) at once instead.
+    ///
+    /// It all happens in the attempt's span, so every line logged about the
+    /// attempt, the handler's own included, says which job, tenant and
+    /// attempt it is about; the span is the attempt's one cost for logs
+    /// (a successful attempt logs nothing at the default level).
     async fn process(
+        &self,
+        claim: Claim,
+        slot: OwnedSemaphorePermit,
+        hard_stop: CancellationToken,
+        outcomes: mpsc::Sender<Finish>,
+    ) {
+        let span = tracing::info_span!(
+            "attempt",
+            job_id = %claim.job.id,
+            tenant = %claim.job.tenant_id,
+            attempt = claim.job.attempt,
+            job_type = %claim.job.job_type,
+        );
+        self.attempt(claim, slot, hard_stop, outcomes)
+            .instrument(span)
+            .await
+    }
+
+    async fn attempt(
         &self,
         claim: Claim,
         _slot: OwnedSemaphorePermit,
@@ -319,16 +353,21 @@ impl Worker {
         };
         if outcomes.send(finish).await.is_err() {
             // Only when the completer died; the lease runs out and the job runs again.
-            tracing::error!(job = %job.id, "the completer is gone; the outcome is lost");
+            tracing::error!("the completer is gone; the outcome is lost");
         }
     }
 
     /// Queues an unfinished attempt again, as a stopping worker does.
     async fn hand_back(&self, id: JobId, token: &LeaseToken) {
         match self.store.release(id, token).await {
-            Ok(Some(job)) => self.announce(&[job]).await,
-            Ok(None) => tracing::info!(job = %id, "the job was cancelled or taken over"),
-            Err(e) => tracing::error!(job = %id, error = ?e, "cannot hand back job"),
+            Ok(Some(job)) => {
+                tracing::info!(
+                    "the worker is stopping: attempt handed back, the job is queued again"
+                );
+                self.announce(&[job]).await;
+            }
+            Ok(None) => tracing::info!("the job was cancelled or taken over meanwhile"),
+            Err(e) => tracing::error!(error = ?e, "cannot hand back the job"),
         }
         self.untrack(&[(id, token.clone())]);
     }
@@ -351,7 +390,12 @@ impl Worker {
         };
         // Its own task, so that a panicking handler fails its job instead of
         // the worker; aborted when dropped, so an abandoned handler stops too.
-        let mut run = AbortOnDropHandle::new(tokio::spawn(handler.call(ctx, job.payload.clone())));
+        // In the attempt's span, so that the handler's own logs carry it.
+        let mut run = AbortOnDropHandle::new(tokio::spawn(
+            handler
+                .call(ctx, job.payload.clone())
+                .instrument(tracing::Span::current()),
+        ));
         let deadline = async {
             match job.timeout_ms {
                 Some(ms) => tokio::time::sleep(Duration::from_millis(ms.max(0) as u64)).await,
@@ -361,9 +405,15 @@ impl Worker {
         let early_stop = tokio::select! {
             result = &mut run => {
                 return match result {
-                    Ok(Ok(result)) => Outcome::Succeeded(result),
-                    Ok(Err(e)) => self.config.retry.after_failure(job, e.0),
-                    Err(e) => self.config.retry.after_failure(job, format!("handler panicked: {e}")),
+                    Ok(Ok(result)) => {
+                        tracing::debug!("attempt succeeded");
+                        Outcome::Succeeded(result)
+                    }
+                    Ok(Err(e)) => self.failed(job, e.0),
+                    Err(e) => {
+                        tracing::error!(error = %e, "the handler panicked");
+                        self.failed(job, format!("handler panicked: {e}"))
+                    }
                 };
             }
             _ = deadline => Some(format!("timed out after {} ms", job.timeout_ms.unwrap_or_default())),
@@ -373,10 +423,33 @@ impl Worker {
         stop.cancel();
         let _ = tokio::time::timeout(STOP_GRACE, &mut run).await;
         match early_stop {
-            Some(timeout) => self.config.retry.after_failure(job, timeout),
+            Some(timeout) => self.failed(job, timeout),
             // Cancelled or lease lost: the store will refuse this outcome anyway.
-            None => Outcome::Failed("stopped: the job was cancelled or its lease lost".into()),
+            None => {
+                tracing::info!("the job was cancelled or its lease lost: attempt stopped");
+                Outcome::Failed("stopped: the job was cancelled or its lease lost".into())
+            }
         }
+    }
+
+    /// What a failed attempt becomes (a retry while attempts are left), said
+    /// in the log.
+    fn failed(&self, job: &Job, error: String) -> Outcome {
+        let outcome = self.config.retry.after_failure(job, error);
+        match &outcome {
+            Outcome::Retry { error, run_at } => {
+                tracing::warn!(
+                    error = %error,
+                    retry_at = %run_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "attempt failed; it runs again"
+                )
+            }
+            Outcome::Failed(error) => {
+                tracing::warn!(error = %error, "attempt failed; no attempts left, the job failed")
+            }
+            Outcome::Succeeded(_) => {}
+        }
+        outcome
     }
 
     /// Announces committed changes (queueing those now `queued`); a lost

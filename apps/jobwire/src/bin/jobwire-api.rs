@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use jobwire_runtime::{ApiArgs, BackendArgs, Backends, Role};
+use jobwire_runtime::{ApiArgs, BackendArgs, Backends, LogArgs, Role};
 
 /// jobwire's HTTP and WebSocket API.
 #[derive(Debug, Parser)]
@@ -21,12 +21,14 @@ struct Cli {
     backends: BackendArgs,
     #[command(flatten)]
     api: ApiArgs,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    jobwire_runtime::init_tracing();
+    let _telemetry = jobwire_runtime::init_tracing(&cli.log, "jobwire-api")?;
     // Served on the API's listener at /metrics.
     jobwire_runtime::install_metrics(Role::Api)?;
     let shutdown = jobwire_runtime::shutdown_on_signal();

@@ -3,7 +3,7 @@
 //! listener of its own (`JOBWIRE_METRICS_ADDR`), since it has no API.
 
 use clap::Parser;
-use jobwire_runtime::{BackendArgs, Backends, MetricsArgs, Role, WorkerArgs};
+use jobwire_runtime::{BackendArgs, Backends, LogArgs, MetricsArgs, Role, WorkerArgs};
 
 /// jobwire's worker: pops job IDs, runs their handlers, publishes every change.
 #[derive(Debug, Parser)]
@@ -15,12 +15,14 @@ struct Cli {
     worker: WorkerArgs,
     #[command(flatten)]
     metrics: MetricsArgs,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    jobwire_runtime::init_tracing();
+    let _telemetry = jobwire_runtime::init_tracing(&cli.log, "jobwire-worker")?;
     jobwire_runtime::install_metrics(Role::Worker)?;
     let shutdown = jobwire_runtime::shutdown_on_signal();
     let plan = cli.backends.plan_shared("jobwire-worker")?;

@@ -299,6 +299,7 @@ async fn help_lists_every_setting_with_its_environment_variable() {
                 "JOBWIRE_JWT_AUDIENCE",
                 "JOBWIRE_JWT_ISSUER",
                 "JOBWIRE_JWT_MAX_TTL",
+                "JOBWIRE_LOG_FORMAT",
             ],
         ),
         (
@@ -314,6 +315,7 @@ async fn help_lists_every_setting_with_its_environment_variable() {
                 "JOBWIRE_JWT_AUDIENCE",
                 "JOBWIRE_JWT_ISSUER",
                 "JOBWIRE_JWT_MAX_TTL",
+                "JOBWIRE_LOG_FORMAT",
             ],
         ),
         (
@@ -328,6 +330,7 @@ async fn help_lists_every_setting_with_its_environment_variable() {
                 "JOBWIRE_RETRY_BASE",
                 "JOBWIRE_RETRY_CAP",
                 "JOBWIRE_REDISPATCH_AFTER",
+                "JOBWIRE_LOG_FORMAT",
             ],
         ),
     ];

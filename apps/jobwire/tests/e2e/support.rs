@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use jobwire_broker::Broker;
-use jobwire_core::{Priority, TenantId};
+use jobwire_core::{Priority, Retention, TenantId};
 use jobwire_runtime::{ApiArgs, Backends, JwtArgs, WorkerArgs};
 use jobwire_server::JwtKeys;
 use jobwire_store::{ListFilter, Store};
@@ -58,6 +58,8 @@ pub struct Options {
     pub worker_failpoint: Option<Failpoint>,
     /// Another Redis than the shared one (a private server).
     pub redis_url: Option<String>,
+    /// How long the worker keeps finished jobs (it looks for expired ones every 100 ms).
+    pub retention: Retention,
 }
 
 impl Default for Options {
@@ -75,6 +77,7 @@ impl Default for Options {
             cors_origins: Vec::new(),
             worker_failpoint: None,
             redis_url: None,
+            retention: Retention::default(),
         }
     }
 }
@@ -232,6 +235,10 @@ impl TestApp {
             redispatch_after: Duration::from_secs(1),
             trace_dir: None,
             worker_failpoint: self.options.worker_failpoint,
+            retain_succeeded: self.options.retention.succeeded,
+            retain_failed: self.options.retention.failed,
+            retain_cancelled: self.options.retention.cancelled,
+            retention_interval: Duration::from_millis(100),
         };
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {

@@ -1,13 +1,16 @@
 use jobwire_core::{Job, JobId, TenantId};
 
 use super::PgStore;
-use super::row::{bump, columns, fetch_optional_job};
+use super::row::{bump, columns, expires_now, fetch_optional_job};
 use crate::{StoreError, not_changed};
 
 impl PgStore {
     pub(crate) async fn cancel(&self, tenant: &TenantId, id: JobId) -> Result<Job, StoreError> {
         let query = sqlx::query_as(concat!(
             "update jobs set status = 'cancelled', finished_at = now(), ",
+            "expires_at = ",
+            expires_now!(),
+            ", ",
             "lease_token = null, lease_owner = null, lease_expires_at = null, ",
             bump!(),
             " where tenant_id = $1 and id = $2 and status in ('scheduled', 'queued', 'running') returning ",
@@ -25,7 +28,7 @@ impl PgStore {
         // `attempt_errors` stays: the history outlives the fresh attempt count.
         let query = sqlx::query_as(concat!(
             "update jobs set status = 'queued', attempt = 0, error = null, result = null, ",
-            "progress = null, run_at = null, started_at = null, finished_at = null, ",
+            "progress = null, run_at = null, started_at = null, finished_at = null, expires_at = null, ",
             bump!(),
             " where tenant_id = $1 and id = $2 and status in ('failed', 'cancelled') returning ",
             columns!()

@@ -5,7 +5,9 @@ use sqlx::types::Json;
 
 use super::PgStore;
 use super::claim::token;
-use super::row::{append_attempt_error, bump, columns, fetch_jobs, fetch_optional_job};
+use super::row::{
+    append_attempt_error, bump, columns, expires_now, fetch_jobs, fetch_optional_job,
+};
 use crate::{Finish, LeaseToken, StoreError};
 
 impl PgStore {
@@ -33,6 +35,9 @@ impl PgStore {
             "update jobs set status = done.new_status, result = done.new_result, ",
             "error = done.new_error, run_at = done.new_run_at, ",
             "finished_at = case when done.new_status in ('succeeded', 'failed') then now() end, ",
+            "expires_at = case when done.new_status in ('succeeded', 'failed') then ",
+            expires_now!(),
+            " end, ",
             // A failed attempt joins the history; a success leaves it as it is.
             "attempt_errors = case when done.new_error is null then attempt_errors else ",
             append_attempt_error!("done.new_error"),

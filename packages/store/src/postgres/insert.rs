@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::PgStore;
 use super::row::{JobRow, columns};
-use crate::{Inserted, StoreError, settle_idempotent};
+use crate::{Inserted, StoreError, retain_ms, settle_idempotent};
 
 impl PgStore {
     /// Inserts the jobs (`queued`, or `scheduled` when due later) in one
@@ -34,19 +34,22 @@ impl PgStore {
             .map(|j| j.idempotency.as_ref().map(|i| i.request_hash.as_str()))
             .collect();
 
+        let retain_ms: Vec<Option<i64>> = jobs.iter().map(|j| retain_ms(j.retain_for)).collect();
+
         let mut conn = self.conn().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn)
             .await
             .map_err(StoreError::query("begin insert"))?;
         let rows: Vec<JobRow> = sqlx::query_as(concat!(
             "insert into jobs (id, tenant_id, job_type, payload, priority, status, max_attempts, ",
-            "run_at, timeout_ms, idempotency_key, request_hash) ",
+            "run_at, timeout_ms, idempotency_key, request_hash, retain_ms) ",
             "select id, tenant_id, job_type, payload, priority, ",
             "case when run_at > now() then 'scheduled' else 'queued' end, ",
-            "max_attempts, case when run_at > now() then run_at end, timeout_ms, key, hash ",
+            "max_attempts, case when run_at > now() then run_at end, timeout_ms, key, hash, retain_ms ",
             "from unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::int[], ",
-            "$7::timestamptz[], $8::bigint[], $9::text[], $10::text[]) ",
-            "as t(id, tenant_id, job_type, payload, priority, max_attempts, run_at, timeout_ms, key, hash) ",
+            "$7::timestamptz[], $8::bigint[], $9::text[], $10::text[], $11::bigint[]) ",
+            "as t(id, tenant_id, job_type, payload, priority, max_attempts, run_at, timeout_ms, key, hash, ",
+            "retain_ms) ",
             "on conflict (tenant_id, idempotency_key) where idempotency_key is not null do nothing ",
             "returning ",
             columns!()
@@ -61,6 +64,7 @@ impl PgStore {
         .bind(&timeouts)
         .bind(&keys)
         .bind(&hashes)
+        .bind(&retain_ms)
         .fetch_all(&mut *tx)
         .await
         .map_err(StoreError::query("insert jobs"))?;

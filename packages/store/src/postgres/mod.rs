@@ -6,6 +6,7 @@ mod finish;
 mod insert;
 mod read;
 mod recover;
+mod retain;
 mod row;
 
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@ use jobwire_core::{Job, JobId, Priority};
 use uuid::Uuid;
 
 use super::PgStore;
-use super::row::{append_attempt_error, bump, columns, fetch_jobs, lock_in_order};
+use super::row::{append_attempt_error, bump, columns, expires_now, fetch_jobs, lock_in_order};
 use crate::{LEASE_LOST, StoreError};
 
 impl PgStore {
@@ -15,6 +15,9 @@ impl PgStore {
             "status = case when attempt < max_attempts then 'queued' else 'failed' end, ",
             "error = $1, ",
             "finished_at = case when attempt < max_attempts then null else now() end, ",
+            "expires_at = case when attempt < max_attempts then null else ",
+            expires_now!(),
+            " end, ",
             "attempt_errors = ",
             append_attempt_error!("$1::text"),
             ", ",

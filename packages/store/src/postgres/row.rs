@@ -52,6 +52,23 @@ macro_rules! append_attempt_error {
 }
 pub(crate) use append_attempt_error;
 
+/// `expires_at` for a job that ends now (succeeded, failed or cancelled):
+/// when the sweeper may delete it if it has a retention of its own, but not
+/// before its idempotency key's 24 hours ([`jobwire_core::IDEMPOTENCY_KEY_LIFETIME`],
+/// which a literal cannot name) are over; null for a job kept for its final
+/// status's retention, which the sweeper reads from its own settings.
+macro_rules! expires_now {
+    () => {
+        concat!(
+            "case when jobs.retain_ms is not null then greatest(",
+            "now() + jobs.retain_ms * interval '1 millisecond', ",
+            "case when jobs.idempotency_key is not null ",
+            "then jobs.created_at + interval '24 hours' end) end"
+        )
+    };
+}
+pub(crate) use expires_now;
+
 /// A `locked` CTE that locks the rows matching a condition in ID order,
 /// skipping rows another write holds: for sweeps (reaping lapsed leases,
 /// promoting due jobs) that run on every worker and come back on the next

@@ -1,13 +1,17 @@
 use jobwire_core::{Job, JobId, TenantId};
 
-use super::row::{bump, columns, fetch_optional_job};
+use super::row::{bump, columns, expires_now, fetch_optional_job};
 use super::{SqliteStore, now, text};
 use crate::{StoreError, not_changed};
 
 impl SqliteStore {
     pub(crate) async fn cancel(&self, tenant: &TenantId, id: JobId) -> Result<Job, StoreError> {
+        let at = now();
         let query = sqlx::query_as(concat!(
             "update jobs set status = 'cancelled', finished_at = ?3, ",
+            "expires_at = ",
+            expires_now!("?4"),
+            ", ",
             "lease_token = null, lease_owner = null, lease_expires_at = null, ",
             bump!("?3"),
             " where tenant_id = ?1 and id = ?2 and status in ('scheduled', 'queued', 'running') returning ",
@@ -15,7 +19,8 @@ impl SqliteStore {
         ))
         .bind(tenant.as_str())
         .bind(id.to_string())
-        .bind(text(now()));
+        .bind(text(at))
+        .bind(at.timestamp_millis());
         match fetch_optional_job(query, &self.pool, "cancel job").await? {
             Some(job) => Ok(job),
             None => Err(not_changed(id, self.status(tenant, id).await?, "cancelled")),
@@ -26,7 +31,7 @@ impl SqliteStore {
         // `attempt_errors` stays: the history outlives the fresh attempt count.
         let query = sqlx::query_as(concat!(
             "update jobs set status = 'queued', attempt = 0, error = null, result = null, ",
-            "progress = null, run_at = null, started_at = null, finished_at = null, ",
+            "progress = null, run_at = null, started_at = null, finished_at = null, expires_at = null, ",
             bump!("?3"),
             " where tenant_id = ?1 and id = ?2 and status in ('failed', 'cancelled') returning ",
             columns!()

@@ -2,7 +2,9 @@ use jobwire_core::{Job, JobId};
 use serde_json::{Value, json};
 use sqlx::types::Json;
 
-use super::row::{append_attempt_error, bump, columns, fetch_jobs, fetch_optional_job};
+use super::row::{
+    append_attempt_error, bump, columns, expires_now, fetch_jobs, fetch_optional_job,
+};
 use super::{SqliteStore, now, text};
 use crate::{Finish, LeaseToken, StoreError};
 
@@ -10,6 +12,7 @@ impl SqliteStore {
     /// One statement for the whole batch, numbering the rows it changes in
     /// the change feed as `claim_many` does.
     pub(crate) async fn finish_many(&self, batch: Vec<Finish>) -> Result<Vec<Job>, StoreError> {
+        let at = now();
         let batch: Vec<Value> = batch
             .into_iter()
             .map(|Finish { id, lease, outcome }| {
@@ -29,6 +32,9 @@ impl SqliteStore {
             "update jobs set status = done.new_status, result = done.new_result, ",
             "error = done.new_error, run_at = done.new_run_at, ",
             "finished_at = case when done.new_status in ('succeeded', 'failed') then ?2 end, ",
+            "expires_at = case when done.new_status in ('succeeded', 'failed') then ",
+            expires_now!("?3"),
+            " end, ",
             // A failed attempt joins the history; a success leaves it as it is.
             "attempt_errors = case when done.new_error is null then attempt_errors else ",
             append_attempt_error!("done.new_error", "?2"),
@@ -46,7 +52,8 @@ impl SqliteStore {
             columns!()
         ))
         .bind(Json(batch))
-        .bind(text(now()));
+        .bind(text(at))
+        .bind(at.timestamp_millis());
         fetch_jobs(query, &self.pool, "finish jobs").await
     }
 

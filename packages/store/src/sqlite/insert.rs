@@ -4,7 +4,7 @@ use sqlx::types::Json;
 
 use super::row::{JobRow, columns};
 use super::{SqliteStore, now, text};
-use crate::{Inserted, StoreError, settle_idempotent};
+use crate::{Inserted, StoreError, retain_ms, settle_idempotent};
 
 impl SqliteStore {
     /// Inserts the jobs in one transaction: all or none. See [`crate::Store::insert`].
@@ -15,7 +15,8 @@ impl SqliteStore {
         let at = now();
         let mut query = QueryBuilder::new(concat!(
             "insert into jobs (id, tenant_id, job_type, payload, priority, status, max_attempts, ",
-            "run_at, timeout_ms, idempotency_key, request_hash, created_at, updated_at, change_seq) "
+            "run_at, timeout_ms, idempotency_key, request_hash, retain_ms, created_at, updated_at, ",
+            "change_seq) "
         ));
         query.push_values(jobs.iter().enumerate(), |mut row, (i, job)| {
             let later = job.run_at.filter(|run_at| *run_at > at);
@@ -35,6 +36,7 @@ impl SqliteStore {
                 .push_bind(job.timeout_ms)
                 .push_bind(job.idempotency.as_ref().map(|i| i.key.clone()))
                 .push_bind(job.idempotency.as_ref().map(|i| i.request_hash.clone()))
+                .push_bind(retain_ms(job.retain_for))
                 .push_bind(text(at))
                 .push_bind(text(at))
                 .push("(select coalesce(max(change_seq), 0) from jobs) + ")

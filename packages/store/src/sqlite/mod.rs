@@ -7,6 +7,7 @@ mod finish;
 mod insert;
 mod read;
 mod recover;
+mod retain;
 mod row;
 
 use std::str::FromStr;
@@ -70,6 +71,10 @@ impl SqliteStore {
 
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {

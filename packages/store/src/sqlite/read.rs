@@ -117,10 +117,13 @@ impl SqliteStore {
     }
 
     pub(crate) async fn latest_change(&self) -> Result<Option<i64>, StoreError> {
-        sqlx::query_scalar("select max(change_seq) from jobs")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::query("latest change"))
+        let (kept, swept): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "select (select max(change_seq) from jobs), (select max(through) from retention_swept)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::query("latest change"))?;
+        Ok(kept.max(swept))
     }
 
     pub(crate) async fn changes_at(&self, seqs: &[i64]) -> Result<Vec<Change>, StoreError> {

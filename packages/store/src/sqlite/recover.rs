@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use jobwire_core::{Job, JobId, Priority};
 
-use super::row::{append_attempt_error, bump, columns, fetch_jobs};
+use super::row::{append_attempt_error, bump, columns, expires_now, fetch_jobs};
 use super::{SqliteStore, now, text};
 use crate::{LEASE_LOST, StoreError, queued_entry};
 
@@ -19,11 +19,15 @@ fn entries(rows: Vec<(String, String)>) -> Result<Vec<(JobId, Priority)>, StoreE
 
 impl SqliteStore {
     pub(crate) async fn reap_expired(&self) -> Result<Vec<Job>, StoreError> {
+        let at = now();
         let query = sqlx::query_as(concat!(
             "update jobs set ",
             "status = case when attempt < max_attempts then 'queued' else 'failed' end, ",
             "error = ?1, ",
             "finished_at = case when attempt < max_attempts then null else ?2 end, ",
+            "expires_at = case when attempt < max_attempts then null else ",
+            expires_now!("?3"),
+            " end, ",
             "attempt_errors = ",
             append_attempt_error!("?1", "?2"),
             ", ",
@@ -33,7 +37,8 @@ impl SqliteStore {
             columns!()
         ))
         .bind(LEASE_LOST)
-        .bind(text(now()));
+        .bind(text(at))
+        .bind(at.timestamp_millis());
         fetch_jobs(query, &self.pool, "reap expired leases").await
     }
 

@@ -58,6 +58,24 @@ macro_rules! append_attempt_error {
 }
 pub(crate) use append_attempt_error;
 
+/// `expires_at` for a job that ends now (see the Postgres adapter's macro of
+/// the same name), as Unix milliseconds, `$now_ms` being a numbered
+/// parameter. `created_at` is RFC 3339 text, which `julianday` reads; the
+/// extra millisecond makes up for the truncation.
+macro_rules! expires_now {
+    ($now_ms:literal) => {
+        concat!(
+            "case when jobs.retain_ms is not null then max(",
+            $now_ms,
+            " + jobs.retain_ms, ",
+            "case when jobs.idempotency_key is not null ",
+            "then cast((julianday(jobs.created_at) - 2440587.5) * 86400000 as integer) + 86400001 ",
+            "else 0 end) end"
+        )
+    };
+}
+pub(crate) use expires_now;
+
 /// Runs a query that returns job rows.
 pub(crate) async fn fetch_jobs<'q>(
     query: sqlx::query::QueryAs<'q, sqlx::Sqlite, JobRow, sqlx::sqlite::SqliteArguments<'q>>,
