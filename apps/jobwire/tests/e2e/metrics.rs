@@ -596,3 +596,47 @@ async fn an_in_process_api_without_a_recorder_serves_no_metrics() {
         "application/problem+json"
     );
 }
+
+#[tokio::test]
+async fn the_sweeper_counts_what_it_deleted_and_the_size_of_the_jobs_table() {
+    let app = spawn_app_with(Options::without_worker()).await;
+    let (_api, addr) = start_api(&app).await;
+    let worker = start_worker(
+        &app,
+        &[
+            ("JOBWIRE_RETAIN_SUCCEEDED", "1s"),
+            ("JOBWIRE_RETENTION_INTERVAL", "100ms"),
+        ],
+    )
+    .await;
+    let acme = app.token("acme");
+    for _ in 0..5 {
+        create(&addr, &acme, json!({"type": "noop"})).await;
+    }
+    let deleted = |scrape: &Scrape, status| {
+        scrape.value("jobwire_retention_deleted_total", &[("status", status)])
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let swept = async {
+        loop {
+            tick.tick().await;
+            let work = scrape(&worker.metrics).await;
+            if deleted(&work, "succeeded") == 5.0 {
+                return work;
+            }
+        }
+    };
+    let work = tokio::time::timeout(WAIT * 2, swept)
+        .await
+        .expect("the five succeeded jobs are deleted and counted");
+    assert_eq!(deleted(&work, "failed"), 0.0);
+    assert_eq!(deleted(&work, "cancelled"), 0.0);
+    assert!(work.has("jobwire_jobs_table_rows", &[]), "{}", work.text);
+    assert!(work.value("jobwire_jobs_table_bytes", &[]) > 0.0);
+    // What the counter says is what the API shows: the tenant has no job left.
+    let (status, page) = app.get("acme", "/v1/jobs").await;
+    assert_eq!(status, 200);
+    assert_eq!(page["jobs"], json!([]), "{page}");
+    promtool_check("jobwire-worker after a sweep", &work.text).await;
+    drop(worker.process);
+}
