@@ -63,8 +63,13 @@ pub(crate) struct CreateJob {
     /// How long to keep the job once finished (humantime: `90s`, `7d`),
     /// instead of its final status's retention. Left out of the request's
     /// hash when absent, so keys used before it existed hash as they did.
+    /// The document names the compact form (one number, one unit, within 1 s
+    /// to 10 years); the server also takes the rest of humantime (`1h 30m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = "7d")]
+    #[schema(
+        example = "7d",
+        pattern = "^([1-9][0-9]{0,3}[smh]|([1-9][0-9]{0,2}|[12][0-9]{3}|3[0-5][0-9]{2}|36[0-4][0-9]|3650)d|([1-9]|10)y)$"
+    )]
     retain_for: Option<String>,
 }
 
