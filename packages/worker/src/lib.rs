@@ -14,12 +14,11 @@ mod failpoint;
 mod lease;
 mod maintenance;
 mod registry;
-mod retry;
 mod runner;
 
 pub use context::JobContext;
 pub use error::{JobError, WorkerError};
 pub use failpoint::Failpoint;
 pub use registry::{Handler, HandlerResult, Registry};
-pub use retry::RetryPolicy;
+pub use jobwire_store::RetryPolicy;
 pub use runner::{Worker, WorkerConfig};

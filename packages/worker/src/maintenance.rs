@@ -29,6 +29,14 @@ impl Worker {
     /// enqueued again. Every worker runs it; each step is a conditional
     /// update, so running it in many places at once is safe.
     pub(crate) async fn maintain(self, stop: CancellationToken) {
+        match self.broker.drop_legacy_queues().await {
+            Ok(0) => {}
+            Ok(ids) => tracing::warn!(
+                ids,
+                "emptied the queues of an older jobwire; re-dispatch queues their jobs again"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot look for the queues of an older jobwire"),
+        }
         let mut tick = tokio::time::interval(TICK);
         let mut sweep = Sweep::default();
         for n in 0u64.. {
@@ -113,9 +121,9 @@ impl Worker {
         let next = if candidates.len() < SWEEP_BATCH as usize {
             None
         } else {
-            candidates.last().map(|(id, _)| *id)
+            candidates.last().map(|entry| entry.id)
         };
-        let ids: Vec<JobId> = candidates.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<JobId> = candidates.iter().map(|entry| entry.id).collect();
         let lost = match self.broker.missing(&ids).await {
             // A job claimed while the broker was asked had its ID
             // acknowledged: only those still queued are lost.

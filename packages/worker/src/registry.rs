@@ -3,6 +3,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use jobwire_core::JobType;
 use serde_json::Value;
 
 use crate::{JobContext, JobError};
@@ -59,5 +60,24 @@ impl Registry {
 
     pub fn get(&self, job_type: &str) -> Option<Arc<dyn Handler>> {
         self.handlers.get(job_type).cloned()
+    }
+
+    /// The job types this registry runs, sorted: a worker takes jobs of
+    /// these types only. A name no job could have (empty, or with
+    /// whitespace) is left out, with a warning.
+    pub fn types(&self) -> Vec<JobType> {
+        let mut types: Vec<JobType> = self
+            .handlers
+            .keys()
+            .filter_map(|name| match name.parse() {
+                Ok(job_type) => Some(job_type),
+                Err(e) => {
+                    tracing::warn!(handler = %name, error = %e, "no job can have this type; its handler never runs");
+                    None
+                }
+            })
+            .collect();
+        types.sort_by(|a: &JobType, b| a.as_str().cmp(b.as_str()));
+        types
     }
 }

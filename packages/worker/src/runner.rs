@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use jobwire_broker::{Broker, Consumer};
-use jobwire_core::{Job, JobId, Retention};
+use jobwire_core::{Job, JobId, JobType, Retention};
 use jobwire_store::{Claim, Finish, LeaseToken, Outcome, Store};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -83,6 +83,8 @@ pub struct Worker {
     pub(crate) store: Store,
     pub(crate) broker: Broker,
     registry: Arc<Registry>,
+    /// The job types the registry runs: the only ones this worker takes.
+    pub(crate) types: Arc<Vec<JobType>>,
     pub(crate) config: WorkerConfig,
     running: Arc<Mutex<HashMap<JobId, Running>>>,
     /// Held while storing outcomes and while renewing leases: both write
@@ -109,6 +111,7 @@ impl Worker {
             id: uuid_like_id(),
             store,
             broker,
+            types: Arc::new(registry.types()),
             registry: Arc::new(registry),
             config,
             running: Arc::default(),
@@ -140,7 +143,8 @@ impl Worker {
         let (outcomes, finished) = mpsc::channel(self.config.concurrency.max(1));
         let completer = tokio::spawn(self.clone().complete(finished));
         let mut consumer: Option<Consumer> = None;
-        tracing::info!(worker = %self.id, concurrency = self.config.concurrency, "worker started");
+        let types: Vec<&str> = self.types.iter().map(JobType::as_str).collect();
+        tracing::info!(worker = %self.id, concurrency = self.config.concurrency, types = %types.join(","), "worker started");
 
         let claims = Arc::new(Semaphore::new(CLAIMS_IN_FLIGHT));
         while !shutdown.is_cancelled() {
@@ -278,7 +282,9 @@ impl Worker {
                 Err(e) => tracing::warn!(error = %e, "cannot check jobs popped but never taken"),
             }
         }
-        self.broker.consumer(&self.id, POP_BLOCK).await
+        self.broker
+            .consumer(&self.id, POP_BLOCK, &self.types)
+            .await
     }
 
     /// Keeps `ids`, whose acknowledgement failed, to acknowledge again.

@@ -222,6 +222,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 impl TestApp {
     /// Starts an in-process worker (built-in handlers) on this app's data.
     pub fn start_worker(&self) {
+        self.start_worker_with(Registry::with_builtins());
+    }
+
+    /// Starts an in-process worker running `registry`'s handlers on this
+    /// app's data; it stops with the app, or when the token returned is cancelled.
+    pub fn start_worker_with(&self, registry: Registry) -> CancellationToken {
         let backends = Backends {
             store: self.store.clone(),
             broker: self.broker.clone(),
@@ -240,11 +246,12 @@ impl TestApp {
             retain_cancelled: self.options.retention.cancelled,
             retention_interval: Duration::from_millis(100),
         };
-        let shutdown = self.shutdown.clone();
+        let shutdown = self.shutdown.child_token();
+        let stop = shutdown.clone();
         tokio::spawn(async move {
-            jobwire_runtime::run_worker(backends, &worker, Registry::with_builtins(), shutdown)
-                .await;
+            jobwire_runtime::run_worker(backends, &worker, registry, shutdown).await;
         });
+        stop
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -21,6 +21,12 @@ impl PgStore {
         fetch_optional_job(query, self, "get job").await
     }
 
+    pub(crate) async fn find(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let query = sqlx::query_as(concat!("select ", columns!(), " from jobs where id = $1"))
+            .bind(id.as_uuid());
+        fetch_optional_job(query, self, "find job").await
+    }
+
     pub(crate) async fn list(
         &self,
         tenant: &TenantId,

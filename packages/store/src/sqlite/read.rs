@@ -20,6 +20,12 @@ impl SqliteStore {
         fetch_optional_job(query, &self.pool, "get job").await
     }
 
+    pub(crate) async fn find(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let query = sqlx::query_as(concat!("select ", columns!(), " from jobs where id = ?1"))
+            .bind(id.to_string());
+        fetch_optional_job(query, &self.pool, "find job").await
+    }
+
     pub(crate) async fn list(
         &self,
         tenant: &TenantId,

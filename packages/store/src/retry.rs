@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use jobwire_core::Job;
-use jobwire_store::Outcome;
+use crate::Outcome;
 
 /// Exponential backoff with full jitter between failed attempts: the n-th
 /// retry waits a random time up to `min(cap, base * 2^(n-1))`.
