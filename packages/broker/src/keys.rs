@@ -109,7 +109,8 @@ mod tests {
     #[test]
     fn default_names_have_no_prefix() {
         let keys = Keys::new("");
-        let (tenant, job_type) = ("acme".parse().unwrap(), "email".parse().unwrap());
+        let tenant = "acme".parse().expect("a valid tenant");
+        let job_type = "email".parse().expect("a valid type");
         assert_eq!(keys.channel(), "job_updates");
         assert_eq!(
             keys.queue(Priority::Critical, &tenant, &job_type),

@@ -131,10 +131,7 @@ async fn a_waiting_pop_wakes_when_a_job_arrives(broker: Broker) {
     let id = queued.id;
     let waiting = tokio::spawn(async move { consumer.pop().await.unwrap() });
     // The consumer may or may not be waiting yet; either way it must get the ID.
-    broker
-        .enqueue(&[queued], &[])
-        .await
-        .unwrap();
+    broker.enqueue(&[queued], &[]).await.unwrap();
     let popped = tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap();
     assert_eq!(popped, Some(id));
 }
@@ -266,7 +263,11 @@ async fn a_worker_takes_only_its_types_and_others_wait_visibly(broker: Broker) {
         "the job no worker ran waits, counted under its type"
     );
     broker
-        .worker_alive("w2", Duration::from_secs(60), &types(&["email", "thumbnail"]))
+        .worker_alive(
+            "w2",
+            Duration::from_secs(60),
+            &types(&["email", "thumbnail"]),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -293,7 +294,11 @@ async fn tenants_take_turns_each_in_its_own_order(broker: Broker) {
     let names: Vec<&str> = order.iter().map(TenantId::as_str).collect();
     let distinct = |window: &[TenantId]| window.iter().collect::<HashSet<_>>().len();
     assert_eq!(distinct(&order[..3]), 3, "one of each first: {names:?}");
-    assert_eq!(distinct(&order[3..5]), 2, "then the two with more: {names:?}");
+    assert_eq!(
+        distinct(&order[3..5]),
+        2,
+        "then the two with more: {names:?}"
+    );
     assert!(order[5..].iter().all(|t| t.as_str() == "big"), "{names:?}");
     for tenant in ["big", "mid"] {
         let own: Vec<JobId> = queued
@@ -321,8 +326,17 @@ async fn a_tenant_scoped_take_sees_only_its_tenants(broker: Broker) {
         types: types(&["email"]),
         tenants: vec!["beta".parse().unwrap(), "gamma".parse().unwrap()],
     };
-    assert_eq!(broker.take("w1", &selection, 10, 0).await.unwrap(), [ours.id]);
-    assert!(broker.take("w1", &selection, 10, 0).await.unwrap().is_empty());
+    assert_eq!(
+        broker.take("w1", &selection, 10, 0).await.unwrap(),
+        [ours.id]
+    );
+    assert!(
+        broker
+            .take("w1", &selection, 10, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(drain_types(&broker, &["email"]).await, [theirs.id]);
     broker.forget_worker("w1").await.unwrap();
 }

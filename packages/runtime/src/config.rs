@@ -287,13 +287,8 @@ pub struct WorkerArgs {
     #[arg(long, env = "JOBWIRE_LEASE_TTL", default_value = "3s", value_parser = humantime::parse_duration)]
     pub lease_ttl: Duration,
 
-    /// Backoff before the first retry of a failed job (doubles per attempt, full jitter).
-    #[arg(long, env = "JOBWIRE_RETRY_BASE", default_value = "1s", value_parser = humantime::parse_duration)]
-    pub retry_base: Duration,
-
-    /// Longest backoff between two attempts.
-    #[arg(long, env = "JOBWIRE_RETRY_CAP", default_value = "5m", value_parser = humantime::parse_duration)]
-    pub retry_cap: Duration,
+    #[command(flatten)]
+    pub retry: RetryArgs,
 
     /// A job queued this long whose ID the broker lost (restart, flush) is enqueued again.
     #[arg(long, env = "JOBWIRE_REDISPATCH_AFTER", default_value = "3s", value_parser = humantime::parse_duration)]
@@ -325,6 +320,28 @@ pub struct WorkerArgs {
     pub retention_interval: Duration,
 }
 
+/// How failed attempts are retried: by workers, and by the API for remote
+/// workers' failures, so both read the same settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetryArgs {
+    /// Backoff before the first retry of a failed job (doubles per attempt, full jitter).
+    #[arg(long, env = "JOBWIRE_RETRY_BASE", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub retry_base: Duration,
+
+    /// Longest backoff between two attempts.
+    #[arg(long, env = "JOBWIRE_RETRY_CAP", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub retry_cap: Duration,
+}
+
+impl RetryArgs {
+    pub fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            base: self.retry_base,
+            cap: self.retry_cap,
+        }
+    }
+}
+
 impl WorkerArgs {
     /// The built-in handlers, plus `trace` when the test hook is on.
     pub fn registry(&self) -> Registry {
@@ -340,10 +357,7 @@ impl WorkerArgs {
             concurrency: self.worker_concurrency,
             grace: self.shutdown_grace,
             lease: self.lease_ttl,
-            retry: RetryPolicy {
-                base: self.retry_base,
-                cap: self.retry_cap,
-            },
+            retry: self.retry.policy(),
             redispatch_after: self.redispatch_after,
             failpoint: self.worker_failpoint,
             retention: Retention {

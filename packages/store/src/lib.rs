@@ -285,23 +285,25 @@ pub struct Change {
     pub update: jobwire_core::JobUpdate,
 }
 
-/// How many of a tenant's jobs wait or run, for one status and priority:
-/// the queue depth a dashboard shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How many of a tenant's jobs wait or run, for one status, priority and
+/// job type: the queue depth a dashboard shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActiveCount {
     pub status: Status,
     pub priority: Priority,
+    pub job_type: String,
     pub jobs: i64,
 }
 
 impl ActiveCount {
     pub(crate) fn from_row(
-        (status, priority, jobs): (String, String, i64),
+        (status, priority, job_type, jobs): (String, String, String, i64),
     ) -> Result<Self, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("{what} in an active count"));
         Ok(Self {
             status: status.parse().map_err(|_| corrupt("unknown status"))?,
             priority: priority.parse().map_err(|_| corrupt("unknown priority"))?,
+            job_type,
             jobs,
         })
     }

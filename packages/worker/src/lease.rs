@@ -64,7 +64,8 @@ impl Worker {
             if let Err(e) = self
                 .broker
                 .worker_alive(&self.id, self.config.lease, &self.types)
-                .await {
+                .await
+            {
                 tracing::warn!(error = %e, "cannot mark the worker alive");
             }
         }

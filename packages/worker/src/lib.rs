@@ -19,6 +19,6 @@ mod runner;
 pub use context::JobContext;
 pub use error::{JobError, WorkerError};
 pub use failpoint::Failpoint;
-pub use registry::{Handler, HandlerResult, Registry};
 pub use jobwire_store::RetryPolicy;
+pub use registry::{Handler, HandlerResult, Registry};
 pub use runner::{Worker, WorkerConfig};

@@ -23,6 +23,15 @@ const SWEEP_BATCH: u32 = 5000;
 const RETENTION_BATCH: u32 = 1000;
 
 impl Worker {
+    /// Only keeps the queue honest (see below) until `stop`, running no
+    /// jobs: for an API serving remote workers with no built-in worker
+    /// beside it, so that their lapsed leases, due retries and lost IDs are
+    /// still seen to. Deletes nothing (the workers' retention settings are
+    /// theirs to apply).
+    pub async fn housekeep(self, stop: CancellationToken) {
+        self.maintain(stop).await
+    }
+
     /// Keeps the queue honest until `stop`: jobs whose lease lapsed go back
     /// to the queue (or fail on their last attempt), due retries and delayed
     /// jobs are queued, and queued jobs whose ID the broker lost are

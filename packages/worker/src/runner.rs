@@ -282,9 +282,7 @@ impl Worker {
                 Err(e) => tracing::warn!(error = %e, "cannot check jobs popped but never taken"),
             }
         }
-        self.broker
-            .consumer(&self.id, POP_BLOCK, &self.types)
-            .await
+        self.broker.consumer(&self.id, POP_BLOCK, &self.types).await
     }
 
     /// Keeps `ids`, whose acknowledgement failed, to acknowledge again.

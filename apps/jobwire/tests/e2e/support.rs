@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use jobwire_broker::Broker;
 use jobwire_core::{Priority, Retention, TenantId};
-use jobwire_runtime::{ApiArgs, Backends, JwtArgs, WorkerArgs};
+use jobwire_runtime::{ApiArgs, Backends, JwtArgs, RetryArgs, WorkerArgs};
 use jobwire_server::JwtKeys;
 use jobwire_store::{ListFilter, Store};
 use jobwire_worker::{Failpoint, Registry};
@@ -125,6 +125,14 @@ enum Data {
     },
 }
 
+/// Short backoffs, so that tests of retries are quick.
+fn test_retry() -> RetryArgs {
+    RetryArgs {
+        retry_base: Duration::from_millis(50),
+        retry_cap: Duration::from_millis(500),
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
 }
@@ -195,9 +203,16 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     {
         let (backends, keys, shutdown) = (backends.clone(), keys.clone(), shutdown.clone());
         tokio::spawn(async move {
-            jobwire_runtime::run_api(listener, backends, &api, keys, shutdown)
-                .await
-                .expect("API runs");
+            jobwire_runtime::run_api(
+                listener,
+                backends,
+                &api,
+                keys,
+                test_retry().policy(),
+                shutdown,
+            )
+            .await
+            .expect("API runs");
         });
     }
     let app = TestApp {
@@ -236,8 +251,7 @@ impl TestApp {
             worker_concurrency: self.options.worker_concurrency,
             shutdown_grace: Duration::from_secs(5),
             lease_ttl: Duration::from_secs(2),
-            retry_base: Duration::from_millis(50),
-            retry_cap: Duration::from_millis(500),
+            retry: test_retry(),
             redispatch_after: Duration::from_secs(1),
             trace_dir: None,
             worker_failpoint: self.options.worker_failpoint,
@@ -267,6 +281,28 @@ impl TestApp {
         self.keys
             .issue(&tenant, Duration::from_secs(3600))
             .expect("no maximum lifetime in tests")
+    }
+
+    /// A worker token named `name` for `tenants` and `types` (empty: any).
+    pub fn worker_token(&self, name: &str, tenants: &[&str], types: &[&str]) -> String {
+        let tenants: Vec<TenantId> = tenants.iter().map(|t| t.parse().unwrap()).collect();
+        let types: Vec<jobwire_core::JobType> = types.iter().map(|t| t.parse().unwrap()).collect();
+        self.keys
+            .issue_worker(name, &tenants, &types, Duration::from_secs(3600))
+            .expect("no maximum lifetime in tests")
+    }
+
+    /// POSTs `body` with `token` (a worker's, say).
+    pub async fn post_with(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST reaches the API");
+        read(response).await
     }
 
     pub async fn post(&self, tenant: &str, path: &str, body: Value) -> (u16, Value) {

@@ -184,10 +184,7 @@ impl RedisBroker {
             pipe.sadd(self.keys.pending(), ids).ignore();
             pipe.lpush(queue, ids).ignore();
             pipe.cmd("ZADD")
-                .arg(
-                    self.keys
-                        .tenants(entry.priority, entry.job_type.as_str()),
-                )
+                .arg(self.keys.tenants(entry.priority, entry.job_type.as_str()))
                 .arg("NX")
                 .arg(0)
                 .arg(entry.tenant.as_str())
@@ -371,7 +368,9 @@ impl RedisBroker {
             .query_async(&mut conn)
             .await
             .map_err(BrokerError::command("MGET"))?;
-        Ok(crate::count_types(alive.iter().flatten().map(String::as_str)))
+        Ok(crate::count_types(
+            alive.iter().flatten().map(String::as_str),
+        ))
     }
 
     /// Empties the queues of jobwire before queues were split by tenant and

@@ -170,9 +170,9 @@ impl PgStore {
         &self,
         tenant: &TenantId,
     ) -> Result<Vec<ActiveCount>, StoreError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "select status, priority, count(*) from jobs where tenant_id = $1 \
-             and status in ('scheduled', 'queued', 'running') group by status, priority",
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "select status, priority, job_type, count(*) from jobs where tenant_id = $1 \
+             and status in ('scheduled', 'queued', 'running') group by status, priority, job_type",
         )
         .bind(tenant.as_str())
         .fetch_all(&mut *self.conn().await?)
