@@ -60,4 +60,10 @@ impl Registry {
     pub fn get(&self, job_type: &str) -> Option<Arc<dyn Handler>> {
         self.handlers.get(job_type).cloned()
     }
+
+    /// Whether `job_type` has a handler, so that configuration can refuse to
+    /// replace one silently.
+    pub fn contains(&self, job_type: &str) -> bool {
+        self.handlers.contains_key(job_type)
+    }
 }
