@@ -3,7 +3,8 @@
 //! while leases are respected), runs the handler registered for its type,
 //! stores the outcome with the lease's fencing token, and publishes every
 //! change. Beside the job loop run the lease keeper (heartbeats) and the
-//! maintenance loop (expired leases, due retries, lost IDs).
+//! maintenance loop (expired leases, due retries, lost IDs). A job type can
+//! also be handed to an HTTP endpoint ([`Webhook`]).
 
 mod builtins;
 mod claim;
@@ -16,6 +17,7 @@ mod maintenance;
 mod registry;
 mod retry;
 mod runner;
+pub mod webhook;
 
 pub use context::JobContext;
 pub use error::{JobError, WorkerError};
@@ -23,3 +25,4 @@ pub use failpoint::Failpoint;
 pub use registry::{Handler, HandlerResult, Registry};
 pub use retry::RetryPolicy;
 pub use runner::{Worker, WorkerConfig};
+pub use webhook::Webhook;
