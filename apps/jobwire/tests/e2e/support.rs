@@ -60,6 +60,8 @@ pub struct Options {
     pub redis_url: Option<String>,
     /// How long the worker keeps finished jobs (it looks for expired ones every 100 ms).
     pub retention: Retention,
+    /// The worker's jobwire.toml (webhook handlers); unset, it has the built-in handlers only.
+    pub worker_config: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -78,6 +80,7 @@ impl Default for Options {
             worker_failpoint: None,
             redis_url: None,
             retention: Retention::default(),
+            worker_config: None,
         }
     }
 }
@@ -220,7 +223,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 }
 
 impl TestApp {
-    /// Starts an in-process worker (built-in handlers) on this app's data.
+    /// Starts an in-process worker (built-in handlers, and the webhooks of
+    /// `Options::worker_config`) on this app's data.
     pub fn start_worker(&self) {
         let backends = Backends {
             store: self.store.clone(),
@@ -239,11 +243,21 @@ impl TestApp {
             retain_failed: self.options.retention.failed,
             retain_cancelled: self.options.retention.cancelled,
             retention_interval: Duration::from_millis(100),
+            // Never the working directory's jobwire.toml: a test's worker has only what it asks for.
+            config: None,
+        };
+        let registry = match &self.options.worker_config {
+            Some(file) => WorkerArgs {
+                config: Some(file.clone()),
+                ..worker.clone()
+            }
+            .registry()
+            .expect("the test's jobwire.toml is valid"),
+            None => Registry::with_builtins(),
         };
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
-            jobwire_runtime::run_worker(backends, &worker, Registry::with_builtins(), shutdown)
-                .await;
+            jobwire_runtime::run_worker(backends, &worker, registry, shutdown).await;
         });
     }
 
