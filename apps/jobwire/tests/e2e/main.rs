@@ -57,3 +57,4 @@ mod retention;
 mod slow_client;
 mod support;
 mod tokens;
+mod webhooks;
