@@ -60,18 +60,31 @@ type Answer = dyn Fn(&Delivery) -> Reply + Send + Sync;
 struct Receiver {
     url: String,
     deliveries: mpsc::UnboundedReceiver<Delivery>,
+    /// One message per hanging request dropped: the worker closed its connection.
+    hangs_ended: mpsc::UnboundedReceiver<()>,
     _server: AbortOnDropHandle<()>,
+}
+
+/// Held by a hanging request; tells when the server drops it.
+struct Hanging(mpsc::UnboundedSender<()>);
+
+impl Drop for Hanging {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
 }
 
 impl Receiver {
     async fn start(answer: impl Fn(&Delivery) -> Reply + Send + Sync + 'static) -> Receiver {
         let answer: Arc<Answer> = Arc::new(answer);
         let (seen, deliveries) = mpsc::unbounded_channel();
+        let (hang_ended, hangs_ended) = mpsc::unbounded_channel();
         let app = axum::Router::new().route(
             "/jobs/{job_type}",
             axum::routing::post(move |headers: HeaderMap, body: Bytes| {
                 let (answer, seen) = (Arc::clone(&answer), seen.clone());
-                async move { receive(headers, body, &*answer, &seen).await }
+                let hang_ended = hang_ended.clone();
+                async move { receive(headers, body, &*answer, &seen, hang_ended).await }
             }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -82,6 +95,7 @@ impl Receiver {
         Receiver {
             url: format!("http://{addr}/jobs/send-email"),
             deliveries,
+            hangs_ended,
             _server: AbortOnDropHandle::new(server),
         }
     }
@@ -91,6 +105,14 @@ impl Receiver {
             .await
             .expect("a delivery in time")
             .expect("the receiver runs")
+    }
+
+    /// Waits until a hanging request is dropped.
+    async fn hang_ended(&mut self) {
+        tokio::time::timeout(WAIT, self.hangs_ended.recv())
+            .await
+            .expect("the hanging request ends in time")
+            .expect("the receiver runs");
     }
 
     /// Deliveries that arrived and were not read yet.
@@ -104,6 +126,7 @@ async fn receive(
     body: Bytes,
     answer: &Answer,
     seen: &mpsc::UnboundedSender<Delivery>,
+    hang_ended: mpsc::UnboundedSender<()>,
 ) -> Response {
     let delivery = Delivery {
         verified: verify(&headers, &body),
@@ -124,7 +147,10 @@ async fn receive(
         )
             .into_response(),
         Reply::Text(status, text) => (StatusCode::from_u16(status).unwrap(), text).into_response(),
-        Reply::Hang => std::future::pending::<Response>().await,
+        Reply::Hang => {
+            let _hanging = Hanging(hang_ended);
+            std::future::pending::<Response>().await
+        }
     }
 }
 
@@ -355,6 +381,24 @@ async fn an_endpoint_that_does_not_answer_in_time_is_retried(backend: Backend) {
     assert_eq!(receiver.next().await.attempt(), 2);
 }
 
+async fn cancelling_the_job_aborts_its_request(backend: Backend) {
+    let mut receiver = Receiver::start(|_| Reply::Hang).await;
+    let config = ConfigFile::webhook(&receiver.url, HOOK_SECRET, "60s");
+    let app = spawn_app_with(with_config(backend, &config)).await;
+    let mut ws = app.ws("acme").await;
+
+    let id = app.create("acme", email("ada@example.com", 3)).await;
+    assert!(receiver.next().await.verified, "the request is in flight");
+    let (code, _) = app
+        .post("acme", &format!("/v1/jobs/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(code, 200);
+    ws.until_status(&id, "cancelled").await;
+    receiver.hang_ended().await;
+    let (_, cancelled) = app.get("acme", &format!("/v1/jobs/{id}")).await;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+}
+
 async fn a_receiver_refuses_a_wrong_signature_and_the_job_fails_at_once(backend: Backend) {
     let mut receiver = Receiver::start(|_| Reply::Json(200, json!({"sent": true}))).await;
     let config = ConfigFile::webhook(&receiver.url, "not-the-receivers-secret", "5s");
@@ -407,6 +451,7 @@ in_both_modes!(
     a_4xx_or_a_2xx_that_is_not_json_fails_the_job_at_once,
     a_5xx_answer_is_retried_until_the_endpoint_succeeds,
     an_endpoint_that_does_not_answer_in_time_is_retried,
+    cancelling_the_job_aborts_its_request,
     a_receiver_refuses_a_wrong_signature_and_the_job_fails_at_once,
     an_unreachable_endpoint_is_retried_and_its_address_kept_from_the_tenant,
 );
