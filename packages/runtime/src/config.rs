@@ -318,6 +318,11 @@ pub struct WorkerArgs {
     /// How often a worker looks for expired jobs to delete (one worker at a time does it).
     #[arg(long, env = "JOBWIRE_RETENTION_INTERVAL", default_value = "10s", value_parser = parse_interval)]
     pub retention_interval: Duration,
+
+    /// jobwire.toml: job types handed to HTTP endpoints (webhooks). Unset: ./jobwire.toml if it
+    /// exists; a file named here must exist.
+    #[arg(long, env = "JOBWIRE_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
 }
 
 /// How failed attempts are retried: by workers, and by the API for remote
@@ -343,13 +348,21 @@ impl RetryArgs {
 }
 
 impl WorkerArgs {
-    /// The built-in handlers, plus `trace` when the test hook is on.
-    pub fn registry(&self) -> Registry {
-        let registry = Registry::with_builtins();
-        match &self.trace_dir {
-            Some(dir) => registry.with_trace(dir.clone()),
-            None => registry,
+    /// The built-in handlers, plus `trace` when the test hook is on, plus the
+    /// webhooks of the configuration file (see [`WorkerArgs::config`]); a
+    /// configuration that is wrong anywhere is an error naming the file and
+    /// the handler.
+    pub fn registry(&self) -> anyhow::Result<Registry> {
+        let mut registry = Registry::with_builtins();
+        if let Some(dir) = &self.trace_dir {
+            registry = registry.with_trace(dir.clone());
         }
+        if let Some((file, text)) = crate::handlers::read_config(self.config.as_deref())? {
+            crate::handlers::add_webhooks(&mut registry, &file, &text, |name| {
+                std::env::var(name).ok()
+            })?;
+        }
+        Ok(registry)
     }
 
     pub fn config(&self) -> WorkerConfig {

@@ -4,6 +4,7 @@
 
 mod config;
 mod exporter;
+mod handlers;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod run;

@@ -1,5 +1,5 @@
 use jobwire_broker::Broker;
-use jobwire_core::{JobId, JobUpdate, TenantId};
+use jobwire_core::{JobId, JobType, JobUpdate, TenantId};
 use jobwire_store::{LeaseToken, Store};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +13,7 @@ use crate::WorkerError;
 pub struct JobContext {
     pub(crate) job_id: JobId,
     pub(crate) tenant: TenantId,
+    pub(crate) job_type: JobType,
     pub(crate) attempt: i32,
     pub(crate) lease: LeaseToken,
     pub(crate) cancel: CancellationToken,
@@ -27,6 +28,10 @@ impl JobContext {
 
     pub fn tenant(&self) -> &TenantId {
         &self.tenant
+    }
+
+    pub fn job_type(&self) -> &JobType {
+        &self.job_type
     }
 
     /// 1 on the first run.

@@ -80,4 +80,10 @@ impl Registry {
         types.sort_by(|a: &JobType, b| a.as_str().cmp(b.as_str()));
         types
     }
+
+    /// Whether `job_type` has a handler, so that configuration can refuse to
+    /// replace one silently.
+    pub fn contains(&self, job_type: &str) -> bool {
+        self.handlers.contains_key(job_type)
+    }
 }

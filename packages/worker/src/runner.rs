@@ -11,7 +11,7 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::Instrument;
 
 use crate::failpoint::Armed;
-use crate::{Failpoint, JobContext, Registry, RetryPolicy};
+use crate::{Failpoint, JobContext, JobError, Registry, RetryPolicy};
 
 /// How long one pop waits; it is never cut short (a cut-short pop could
 /// strand an ID), so this bounds how long shutdown waits for the popper.
@@ -386,6 +386,7 @@ impl Worker {
         let ctx = JobContext {
             job_id: job.id,
             tenant: job.tenant_id.clone(),
+            job_type: job.job_type.clone(),
             attempt: job.attempt,
             lease: token.clone(),
             cancel: stop.clone(),
@@ -413,10 +414,10 @@ impl Worker {
                         tracing::debug!("attempt succeeded");
                         Outcome::Succeeded(result)
                     }
-                    Ok(Err(e)) => self.failed(job, e.0),
+                    Ok(Err(e)) => self.failed(job, e),
                     Err(e) => {
                         tracing::error!(error = %e, "the handler panicked");
-                        self.failed(job, format!("handler panicked: {e}"))
+                        self.failed(job, format!("handler panicked: {e}").into())
                     }
                 };
             }
@@ -427,7 +428,7 @@ impl Worker {
         stop.cancel();
         let _ = tokio::time::timeout(STOP_GRACE, &mut run).await;
         match early_stop {
-            Some(timeout) => self.failed(job, timeout),
+            Some(timeout) => self.failed(job, timeout.into()),
             // Cancelled or lease lost: the store will refuse this outcome anyway.
             None => {
                 tracing::info!("the job was cancelled or its lease lost: attempt stopped");
@@ -436,10 +437,14 @@ impl Worker {
         }
     }
 
-    /// What a failed attempt becomes (a retry while attempts are left), said
-    /// in the log.
-    fn failed(&self, job: &Job, error: String) -> Outcome {
-        let outcome = self.config.retry.after_failure(job, error);
+    /// What a failed attempt becomes (a retry while attempts are left, unless
+    /// the error is fatal), said in the log.
+    fn failed(&self, job: &Job, error: JobError) -> Outcome {
+        if !error.is_retryable() {
+            tracing::warn!(error = %error, "attempt failed; not retryable, the job failed");
+            return Outcome::Failed(error.into_message());
+        }
+        let outcome = self.config.retry.after_failure(job, error.into_message());
         match &outcome {
             Outcome::Retry { error, run_at } => {
                 tracing::warn!(

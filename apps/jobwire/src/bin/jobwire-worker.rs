@@ -1,6 +1,7 @@
-//! `jobwire-worker`: pops and runs jobs with the built-in handlers. Run any
-//! number of them against one Postgres and Redis. Its metrics are on a small
-//! listener of its own (`JOBWIRE_METRICS_ADDR`), since it has no API.
+//! `jobwire-worker`: pops and runs jobs with the built-in handlers and the
+//! webhooks of `jobwire.toml`. Run any number of them against one Postgres
+//! and Redis. Its metrics are on a small listener of its own
+//! (`JOBWIRE_METRICS_ADDR`), since it has no API.
 
 use clap::Parser;
 use jobwire_runtime::{BackendArgs, Backends, LogArgs, MetricsArgs, Role, WorkerArgs};
@@ -24,6 +25,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _telemetry = jobwire_runtime::init_tracing(&cli.log, "jobwire-worker")?;
     jobwire_runtime::install_metrics(Role::Worker)?;
+    // Before connecting: a configuration error is told at once, whatever the engines' state.
+    let registry = cli.worker.registry()?;
     let shutdown = jobwire_runtime::shutdown_on_signal();
     let plan = cli.backends.plan_shared("jobwire-worker")?;
     let backends = Backends::connect(&plan, &cli.backends).await?;
@@ -40,7 +43,6 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
-    let registry = cli.worker.registry();
     jobwire_runtime::run_worker(backends, &cli.worker, registry, shutdown.clone()).await;
     // The listener stops with the worker (on a signal); a failure of its own is told.
     shutdown.cancel();

@@ -58,4 +58,5 @@ mod retention;
 mod slow_client;
 mod support;
 mod tokens;
+mod webhooks;
 mod worker_types;

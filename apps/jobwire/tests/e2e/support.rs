@@ -60,6 +60,8 @@ pub struct Options {
     pub redis_url: Option<String>,
     /// How long the worker keeps finished jobs (it looks for expired ones every 100 ms).
     pub retention: Retention,
+    /// The worker's jobwire.toml (webhook handlers); unset, it has the built-in handlers only.
+    pub worker_config: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -78,6 +80,7 @@ impl Default for Options {
             worker_failpoint: None,
             redis_url: None,
             retention: Retention::default(),
+            worker_config: None,
         }
     }
 }
@@ -235,9 +238,19 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 }
 
 impl TestApp {
-    /// Starts an in-process worker (built-in handlers) on this app's data.
+    /// Starts an in-process worker (built-in handlers, and the webhooks of
+    /// `Options::worker_config`) on this app's data.
     pub fn start_worker(&self) {
-        self.start_worker_with(Registry::with_builtins());
+        let registry = match &self.options.worker_config {
+            Some(file) => WorkerArgs {
+                config: Some(file.clone()),
+                ..self.worker_args()
+            }
+            .registry()
+            .expect("the test's jobwire.toml is valid"),
+            None => Registry::with_builtins(),
+        };
+        self.start_worker_with(registry);
     }
 
     /// Starts an in-process worker running `registry`'s handlers on this
@@ -247,7 +260,18 @@ impl TestApp {
             store: self.store.clone(),
             broker: self.broker.clone(),
         };
-        let worker = WorkerArgs {
+        let worker = self.worker_args();
+        let shutdown = self.shutdown.child_token();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            jobwire_runtime::run_worker(backends, &worker, registry, shutdown).await;
+        });
+        stop
+    }
+
+    /// A test worker's settings: quick leases, retries and sweeps.
+    fn worker_args(&self) -> WorkerArgs {
+        WorkerArgs {
             worker_concurrency: self.options.worker_concurrency,
             shutdown_grace: Duration::from_secs(5),
             lease_ttl: Duration::from_secs(2),
@@ -259,13 +283,9 @@ impl TestApp {
             retain_failed: self.options.retention.failed,
             retain_cancelled: self.options.retention.cancelled,
             retention_interval: Duration::from_millis(100),
-        };
-        let shutdown = self.shutdown.child_token();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            jobwire_runtime::run_worker(backends, &worker, registry, shutdown).await;
-        });
-        stop
+            // Never the working directory's jobwire.toml: a test's worker has only what it asks for.
+            config: None,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
