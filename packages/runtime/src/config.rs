@@ -328,7 +328,12 @@ pub struct WorkerArgs {
 impl WorkerArgs {
     /// The built-in handlers, plus `trace` when the test hook is on.
     pub fn registry(&self) -> Registry {
-        let registry = Registry::with_builtins();
+        self.with_test_hooks(Registry::with_builtins())
+    }
+
+    /// `registry`, plus `trace` when the test hook is on (`JOBWIRE_TRACE_DIR`):
+    /// any worker binary can then take part in the fault-injection suite.
+    pub fn with_test_hooks(&self, registry: Registry) -> Registry {
         match &self.trace_dir {
             Some(dir) => registry.with_trace(dir.clone()),
             None => registry,
