@@ -348,12 +348,17 @@ impl RetryArgs {
 }
 
 impl WorkerArgs {
-    /// The built-in handlers, plus `trace` when the test hook is on, plus the
-    /// webhooks of the configuration file (see [`WorkerArgs::config`]); a
+    /// The built-in handlers, plus what [`WorkerArgs::extend`] adds.
+    pub fn registry(&self) -> anyhow::Result<Registry> {
+        self.extend(Registry::with_builtins())
+    }
+
+    /// `registry`, plus `trace` when the test hook is on (`JOBWIRE_TRACE_DIR`,
+    /// so any worker binary can take part in the fault-injection suite), plus
+    /// the webhooks of the configuration file (see [`WorkerArgs::config`]); a
     /// configuration that is wrong anywhere is an error naming the file and
     /// the handler.
-    pub fn registry(&self) -> anyhow::Result<Registry> {
-        let mut registry = Registry::with_builtins();
+    pub fn extend(&self, mut registry: Registry) -> anyhow::Result<Registry> {
         if let Some(dir) = &self.trace_dir {
             registry = registry.with_trace(dir.clone());
         }

@@ -10,6 +10,7 @@ mod otlp;
 mod run;
 mod secret;
 mod telemetry;
+mod worker_main;
 
 pub use config::{
     ApiArgs, BackendArgs, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, EmbeddedArgs, JwtArgs, LogArgs,
@@ -20,3 +21,4 @@ pub use jobwire_metrics::Role;
 pub use run::{Backends, bind, housekeep, run_all, run_api, run_worker, shutdown_on_signal};
 pub use secret::{Secret, load_or_create_secret, read_secret};
 pub use telemetry::{LogFormat, Telemetry, init_tracing};
+pub use worker_main::worker_main;

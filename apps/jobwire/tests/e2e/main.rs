@@ -36,6 +36,7 @@ mod cli;
 mod cli_commands;
 mod contract;
 mod cors;
+mod custom_worker;
 mod dashboard;
 mod embedded;
 mod faults;
