@@ -77,7 +77,7 @@ pub(crate) struct CreateJob {
 /// fraction (`5.0`): JSON Schema counts that as an integer, and so do clients
 /// whose numbers are all floats. `5.5`, or a number out of `T`'s range, is
 /// refused (422).
-fn whole<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+pub(crate) fn whole<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: TryFrom<i64> + TryFrom<u64>,

@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::auth::{Bearer, WorkerScope};
 use crate::extract::{AppJson, JobIdPath};
+use crate::jobs::whole;
 use crate::leasing::RECHECK;
 use crate::{ApiError, AppState};
 
@@ -41,6 +42,23 @@ impl FromRequestParts<AppState> for WorkerToken {
     }
 }
 
+/// A JSON object body read as `T`: serde would also read a struct from a
+/// JSON array, which the protocol never sends (and whose missing fields
+/// would default, a 30 s wait for a lease).
+pub(crate) struct Object<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for Object<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, ApiError> {
+        let AppJson(body) =
+            AppJson::<serde_json::Map<String, Value>>::from_request(req, state).await?;
+        serde_json::from_value(Value::Object(body))
+            .map(Object)
+            .map_err(|e| ApiError::Unprocessable(e.to_string()))
+    }
+}
+
 const MAX_LEASE_JOBS: usize = 100;
 const MAX_WAIT_MS: u64 = 60_000;
 const DEFAULT_WAIT_MS: u64 = 30_000;
@@ -50,24 +68,25 @@ const DEFAULT_LEASE_MS: u64 = 30_000;
 /// What a remote worker asks for.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(example = json!({"types": ["thumbnail"], "max": 10, "waitMs": 30000, "leaseMs": 30000}))]
+#[schema(example = json!({"types": ["thumbnail"], "max": 10, "waitMs": 5000, "leaseMs": 30000}))]
 pub(crate) struct LeaseRequest {
     /// The job types this worker runs; default: the token's types (required
     /// when the token allows any type).
     #[serde(default)]
+    #[schema(min_items = 1)]
     types: Option<Vec<JobType>>,
     /// Most jobs to take, 1 to 100; default 1.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole")]
     #[schema(minimum = 1, maximum = 100)]
     max: Option<u64>,
     /// How long to wait for a job when none is queued, 0 to 60000 ms (at most
     /// the API's request timeout); default 30000.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole")]
     #[schema(minimum = 0, maximum = 60000)]
     wait_ms: Option<u64>,
     /// How long each lease lasts unless renewed by a heartbeat, 1000 to
     /// 600000 ms; default 30000.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole")]
     #[schema(minimum = 1000, maximum = 600000)]
     lease_ms: Option<u64>,
 }
@@ -174,13 +193,16 @@ fn leased_types(
         (status = 200, description = "The jobs leased: as soon as any is queued, or none once `waitMs` has passed", body = Vec<LeasedJob>),
         (status = 401, description = "No token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a worker token, or a type it may not take", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field out of range", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over JOBWIRE_MAX_BODY_BYTES", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field of the wrong type or out of range, or no `types` with a token for any type", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub(crate) async fn lease(
     State(state): State<AppState>,
     WorkerToken(scope): WorkerToken,
-    AppJson(request): AppJson<LeaseRequest>,
+    Object(request): Object<LeaseRequest>,
 ) -> Result<Json<Vec<LeasedJob>>, ApiError> {
     let types = leased_types(&scope, request.types)?;
     let max = check_range("max", request.max.unwrap_or(1), 1..=MAX_LEASE_JOBS as u64)? as usize;
@@ -261,7 +283,7 @@ pub(crate) async fn lease(
 pub(crate) struct Heartbeat {
     lease_token: String,
     /// How long the lease lasts from now, 1000 to 600000 ms; default 30000.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole")]
     #[schema(minimum = 1000, maximum = 600000)]
     lease_ms: Option<u64>,
 }
@@ -308,18 +330,21 @@ fn in_scope(scope: &WorkerScope, job: &Job) -> bool {
     request_body = Heartbeat,
     responses(
         (status = 200, description = "Renewed; or the job was cancelled", body = HeartbeatReply),
-        (status = 400, description = "The ID is not a UUID", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, or the ID is not a UUID", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a worker token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The lease token no longer holds the job", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field out of range", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over JOBWIRE_MAX_BODY_BYTES", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field missing, of the wrong type or out of range", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub(crate) async fn heartbeat(
     State(state): State<AppState>,
     WorkerToken(scope): WorkerToken,
     JobIdPath(id): JobIdPath,
-    AppJson(beat): AppJson<Heartbeat>,
+    Object(beat): Object<Heartbeat>,
 ) -> Result<Json<HeartbeatReply>, ApiError> {
     let lease = check_range(
         "leaseMs",
@@ -341,7 +366,8 @@ pub(crate) async fn heartbeat(
                     lease_expires_at: None,
                 }))
             }
-            _ => Err(stale(id)),
+            Some(_) => Err(stale(id)),
+            None => Err(ApiError::JobNotFound(id)),
         },
     }
 }
@@ -366,17 +392,21 @@ pub(crate) struct ProgressReport {
     request_body = ProgressReport,
     responses(
         (status = 204, description = "Recorded and published"),
-        (status = 400, description = "The ID is not a UUID", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, or the ID is not a UUID", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a worker token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The lease token no longer holds the job", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over JOBWIRE_MAX_BODY_BYTES", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field missing, of the wrong type or out of range", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub(crate) async fn progress(
     State(state): State<AppState>,
     WorkerToken(scope): WorkerToken,
     JobIdPath(id): JobIdPath,
-    AppJson(report): AppJson<ProgressReport>,
+    Object(report): Object<ProgressReport>,
 ) -> Result<StatusCode, ApiError> {
     leased_job(&state, &scope, id).await?;
     let token = LeaseToken(report.lease_token);
@@ -397,11 +427,13 @@ pub(crate) async fn progress(
 }
 
 /// The running job a report is about, within the worker token's scope;
-/// 409 otherwise. The write that follows checks the lease token itself.
+/// 404 when there is no such job, 409 otherwise. The write that follows
+/// checks the lease token itself.
 async fn leased_job(state: &AppState, scope: &WorkerScope, id: JobId) -> Result<Job, ApiError> {
     match state.store().find(id).await? {
         Some(job) if job.status == Status::Running && in_scope(scope, &job) => Ok(job),
-        _ => Err(stale(id)),
+        Some(_) => Err(stale(id)),
+        None => Err(ApiError::JobNotFound(id)),
     }
 }
 
@@ -426,17 +458,21 @@ pub(crate) struct Completion {
     request_body = Completion,
     responses(
         (status = 204, description = "Stored and published"),
-        (status = 400, description = "The ID is not a UUID", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, or the ID is not a UUID", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a worker token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The lease token no longer holds the job", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over JOBWIRE_MAX_BODY_BYTES", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field missing, of the wrong type or out of range", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub(crate) async fn complete(
     State(state): State<AppState>,
     WorkerToken(scope): WorkerToken,
     JobIdPath(id): JobIdPath,
-    AppJson(done): AppJson<Completion>,
+    Object(done): Object<Completion>,
 ) -> Result<StatusCode, ApiError> {
     leased_job(&state, &scope, id).await?;
     finish(
@@ -472,17 +508,21 @@ pub(crate) struct Failure {
     request_body = Failure,
     responses(
         (status = 204, description = "Stored and published"),
-        (status = 400, description = "The ID is not a UUID", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, or the ID is not a UUID", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a worker token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The lease token no longer holds the job", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over JOBWIRE_MAX_BODY_BYTES", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field missing, of the wrong type or out of range", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub(crate) async fn fail(
     State(state): State<AppState>,
     WorkerToken(scope): WorkerToken,
     JobIdPath(id): JobIdPath,
-    AppJson(failure): AppJson<Failure>,
+    Object(failure): Object<Failure>,
 ) -> Result<StatusCode, ApiError> {
     let job = leased_job(&state, &scope, id).await?;
     let outcome = if failure.retryable.unwrap_or(true) {
