@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use clap::Args;
 use clap::builder::TypedValueParser;
-use jobwire_core::{MAX_RETAIN_FOR, MIN_RETAIN_FOR, Retention};
+use jobwire_core::{JobType, MAX_RETAIN_FOR, MIN_RETAIN_FOR, Retention};
 use jobwire_server::{JwtKeys, KeyError, Limits, TokenRules, WsConfig};
 use jobwire_store::StoreUrl;
 
@@ -218,6 +218,11 @@ pub struct ApiArgs {
     #[arg(long, env = "JOBWIRE_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<String>,
 
+    /// The job types some worker runs, comma-separated: a job of any other type is refused with
+    /// 422 instead of waiting for a worker that never comes (unset: every type is taken).
+    #[arg(long, env = "JOBWIRE_KNOWN_TYPES", value_delimiter = ',')]
+    pub known_types: Vec<JobType>,
+
     /// How long an HTTP request may take before it is answered 503.
     #[arg(long, env = "JOBWIRE_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
@@ -232,6 +237,7 @@ impl ApiArgs {
             max_in_flight: self.max_in_flight,
             request_timeout: self.request_timeout,
             allowed_origins: self.cors_origins.clone(),
+            known_types: self.known_types.clone(),
         }
     }
 

@@ -29,6 +29,9 @@ pub struct Limits {
     /// Origins of browser apps served elsewhere that may call the API (CORS)
     /// and open WebSockets, as `scheme://host[:port]`; none by default.
     pub allowed_origins: Vec<String>,
+    /// The job types some worker runs; a job of another type is refused
+    /// (422). Empty: every type is taken.
+    pub known_types: Vec<jobwire_core::JobType>,
 }
 
 impl Default for Limits {
@@ -40,6 +43,7 @@ impl Default for Limits {
             max_in_flight: 1024,
             request_timeout: Duration::from_secs(30),
             allowed_origins: Vec::new(),
+            known_types: Vec::new(),
         }
     }
 }

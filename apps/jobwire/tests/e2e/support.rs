@@ -56,6 +56,8 @@ pub struct Options {
     pub request_timeout: Duration,
     pub cors_origins: Vec<String>,
     pub worker_failpoint: Option<Failpoint>,
+    /// `JOBWIRE_KNOWN_TYPES`: the types some worker runs (empty: any).
+    pub known_types: Vec<String>,
     /// Another Redis than the shared one (a private server).
     pub redis_url: Option<String>,
     /// How long the worker keeps finished jobs (it looks for expired ones every 100 ms).
@@ -78,6 +80,7 @@ impl Default for Options {
             request_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
             worker_failpoint: None,
+            known_types: Vec::new(),
             redis_url: None,
             retention: Retention::default(),
             worker_config: None,
@@ -197,6 +200,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         max_in_flight: options.max_in_flight,
         request_timeout: options.request_timeout,
         cors_origins: options.cors_origins.clone(),
+        known_types: options
+            .known_types
+            .iter()
+            .map(|t| t.parse().expect("a valid job type"))
+            .collect(),
         failpoint: None,
     };
     let keys = JwtKeys::new(SECRET.as_bytes()).expect("the test secret is long enough");

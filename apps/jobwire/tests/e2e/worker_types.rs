@@ -81,7 +81,38 @@ async fn a_job_of_an_unhandled_type_waits_visibly_then_runs_when_a_worker_for_it
     assert_eq!(done["result"], json!({"ranBy": "custom"}));
 }
 
+async fn with_known_types_a_job_of_another_type_is_refused_with_422(backend: Backend) {
+    let app = spawn_app_with(Options {
+        known_types: vec!["noop".into(), "thumbnail".into()],
+        ..Options::on(backend)
+    })
+    .await;
+    let (status, problem) = app
+        .post("acme", "/v1/jobs", job("thumbnial", json!({})))
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("`thumbnial`") && detail.contains("noop, thumbnail"),
+        "{detail}"
+    );
+    let (status, _) = app
+        .post(
+            "acme",
+            "/v1/jobs/batch",
+            json!({"jobs": [{"type": "noop"}, {"type": "typo"}]}),
+        )
+        .await;
+    assert_eq!(status, 422, "a batch with one unknown type writes nothing");
+    assert_eq!(app.job_count().await, 0);
+    let (status, _) = app
+        .post("acme", "/v1/jobs", job("thumbnail", json!({})))
+        .await;
+    assert_eq!(status, 201);
+}
+
 in_both_modes!(
+    with_known_types_a_job_of_another_type_is_refused_with_422,
     a_stock_worker_and_a_custom_worker_each_run_only_their_own_types,
     a_job_of_an_unhandled_type_waits_visibly_then_runs_when_a_worker_for_it_starts,
 );
