@@ -47,12 +47,15 @@ struct Lane {
 
 impl Lane {
     fn push(&mut self, entry: &QueueEntry) {
-        let queue = self.queues.entry(entry.tenant.clone()).or_default();
-        if queue.is_empty() {
-            // Arriving tenants go first, as in Redis (score 0).
-            self.turns.push_front(entry.tenant.clone());
+        // Looked up before inserting: no key is cloned for a tenant already here.
+        if let Some(queue) = self.queues.get_mut(&entry.tenant) {
+            queue.push_back(entry.id);
+            return;
         }
-        queue.push_back(entry.id);
+        // Arriving tenants go first, as in Redis (score 0).
+        self.turns.push_front(entry.tenant.clone());
+        self.queues
+            .insert(entry.tenant.clone(), VecDeque::from([entry.id]));
     }
 
     /// Takes `share` IDs of `tenant`'s, oldest first; the tenant then goes
@@ -124,10 +127,14 @@ impl MemoryBroker {
         {
             let mut state = self.state();
             for entry in &outbox.queue {
-                state.lanes[index(entry.priority)]
-                    .entry(entry.job_type.as_str().to_owned())
-                    .or_default()
-                    .push(entry);
+                let lanes = &mut state.lanes[index(entry.priority)];
+                match lanes.get_mut(entry.job_type.as_str()) {
+                    Some(lane) => lane.push(entry),
+                    None => lanes
+                        .entry(entry.job_type.as_str().to_owned())
+                        .or_default()
+                        .push(entry),
+                }
                 *state.pending.entry(entry.id).or_default() += 1;
             }
             for id in outbox.acks.iter().flat_map(|(_, ids)| ids) {

@@ -29,7 +29,7 @@ const RESYNC_PAGE: u32 = 500;
 /// The part of an update the hub routes by.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Route {
+struct Route<'a> {
     tenant_id: TenantId,
     job_id: JobId,
     version: i64,
@@ -41,8 +41,9 @@ struct Route {
     #[serde(default)]
     status: Option<Status>,
     /// Woken when queued: the long polls of remote workers of this type.
-    #[serde(default, rename = "type")]
-    job_type: Option<String>,
+    /// Borrowed from the message: most updates never need it.
+    #[serde(default, rename = "type", borrow)]
+    job_type: Option<std::borrow::Cow<'a, str>>,
 }
 
 pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
@@ -160,17 +161,23 @@ fn deliver(state: &AppState, bytes: Vec<u8>) -> Option<i64> {
     {
         state.leasing().wake(job_type);
     }
+    // What is left of the route owns its data: the message can move into the frame.
+    let Route {
+        tenant_id,
+        job_id,
+        version,
+        cursor,
+        ..
+    } = route;
     // Valid JSON is valid UTF-8, so this conversion only moves the buffer.
     let text = String::from_utf8(bytes).ok()?;
     let frame = Frame {
-        job: route.job_id,
-        version: route.version,
+        job: job_id,
+        version,
         text: Utf8Bytes::from(text),
     };
-    state
-        .hub()
-        .publish(&route.tenant_id, route.job_id, route.version, &frame);
-    route.cursor.and_then(|cursor| cursor.parse().ok())
+    state.hub().publish(&tenant_id, job_id, version, &frame);
+    cursor.and_then(|cursor| cursor.parse().ok())
 }
 
 /// Sends every connected tenant the jobs that changed after `after` (what
