@@ -522,10 +522,13 @@ class WorkerLoop {
             if (!lease.signal.aborted)
                 lease.abort(new Error(`job ${job.id}: ${why}`));
         };
-        let expiresAt = Date.parse(job.leaseExpiresAt);
+        // By this machine's clock, which may disagree with the server's: the lease
+        // started before its answer arrived, so this errs late by that latency.
+        let expiresAt = Date.now() + this.leaseMs;
         let beat;
         let finished = false;
         const heartbeat = async () => {
+            const renewedAt = Date.now();
             try {
                 const answer = await this.post(`${path}/heartbeat`, {
                     leaseToken,
@@ -533,8 +536,8 @@ class WorkerLoop {
                 });
                 if (answer.cancelled)
                     lose("cancelled");
-                else if (answer.leaseExpiresAt)
-                    expiresAt = Date.parse(answer.leaseExpiresAt);
+                else
+                    expiresAt = renewedAt + this.leaseMs;
             }
             catch (error) {
                 if (leaseLost(error))

@@ -743,17 +743,20 @@ class WorkerLoop {
     const lose = (why: string) => {
       if (!lease.signal.aborted) lease.abort(new Error(`job ${job.id}: ${why}`));
     };
-    let expiresAt = Date.parse(job.leaseExpiresAt);
+    // By this machine's clock, which may disagree with the server's: the lease
+    // started before its answer arrived, so this errs late by that latency.
+    let expiresAt = Date.now() + this.leaseMs;
     let beat: ReturnType<typeof setTimeout> | undefined;
     let finished = false;
     const heartbeat = async () => {
+      const renewedAt = Date.now();
       try {
-        const answer = await this.post<{ cancelled: boolean; leaseExpiresAt?: string }>(`${path}/heartbeat`, {
+        const answer = await this.post<{ cancelled: boolean }>(`${path}/heartbeat`, {
           leaseToken,
           leaseMs: this.leaseMs,
         });
         if (answer.cancelled) lose("cancelled");
-        else if (answer.leaseExpiresAt) expiresAt = Date.parse(answer.leaseExpiresAt);
+        else expiresAt = renewedAt + this.leaseMs;
       } catch (error) {
         if (leaseLost(error)) lose("lease lost (it ran out; the job may be running elsewhere)");
         else this.options.onError?.(error);
