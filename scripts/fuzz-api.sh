@@ -91,6 +91,10 @@ if [[ -z $url ]]; then
   exit 1
 fi
 token=$(env -i PATH="$PATH" "${settings[@]}" "$FUZZ_BIN" token --tenant fuzz --ttl 1h)
+# The worker protocol's routes take a worker token (any tenant; two types, so a lease that names
+# none takes the token's).
+worker_token=$(env -i PATH="$PATH" "${settings[@]}" "$FUZZ_BIN" token --worker --name fuzz \
+  --type thumbnail --type fuzz --ttl 1h)
 
 # `GET /v1/ws` is left out: an upgrade answers 101 and the connection then speaks WebSocket, which
 # an HTTP fuzzer neither expects nor can read (it would reuse the connection for its next request).
@@ -99,19 +103,26 @@ echo "fuzzing $url ($ENGINE) with schemathesis $SCHEMATHESIS_VERSION: $EXAMPLES 
 # Run from the temporary directory, where schemathesis keeps its cache of crashes.
 status=0
 hooks=$PWD/scripts
-(
-  cd "$work" &&
-    SCHEMATHESIS_HOOKS=fuzz_hooks PYTHONPATH="$hooks" PYTHONDONTWRITEBYTECODE=1 \
-      "$VENV/bin/st" run "$url/openapi.json" \
-      --checks all \
-      --exclude-path /v1/ws \
-      --header "Authorization: Bearer $token" \
-      --max-examples "$EXAMPLES" \
-      --seed "$SEED" \
-      --generation-database none \
-      --request-timeout 10 \
-      --no-color
-) || status=$?
+fuzz() { # <token> <schemathesis filter options...>
+  local bearer=$1
+  shift
+  (
+    cd "$work" &&
+      SCHEMATHESIS_HOOKS=fuzz_hooks PYTHONPATH="$hooks" PYTHONDONTWRITEBYTECODE=1 \
+        "$VENV/bin/st" run "$url/openapi.json" \
+        --checks all \
+        --exclude-path /v1/ws \
+        "$@" \
+        --header "Authorization: Bearer $bearer" \
+        --max-examples "$EXAMPLES" \
+        --seed "$SEED" \
+        --generation-database none \
+        --request-timeout 10 \
+        --no-color
+  )
+}
+fuzz "$token" --exclude-tag workers || status=$?
+fuzz "$worker_token" --include-tag workers || status=$?
 if ((status != 0)); then
   echo "--- jobwire's log (warnings and errors) ---"
   cat "$work/server.log"

@@ -20,4 +20,21 @@ def map_case(context, case):
         and any(name.lower() == "idempotency-key" for name in (case.headers or {}))
     ):
         del case.body["idempotencyKey"]
+    return short_long_polls(case)
+
+
+def short_long_polls(case):
+    """`POST /v1/worker/lease` waits up to `waitMs` (30 s when absent or null) for a job:
+    schema-valid waits are cut to 200 ms, so that the fuzz is not a minute per case. Invalid ones
+    stay."""
+    if (
+        case.operation.method.upper() == "POST"
+        and case.operation.path == "/v1/worker/lease"
+        and isinstance(case.body, dict)
+    ):
+        wait = case.body.get("waitMs")
+        if wait is None:
+            case.body["waitMs"] = 0
+        elif isinstance(wait, (int, float)) and not isinstance(wait, bool) and 0 <= wait <= 60000:
+            case.body["waitMs"] = min(wait, 200)
     return case

@@ -113,6 +113,8 @@ async fn serve(
 ) -> anyhow::Result<()> {
     // The API's and the workers' series, served on the API's listener at /metrics.
     jobwire_runtime::install_metrics(Role::Both)?;
+    // Before connecting: a configuration error is told at once, whatever the engines' state.
+    let registry = worker.registry()?;
     let shutdown = jobwire_runtime::shutdown_on_signal();
     let plan = backends.plan_all_in_one(embedded)?;
     let keys = match (&api.jwt.jwt_secret, &plan) {
@@ -174,14 +176,5 @@ async fn serve(
         };
         println!("  dashboard: http://{host}/?token={token}");
     }
-    jobwire_runtime::run_all(
-        listener,
-        connected,
-        &api,
-        keys,
-        &worker,
-        worker.registry(),
-        shutdown,
-    )
-    .await
+    jobwire_runtime::run_all(listener, connected, &api, keys, &worker, registry, shutdown).await
 }

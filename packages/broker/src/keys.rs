@@ -1,16 +1,26 @@
-use jobwire_core::Priority;
+use jobwire_core::{JobType, Priority, TenantId};
 
-/// Names of jobwire's Redis keys. With the default empty prefix the queues are
-/// `job_queue:<priority>` and the channel is exactly `job_updates`; a prefix
-/// lets tests and several deployments share one Redis.
+/// Names of jobwire's Redis keys. With the default empty prefix the channel
+/// is exactly `job_updates`; a prefix lets tests and several deployments
+/// share one Redis.
+///
+/// The queues: one list of IDs per priority, tenant and job type,
+/// `job_queue:<priority>:<tenant>/<type>` (`LPUSH` in, `RPOP` out: FIFO), so
+/// that a worker takes only the types it runs and a tenant-scoped worker only
+/// its tenants' jobs. Per priority and type, `job_tenants:<priority>:<type>`
+/// is the sorted set of tenants with IDs queued there, scored by when each
+/// was last served, so tenants take turns (least recently served first; a
+/// tenant arriving scores 0, so it goes first). A tenant is in that set
+/// exactly while its list holds IDs: the writes that change one change the
+/// other, atomically. Tenant IDs hold no `/`, so the names cannot collide.
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: String,
     channel: String,
-    queues: [String; 4],
-    wake: String,
     pending: String,
     workers: String,
+    types: String,
+    turns: String,
 }
 
 impl Keys {
@@ -18,17 +28,37 @@ impl Keys {
         Self {
             prefix: prefix.to_owned(),
             channel: format!("{prefix}job_updates"),
-            queues: Priority::ALL.map(|p| format!("{prefix}job_queue:{p}")),
-            wake: format!("{prefix}job_queue:wake"),
             pending: format!("{prefix}job_queue:pending"),
             workers: format!("{prefix}workers"),
+            types: format!("{prefix}job_types"),
+            turns: format!("{prefix}job_turns"),
         }
     }
 
-    /// One marker per queued ID: consumers block on this list, then take an
-    /// ID from the highest-priority queue.
-    pub fn wake(&self) -> &str {
-        &self.wake
+    /// The IDs a tenant queued for one type and priority.
+    pub fn queue(&self, priority: Priority, tenant: &TenantId, job_type: &JobType) -> String {
+        format!("{}job_queue:{priority}:{tenant}/{job_type}", self.prefix)
+    }
+
+    /// The tenants with IDs queued for one type and priority, by turn.
+    pub fn tenants(&self, priority: Priority, job_type: &str) -> String {
+        format!("{}job_tenants:{priority}:{job_type}", self.prefix)
+    }
+
+    /// One marker per ID queued for a type: consumers of that type block on
+    /// it, then take IDs from the queues.
+    pub fn wake(&self, job_type: &str) -> String {
+        format!("{}job_wake:{job_type}", self.prefix)
+    }
+
+    /// Every job type that may have IDs queued (for queue depths).
+    pub fn types(&self) -> &str {
+        &self.types
+    }
+
+    /// A counter that orders tenants' turns.
+    pub fn turns(&self) -> &str {
+        &self.turns
     }
 
     /// The set of every ID in Redis (queued, or popped and not yet acknowledged),
@@ -47,9 +77,20 @@ impl Keys {
         format!("{}processing:{worker}", self.prefix)
     }
 
-    /// Exists while the worker lives (it expires unless renewed).
+    /// Exists while the worker lives (it expires unless renewed); holds the
+    /// job types the worker runs, one per line.
     pub fn alive(&self, worker: &str) -> String {
         format!("{}worker:{worker}", self.prefix)
+    }
+
+    /// The one-list-per-priority queues and wake list of jobwire before
+    /// queues were split by tenant and type; emptied at startup.
+    pub fn legacy(&self) -> Vec<String> {
+        Priority::ALL
+            .iter()
+            .map(|p| format!("{}job_queue:{p}", self.prefix))
+            .chain([format!("{}job_queue:wake", self.prefix)])
+            .collect()
     }
 
     pub fn prefix(&self) -> &str {
@@ -58,19 +99,6 @@ impl Keys {
 
     pub fn channel(&self) -> &str {
         &self.channel
-    }
-
-    pub fn queue(&self, priority: Priority) -> &str {
-        let index = Priority::ALL
-            .iter()
-            .position(|p| *p == priority)
-            .unwrap_or_default();
-        &self.queues[index]
-    }
-
-    /// Every queue, highest priority first (the order consumers look in).
-    pub fn queues(&self) -> &[String; 4] {
-        &self.queues
     }
 }
 
@@ -81,8 +109,16 @@ mod tests {
     #[test]
     fn default_names_have_no_prefix() {
         let keys = Keys::new("");
+        let tenant = "acme".parse().expect("a valid tenant");
+        let job_type = "email".parse().expect("a valid type");
         assert_eq!(keys.channel(), "job_updates");
-        assert_eq!(keys.queue(Priority::Critical), "job_queue:critical");
-        assert_eq!(Keys::new("t1:").queue(Priority::Low), "t1:job_queue:low");
+        assert_eq!(
+            keys.queue(Priority::Critical, &tenant, &job_type),
+            "job_queue:critical:acme/email"
+        );
+        assert_eq!(
+            Keys::new("t1:").tenants(Priority::Low, "email"),
+            "t1:job_tenants:low:email"
+        );
     }
 }

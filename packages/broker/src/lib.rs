@@ -1,5 +1,6 @@
 //! The broker: the fast path between the API and the workers. It queues job
-//! IDs (one FIFO per priority, highest first) and carries every job update to
+//! IDs (a FIFO per priority, tenant and type: highest priority first, tenants
+//! taking turns, each worker taking only its types) and carries every job update to
 //! every API instance's subscriber. The store stays the truth: nothing here
 //! holds a job's data.
 //!
@@ -15,14 +16,14 @@ mod redis_broker;
 
 use std::time::Duration;
 
-use jobwire_core::{Job, JobId, Priority};
+use jobwire_core::{Job, JobId, JobType, Priority, QueueEntry};
 use tokio_util::sync::CancellationToken;
 
 pub use error::BrokerError;
 pub use keys::Keys;
 pub use memory::{MemoryBroker, MemoryConsumer};
 pub use outbox::Outbox;
-pub use redis_broker::{RedisBroker, RedisConsumer};
+pub use redis_broker::{RedisBroker, RedisConsumer, Selection};
 
 /// What the subscriber reports to its owner.
 #[derive(Debug)]
@@ -111,7 +112,7 @@ impl Broker {
     /// recovery do for jobs already announced.
     pub async fn enqueue(
         &self,
-        jobs: &[(JobId, Priority)],
+        jobs: &[QueueEntry],
         updates: &[String],
     ) -> Result<(), BrokerError> {
         self.send(Outbox {
@@ -131,18 +132,52 @@ impl Broker {
         .await
     }
 
-    /// How many IDs wait in a priority's queue.
-    pub async fn queue_len(&self, priority: Priority) -> Result<usize, BrokerError> {
-        delegate!(self.queue_len(priority))
+    /// How many IDs wait, per job type and priority (only those with any).
+    pub async fn queue_depths(&self) -> Result<Vec<QueueDepth>, BrokerError> {
+        delegate!(self.queue_depths())
     }
 
-    /// A consumer for `worker` whose [`Consumer::pop`] waits at most `block`.
-    pub async fn consumer(&self, worker: &str, block: Duration) -> Result<Consumer, BrokerError> {
+    /// How many IDs of every type wait at `priority`.
+    pub async fn queue_len(&self, priority: Priority) -> Result<usize, BrokerError> {
+        Ok(self
+            .queue_depths()
+            .await?
+            .iter()
+            .filter(|depth| depth.priority == priority)
+            .map(|depth| depth.jobs)
+            .sum())
+    }
+
+    /// A consumer for `worker`, taking jobs of `types` only, whose
+    /// [`Consumer::pop`] waits at most `block`.
+    pub async fn consumer(
+        &self,
+        worker: &str,
+        block: Duration,
+        types: &[JobType],
+    ) -> Result<Consumer, BrokerError> {
         match self {
             Broker::Redis(broker) => Ok(Consumer::Redis(Box::new(
-                broker.consumer(worker, block).await?,
+                broker.consumer(worker, block, types).await?,
             ))),
-            Broker::Memory(broker) => Ok(Consumer::Memory(broker.consumer(block))),
+            Broker::Memory(broker) => Ok(Consumer::Memory(broker.consumer(block, types))),
+        }
+    }
+
+    /// Takes up to `max` IDs of `selection` for `worker` without waiting,
+    /// as [`Consumer::pop_many`] does (held until acknowledged); `turn`
+    /// picks which type goes first (pass a counter).
+    pub async fn take(
+        &self,
+        worker: &str,
+        selection: &Selection,
+        max: usize,
+        turn: usize,
+    ) -> Result<Vec<JobId>, BrokerError> {
+        let max = max.clamp(1, MAX_POP);
+        match self {
+            Broker::Redis(broker) => broker.take(worker, selection, max, turn).await,
+            Broker::Memory(broker) => Ok(broker.take(selection, max, turn)),
         }
     }
 
@@ -159,9 +194,30 @@ impl Broker {
         delegate!(self.missing(ids))
     }
 
-    /// Marks `worker` alive for `ttl`; renew well before it runs out.
-    pub async fn worker_alive(&self, worker: &str, ttl: Duration) -> Result<(), BrokerError> {
-        delegate!(self.worker_alive(worker, ttl))
+    /// Marks `worker`, which runs `types`, alive for `ttl`; renew well
+    /// before it runs out.
+    pub async fn worker_alive(
+        &self,
+        worker: &str,
+        ttl: Duration,
+        types: &[JobType],
+    ) -> Result<(), BrokerError> {
+        delegate!(self.worker_alive(worker, ttl, types))
+    }
+
+    /// How many live workers run each job type (types no live worker runs
+    /// are left out).
+    pub async fn live_types(&self) -> Result<Vec<(String, usize)>, BrokerError> {
+        delegate!(self.live_types())
+    }
+
+    /// Empties the one-list-per-priority queues an older jobwire left, so
+    /// that re-dispatch queues their jobs again; returns how many IDs.
+    pub async fn drop_legacy_queues(&self) -> Result<usize, BrokerError> {
+        match self {
+            Broker::Redis(broker) => broker.drop_legacy_queues().await,
+            Broker::Memory(_) => Ok(0),
+        }
     }
 
     /// Releases what dead workers had popped but not acknowledged, so that
@@ -201,8 +257,8 @@ pub enum Consumer {
 }
 
 impl Consumer {
-    /// Up to `max` IDs, oldest first from the highest-priority non-empty
-    /// queue on, taken in one step; waits up to the block time when every
+    /// Up to `max` IDs of the consumer's types, highest priority first,
+    /// tenants taking turns, each tenant's oldest first, taken in one step; waits up to the block time when every
     /// queue is empty, and returns none if they stay empty. The IDs stay
     /// held for the worker until acknowledged. Do not cut a pop short.
     pub async fn pop_many(&mut self, max: usize) -> Result<Vec<JobId>, BrokerError> {
@@ -221,3 +277,23 @@ impl Consumer {
 
 /// Most IDs one pop takes.
 pub const MAX_POP: usize = 1000;
+
+/// How many IDs wait for one job type at one priority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub job_type: String,
+    pub priority: Priority,
+    pub jobs: usize,
+}
+
+/// Counts, per type, the workers whose lists of types (one type per line)
+/// name it.
+pub(crate) fn count_types<'a>(workers: impl Iterator<Item = &'a str>) -> Vec<(String, usize)> {
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for types in workers {
+        for job_type in types.lines().filter(|t| !t.is_empty()) {
+            *counts.entry(job_type).or_default() += 1;
+        }
+    }
+    counts.into_iter().map(|(t, n)| (t.to_owned(), n)).collect()
+}

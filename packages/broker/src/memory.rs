@@ -1,16 +1,17 @@
-//! The in-process broker of the embedded mode: priority FIFO queues and an
+//! The in-process broker of the embedded mode: the same queues as in Redis
+//! (a FIFO per priority, tenant and type; tenants taking turns) and an
 //! update channel inside the one `jobwire` process. What it holds is lost
 //! with the process; the store is the truth, and startup re-queues from it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use jobwire_core::{JobId, Priority};
+use jobwire_core::{JobId, JobType, Priority, QueueEntry, TenantId};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use crate::{BrokerError, Outbox, SubscriberEvent};
+use crate::{BrokerError, Outbox, QueueDepth, Selection, SubscriberEvent};
 
 /// Updates buffered for a subscriber that is momentarily behind.
 const UPDATE_BUFFER: usize = 65_536;
@@ -28,10 +29,52 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    /// One FIFO per priority, in `Priority::ALL` order.
-    queues: [VecDeque<JobId>; 4],
+    /// Per priority (in `Priority::ALL` order) and job type, the tenants' queues.
+    lanes: [HashMap<String, Lane>; 4],
     /// How many copies of each ID are queued or popped and not acknowledged.
     pending: HashMap<JobId, usize>,
+    /// The job types each live worker runs, until when it counts as alive.
+    workers: HashMap<String, (Vec<JobType>, Instant)>,
+}
+
+/// One priority and type: a FIFO per tenant, and the tenants with IDs
+/// queued in turn order (next first).
+#[derive(Default)]
+struct Lane {
+    queues: HashMap<TenantId, VecDeque<JobId>>,
+    turns: VecDeque<TenantId>,
+}
+
+impl Lane {
+    fn push(&mut self, entry: &QueueEntry) {
+        let queue = self.queues.entry(entry.tenant.clone()).or_default();
+        if queue.is_empty() {
+            // Arriving tenants go first, as in Redis (score 0).
+            self.turns.push_front(entry.tenant.clone());
+        }
+        queue.push_back(entry.id);
+    }
+
+    /// Takes `share` IDs of `tenant`'s, oldest first; the tenant then goes
+    /// to the back of the turns, or leaves them once its queue is empty.
+    fn serve(&mut self, tenant: &TenantId, share: usize, taken: &mut Vec<JobId>) {
+        let Some(queue) = self.queues.get_mut(tenant) else {
+            return;
+        };
+        let n = share.min(queue.len());
+        taken.extend(queue.drain(..n));
+        let empty = queue.is_empty();
+        self.turns.retain(|t| t != tenant);
+        if empty {
+            self.queues.remove(tenant);
+        } else {
+            self.turns.push_back(tenant.clone());
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.queues.values().map(VecDeque::len).sum()
+    }
 }
 
 impl std::fmt::Debug for MemoryBroker {
@@ -80,9 +123,12 @@ impl MemoryBroker {
         }
         {
             let mut state = self.state();
-            for (id, priority) in &outbox.queue {
-                state.queues[index(*priority)].push_back(*id);
-                *state.pending.entry(*id).or_default() += 1;
+            for entry in &outbox.queue {
+                state.lanes[index(entry.priority)]
+                    .entry(entry.job_type.as_str().to_owned())
+                    .or_default()
+                    .push(entry);
+                *state.pending.entry(entry.id).or_default() += 1;
             }
             for id in outbox.acks.iter().flat_map(|(_, ids)| ids) {
                 if let Some(count) = state.pending.get_mut(id) {
@@ -104,8 +150,22 @@ impl MemoryBroker {
         let _ = self.inner.updates.send(Arc::from(update));
     }
 
-    pub(crate) async fn queue_len(&self, priority: Priority) -> Result<usize, BrokerError> {
-        Ok(self.state().queues[index(priority)].len())
+    pub(crate) async fn queue_depths(&self) -> Result<Vec<QueueDepth>, BrokerError> {
+        let state = self.state();
+        let mut depths = Vec::new();
+        for (priority, lanes) in Priority::ALL.into_iter().zip(&state.lanes) {
+            for (job_type, lane) in lanes {
+                let jobs = lane.len();
+                if jobs > 0 {
+                    depths.push(QueueDepth {
+                        job_type: job_type.clone(),
+                        priority,
+                        jobs,
+                    });
+                }
+            }
+        }
+        Ok(depths)
     }
 
     pub(crate) async fn missing(&self, ids: &[JobId]) -> Result<Vec<JobId>, BrokerError> {
@@ -117,20 +177,46 @@ impl MemoryBroker {
             .collect())
     }
 
-    /// Workers share this process: none can die alone, so there is nothing to track.
+    /// Kept for [`MemoryBroker::live_types`] only: workers share this
+    /// process, so none can die holding IDs.
     pub(crate) async fn worker_alive(
         &self,
-        _worker: &str,
-        _ttl: Duration,
+        worker: &str,
+        ttl: Duration,
+        types: &[JobType],
     ) -> Result<(), BrokerError> {
+        self.state()
+            .workers
+            .insert(worker.to_owned(), (types.to_vec(), Instant::now() + ttl));
         Ok(())
     }
 
+    pub(crate) async fn live_types(&self) -> Result<Vec<(String, usize)>, BrokerError> {
+        let now = Instant::now();
+        let state = self.state();
+        let lines: Vec<String> = state
+            .workers
+            .values()
+            .filter(|(_, until)| *until > now)
+            .map(|(types, _)| {
+                types
+                    .iter()
+                    .map(JobType::as_str)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .collect();
+        Ok(crate::count_types(lines.iter().map(String::as_str)))
+    }
+
     pub(crate) async fn reap_dead_workers(&self) -> Result<usize, BrokerError> {
+        let now = Instant::now();
+        self.state().workers.retain(|_, (_, until)| *until > now);
         Ok(0)
     }
 
-    pub(crate) async fn forget_worker(&self, _worker: &str) -> Result<usize, BrokerError> {
+    pub(crate) async fn forget_worker(&self, worker: &str) -> Result<usize, BrokerError> {
+        self.state().workers.remove(worker);
         Ok(0)
     }
 
@@ -139,19 +225,52 @@ impl MemoryBroker {
         Ok(Vec::new())
     }
 
-    pub(crate) fn consumer(&self, block: Duration) -> MemoryConsumer {
+    pub(crate) fn consumer(&self, block: Duration, types: &[JobType]) -> MemoryConsumer {
         MemoryConsumer {
             broker: self.clone(),
             block,
+            selection: Selection {
+                types: types.to_vec(),
+                tenants: Vec::new(),
+            },
+            turn: 0,
         }
     }
 
-    fn try_pop(&self, max: usize) -> Vec<JobId> {
+    /// What the Redis pop script does, on the in-process queues: see there.
+    pub(crate) fn take(&self, selection: &Selection, max: usize, turn: usize) -> Vec<JobId> {
         let mut state = self.state();
         let mut taken = Vec::new();
-        for queue in &mut state.queues {
-            let n = (max - taken.len()).min(queue.len());
-            taken.extend(queue.drain(..n));
+        let types = &selection.types;
+        for lanes in &mut state.lanes {
+            for k in 0..types.len() {
+                if taken.len() >= max {
+                    break;
+                }
+                let job_type = &types[(turn + k) % types.len()];
+                let Some(lane) = lanes.get_mut(job_type.as_str()) else {
+                    continue;
+                };
+                if selection.tenants.is_empty() {
+                    while taken.len() < max {
+                        let Some(tenant) = lane.turns.front().cloned() else {
+                            break;
+                        };
+                        let share = (max - taken.len()).div_ceil(lane.turns.len());
+                        lane.serve(&tenant, share, &mut taken);
+                    }
+                } else {
+                    for tenant in &selection.tenants {
+                        if taken.len() >= max {
+                            break;
+                        }
+                        lane.serve(tenant, max - taken.len(), &mut taken);
+                    }
+                }
+                if lane.turns.is_empty() {
+                    lanes.remove(job_type.as_str());
+                }
+            }
         }
         taken
     }
@@ -184,6 +303,8 @@ impl MemoryBroker {
 pub struct MemoryConsumer {
     broker: MemoryBroker,
     block: Duration,
+    selection: Selection,
+    turn: usize,
 }
 
 impl MemoryConsumer {
@@ -194,7 +315,8 @@ impl MemoryConsumer {
             let queued = self.broker.inner.queued.notified();
             tokio::pin!(queued);
             queued.as_mut().enable();
-            let taken = self.broker.try_pop(max);
+            self.turn = self.turn.wrapping_add(1);
+            let taken = self.broker.take(&self.selection, max, self.turn);
             if !taken.is_empty() {
                 return taken;
             }

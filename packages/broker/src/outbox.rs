@@ -1,7 +1,7 @@
 //! "Commit, then announce" in one place: what a committed write tells the
 //! rest of the system, sent to the broker in one round trip.
 
-use jobwire_core::{Job, JobId, JobUpdate, Priority, Status};
+use jobwire_core::{Job, JobId, JobUpdate, QueueEntry, Status};
 
 /// What one round trip to the broker carries, applied in this order:
 /// updates published, IDs queued, popped IDs acknowledged. Updates go out
@@ -12,8 +12,8 @@ use jobwire_core::{Job, JobId, JobUpdate, Priority, Status};
 pub struct Outbox {
     /// Job updates as JSON text, for the `job_updates` channel.
     pub updates: Vec<String>,
-    /// IDs to queue, each on its priority's queue.
-    pub queue: Vec<(JobId, Priority)>,
+    /// IDs to queue, each on its priority, tenant and type's queue.
+    pub queue: Vec<QueueEntry>,
     /// IDs a worker popped and is done with.
     pub acks: Option<(String, Vec<JobId>)>,
 }
@@ -26,7 +26,7 @@ impl Outbox {
         for job in jobs {
             outbox.updates.push(JobUpdate::from(job).to_json());
             if job.status == Status::Queued {
-                outbox.queue.push((job.id, job.priority));
+                outbox.queue.push(QueueEntry::from(job));
             }
         }
         outbox

@@ -9,8 +9,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use jobwire_broker::{Broker, SubscriberEvent};
-use jobwire_core::{JobId, Priority};
+use jobwire_broker::{Broker, QueueDepth, Selection, SubscriberEvent};
+use jobwire_core::{JobId, JobType, Priority, QueueEntry, TenantId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -63,9 +63,32 @@ macro_rules! contract {
     };
 }
 
+/// A queued `noop` job of tenant `acme`.
+fn entry(priority: Priority) -> QueueEntry {
+    of("acme", "noop", priority)
+}
+
+fn of(tenant: &str, job_type: &str, priority: Priority) -> QueueEntry {
+    QueueEntry {
+        id: JobId::new(),
+        priority,
+        tenant: tenant.parse().unwrap(),
+        job_type: job_type.parse().unwrap(),
+    }
+}
+
+fn types(names: &[&str]) -> Vec<JobType> {
+    names.iter().map(|name| name.parse().unwrap()).collect()
+}
+
 async fn drain(broker: &Broker) -> Vec<JobId> {
+    drain_types(broker, &["noop"]).await
+}
+
+/// Pops one ID at a time, as a worker running `names` does, until none is left.
+async fn drain_types(broker: &Broker, names: &[&str]) -> Vec<JobId> {
     let mut consumer = broker
-        .consumer("w1", Duration::from_millis(100))
+        .consumer("w1", Duration::from_millis(100), &types(names))
         .await
         .unwrap();
     let mut popped = Vec::new();
@@ -77,7 +100,7 @@ async fn drain(broker: &Broker) -> Vec<JobId> {
 }
 
 async fn higher_priorities_pop_first_and_fifo_within_one(broker: Broker) {
-    let jobs: Vec<(JobId, Priority)> = [
+    let jobs: Vec<QueueEntry> = [
         Priority::Low,
         Priority::Default,
         Priority::Critical,
@@ -86,44 +109,43 @@ async fn higher_priorities_pop_first_and_fifo_within_one(broker: Broker) {
         Priority::Critical,
     ]
     .into_iter()
-    .map(|p| (JobId::new(), p))
+    .map(entry)
     .collect();
     broker.enqueue(&jobs[..3], &[]).await.unwrap();
     broker.enqueue(&jobs[3..], &[]).await.unwrap();
     assert_eq!(broker.queue_len(Priority::Low).await.unwrap(), 2);
     let expected: Vec<JobId> = Priority::ALL
         .iter()
-        .flat_map(|p| jobs.iter().filter(move |(_, q)| q == p).map(|(id, _)| *id))
+        .flat_map(|p| jobs.iter().filter(move |j| j.priority == *p).map(|j| j.id))
         .collect();
     assert_eq!(drain(&broker).await, expected);
     assert_eq!(broker.queue_len(Priority::Low).await.unwrap(), 0);
 }
 
 async fn a_waiting_pop_wakes_when_a_job_arrives(broker: Broker) {
-    let mut consumer = broker.consumer("w1", Duration::from_secs(5)).await.unwrap();
-    let id = JobId::new();
-    let waiting = tokio::spawn(async move { consumer.pop().await.unwrap() });
-    // The consumer may or may not be waiting yet; either way it must get the ID.
-    broker
-        .enqueue(&[(id, Priority::Default)], &[])
+    let mut consumer = broker
+        .consumer("w1", Duration::from_secs(5), &types(&["noop"]))
         .await
         .unwrap();
+    let queued = entry(Priority::Default);
+    let id = queued.id;
+    let waiting = tokio::spawn(async move { consumer.pop().await.unwrap() });
+    // The consumer may or may not be waiting yet; either way it must get the ID.
+    broker.enqueue(&[queued], &[]).await.unwrap();
     let popped = tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap();
     assert_eq!(popped, Some(id));
 }
 
 async fn an_empty_queue_pops_nothing_after_the_block_time(broker: Broker) {
     let mut consumer = broker
-        .consumer("w1", Duration::from_millis(100))
+        .consumer("w1", Duration::from_millis(100), &types(&["noop"]))
         .await
         .unwrap();
     assert_eq!(consumer.pop().await.unwrap(), None);
 }
 
 async fn concurrent_consumers_get_each_id_once(broker: Broker) {
-    let jobs: Vec<(JobId, Priority)> = (0..200)
-        .map(|_| (JobId::new(), Priority::Default))
-        .collect();
+    let jobs: Vec<QueueEntry> = (0..200).map(|_| entry(Priority::Default)).collect();
     broker.enqueue(&jobs, &[]).await.unwrap();
     let mut consumers = tokio::task::JoinSet::new();
     for _ in 0..4 {
@@ -136,7 +158,7 @@ async fn concurrent_consumers_get_each_id_once(broker: Broker) {
     }
     assert_eq!(popped.len(), jobs.len(), "no ID lost, none twice");
     let unique: HashSet<JobId> = popped.into_iter().collect();
-    assert_eq!(unique, jobs.iter().map(|(id, _)| *id).collect());
+    assert_eq!(unique, jobs.iter().map(|j| j.id).collect());
 }
 
 /// Starts a subscriber and waits until it is subscribed.
@@ -173,7 +195,7 @@ async fn every_subscriber_receives_every_update_in_order(broker: Broker) {
     let sent: Vec<String> = (0..100).map(|n| format!("{{\"n\":{n}}}")).collect();
     let queued_updates = vec!["{\"queued\":1}".to_owned()];
     broker
-        .enqueue(&[(JobId::new(), Priority::High)], &queued_updates)
+        .enqueue(&[entry(Priority::High)], &queued_updates)
         .await
         .unwrap();
     for text in &sent {
@@ -201,18 +223,16 @@ async fn every_subscriber_receives_every_update_in_order(broker: Broker) {
 }
 
 async fn popped_ids_stay_held_until_acknowledged(broker: Broker) {
-    let (held, lost) = (JobId::new(), JobId::new());
-    broker
-        .enqueue(&[(held, Priority::Default)], &[])
-        .await
-        .unwrap();
+    let (queued, lost) = (entry(Priority::Default), JobId::new());
+    let held = queued.id;
+    broker.enqueue(&[queued], &[]).await.unwrap();
     assert_eq!(
         broker.missing(&[held, lost]).await.unwrap(),
         [lost],
         "never enqueued"
     );
     let mut consumer = broker
-        .consumer("w1", Duration::from_millis(100))
+        .consumer("w1", Duration::from_millis(100), &types(&["noop"]))
         .await
         .unwrap();
     assert_eq!(consumer.pop().await.unwrap(), Some(held));
@@ -225,7 +245,106 @@ async fn popped_ids_stay_held_until_acknowledged(broker: Broker) {
     broker.forget_worker("w1").await.unwrap();
 }
 
+async fn a_worker_takes_only_its_types_and_others_wait_visibly(broker: Broker) {
+    let email = of("acme", "email", Priority::Default);
+    let thumbnail = of("acme", "thumbnail", Priority::High);
+    broker
+        .enqueue(&[email.clone(), thumbnail.clone()], &[])
+        .await
+        .unwrap();
+    assert_eq!(drain_types(&broker, &["email", "noop"]).await, [email.id]);
+    assert_eq!(
+        broker.queue_depths().await.unwrap(),
+        [QueueDepth {
+            job_type: "thumbnail".into(),
+            priority: Priority::High,
+            jobs: 1
+        }],
+        "the job no worker ran waits, counted under its type"
+    );
+    broker
+        .worker_alive(
+            "w2",
+            Duration::from_secs(60),
+            &types(&["email", "thumbnail"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        broker.live_types().await.unwrap(),
+        [("email".to_owned(), 1), ("thumbnail".to_owned(), 1)]
+    );
+    assert_eq!(drain_types(&broker, &["thumbnail"]).await, [thumbnail.id]);
+    assert!(broker.queue_depths().await.unwrap().is_empty());
+    broker.forget_worker("w2").await.unwrap();
+    assert!(broker.live_types().await.unwrap().is_empty());
+}
+
+/// While k tenants have jobs queued, any k pops in a row serve k different
+/// tenants; each tenant's own jobs come oldest first.
+async fn tenants_take_turns_each_in_its_own_order(broker: Broker) {
+    let mut queued: Vec<QueueEntry> = Vec::new();
+    for (tenant, n) in [("big", 6), ("mid", 2), ("one", 1)] {
+        queued.extend((0..n).map(|_| of(tenant, "noop", Priority::Default)));
+    }
+    broker.enqueue(&queued, &[]).await.unwrap();
+    let tenant_of = |id: &JobId| queued.iter().find(|j| j.id == *id).unwrap().tenant.clone();
+    let popped = drain(&broker).await;
+    let order: Vec<TenantId> = popped.iter().map(tenant_of).collect();
+    let names: Vec<&str> = order.iter().map(TenantId::as_str).collect();
+    let distinct = |window: &[TenantId]| window.iter().collect::<HashSet<_>>().len();
+    assert_eq!(distinct(&order[..3]), 3, "one of each first: {names:?}");
+    assert_eq!(
+        distinct(&order[3..5]),
+        2,
+        "then the two with more: {names:?}"
+    );
+    assert!(order[5..].iter().all(|t| t.as_str() == "big"), "{names:?}");
+    for tenant in ["big", "mid"] {
+        let own: Vec<JobId> = queued
+            .iter()
+            .filter(|j| j.tenant.as_str() == tenant)
+            .map(|j| j.id)
+            .collect();
+        let got: Vec<JobId> = popped
+            .iter()
+            .copied()
+            .filter(|id| tenant_of(id).as_str() == tenant)
+            .collect();
+        assert_eq!(got, own, "{tenant}'s jobs in the order queued");
+    }
+}
+
+async fn a_tenant_scoped_take_sees_only_its_tenants(broker: Broker) {
+    let theirs = of("acme", "email", Priority::Critical);
+    let ours = of("beta", "email", Priority::Low);
+    broker
+        .enqueue(&[theirs.clone(), ours.clone()], &[])
+        .await
+        .unwrap();
+    let selection = Selection {
+        types: types(&["email"]),
+        tenants: vec!["beta".parse().unwrap(), "gamma".parse().unwrap()],
+    };
+    assert_eq!(
+        broker.take("w1", &selection, 10, 0).await.unwrap(),
+        [ours.id]
+    );
+    assert!(
+        broker
+            .take("w1", &selection, 10, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(drain_types(&broker, &["email"]).await, [theirs.id]);
+    broker.forget_worker("w1").await.unwrap();
+}
+
 contract!(
+    a_worker_takes_only_its_types_and_others_wait_visibly,
+    tenants_take_turns_each_in_its_own_order,
+    a_tenant_scoped_take_sees_only_its_tenants,
     popped_ids_stay_held_until_acknowledged,
     higher_priorities_pop_first_and_fifo_within_one,
     a_waiting_pop_wakes_when_a_job_arrives,
@@ -238,19 +357,20 @@ contract!(
 #[tokio::test]
 async fn a_dead_workers_unacknowledged_ids_are_released_for_redispatch() {
     let (broker, _purge) = redis().await;
-    let id = JobId::new();
-    broker.enqueue(&[(id, Priority::Low)], &[]).await.unwrap();
+    let queued = entry(Priority::Low);
+    let id = queued.id;
+    broker.enqueue(&[queued], &[]).await.unwrap();
     broker
-        .worker_alive("doomed", Duration::from_millis(1))
+        .worker_alive("doomed", Duration::from_millis(1), &types(&["noop"]))
         .await
         .unwrap();
     let mut consumer = broker
-        .consumer("doomed", Duration::from_millis(100))
+        .consumer("doomed", Duration::from_millis(100), &types(&["noop"]))
         .await
         .unwrap();
     assert_eq!(consumer.pop().await.unwrap(), Some(id));
     broker
-        .worker_alive("living", Duration::from_secs(60))
+        .worker_alive("living", Duration::from_secs(60), &types(&["noop"]))
         .await
         .unwrap();
     // The doomed worker's liveness expires after 1 ms; wait for the reaper to see it.

@@ -105,14 +105,16 @@ describe("dashboard (Postgres + Redis)", () => {
     await created.waitFor();
     const id = await created.getAttribute("data-job-id");
     await row(page, id, "queued").waitFor();
-    // Queued, with no worker yet: the queue card counts it.
+    // Queued, with no worker yet: the queue card counts it, and its type says no worker runs it.
     await page.waitForSelector('.card[data-priority="high"] .depth:text("1")');
+    await page.waitForSelector('#types li.idle[data-type="sleep"]:has-text("no worker runs this type")');
 
     server.startWorker();
     await row(page, id, "succeeded").waitFor({ timeout: 30_000 });
     const seen = await page.evaluate((job) => window.seen[job], id);
     assert.deepEqual(seen, ["queued", "running", "succeeded"]);
     assert.equal(await row(page, id).locator("td").nth(4).textContent(), "1/2");
+    await page.waitForSelector("#types li.idle", { state: "detached" });
 
     // The detail view: payload, result and the attempt.
     await row(page, id).locator("td.id button").click();

@@ -4,6 +4,7 @@
 
 mod ids;
 mod job;
+mod queue;
 mod retention;
 mod update;
 mod url;
@@ -12,6 +13,7 @@ pub use ids::{JobId, TenantId};
 pub use job::{
     AttemptError, DEFAULT_MAX_ATTEMPTS, Idempotency, Job, JobType, NewJob, Priority, Status,
 };
+pub use queue::QueueEntry;
 pub use retention::{
     IDEMPOTENCY_KEY_LIFETIME, MAX_RETAIN_FOR, MIN_RETAIN_FOR, Retention, parse_retain_for,
 };

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use clap::Args;
 use clap::builder::TypedValueParser;
-use jobwire_core::{MAX_RETAIN_FOR, MIN_RETAIN_FOR, Retention};
+use jobwire_core::{JobType, MAX_RETAIN_FOR, MIN_RETAIN_FOR, Retention};
 use jobwire_server::{JwtKeys, KeyError, Limits, TokenRules, WsConfig};
 use jobwire_store::StoreUrl;
 
@@ -218,6 +218,11 @@ pub struct ApiArgs {
     #[arg(long, env = "JOBWIRE_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<String>,
 
+    /// The job types some worker runs, comma-separated: a job of any other type is refused with
+    /// 422 instead of waiting for a worker that never comes (unset: every type is taken).
+    #[arg(long, env = "JOBWIRE_KNOWN_TYPES", value_delimiter = ',')]
+    pub known_types: Vec<JobType>,
+
     /// How long an HTTP request may take before it is answered 503.
     #[arg(long, env = "JOBWIRE_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
@@ -232,6 +237,7 @@ impl ApiArgs {
             max_in_flight: self.max_in_flight,
             request_timeout: self.request_timeout,
             allowed_origins: self.cors_origins.clone(),
+            known_types: self.known_types.clone(),
         }
     }
 
@@ -287,13 +293,8 @@ pub struct WorkerArgs {
     #[arg(long, env = "JOBWIRE_LEASE_TTL", default_value = "3s", value_parser = humantime::parse_duration)]
     pub lease_ttl: Duration,
 
-    /// Backoff before the first retry of a failed job (doubles per attempt, full jitter).
-    #[arg(long, env = "JOBWIRE_RETRY_BASE", default_value = "1s", value_parser = humantime::parse_duration)]
-    pub retry_base: Duration,
-
-    /// Longest backoff between two attempts.
-    #[arg(long, env = "JOBWIRE_RETRY_CAP", default_value = "5m", value_parser = humantime::parse_duration)]
-    pub retry_cap: Duration,
+    #[command(flatten)]
+    pub retry: RetryArgs,
 
     /// A job queued this long whose ID the broker lost (restart, flush) is enqueued again.
     #[arg(long, env = "JOBWIRE_REDISPATCH_AFTER", default_value = "3s", value_parser = humantime::parse_duration)]
@@ -323,16 +324,56 @@ pub struct WorkerArgs {
     /// How often a worker looks for expired jobs to delete (one worker at a time does it).
     #[arg(long, env = "JOBWIRE_RETENTION_INTERVAL", default_value = "10s", value_parser = parse_interval)]
     pub retention_interval: Duration,
+
+    /// jobwire.toml: job types handed to HTTP endpoints (webhooks). Unset: ./jobwire.toml if it
+    /// exists; a file named here must exist.
+    #[arg(long, env = "JOBWIRE_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+/// How failed attempts are retried: by workers, and by the API for remote
+/// workers' failures, so both read the same settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetryArgs {
+    /// Backoff before the first retry of a failed job (doubles per attempt, full jitter).
+    #[arg(long, env = "JOBWIRE_RETRY_BASE", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub retry_base: Duration,
+
+    /// Longest backoff between two attempts.
+    #[arg(long, env = "JOBWIRE_RETRY_CAP", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub retry_cap: Duration,
+}
+
+impl RetryArgs {
+    pub fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            base: self.retry_base,
+            cap: self.retry_cap,
+        }
+    }
 }
 
 impl WorkerArgs {
-    /// The built-in handlers, plus `trace` when the test hook is on.
-    pub fn registry(&self) -> Registry {
-        let registry = Registry::with_builtins();
-        match &self.trace_dir {
-            Some(dir) => registry.with_trace(dir.clone()),
-            None => registry,
+    /// The built-in handlers, plus what [`WorkerArgs::extend`] adds.
+    pub fn registry(&self) -> anyhow::Result<Registry> {
+        self.extend(Registry::with_builtins())
+    }
+
+    /// `registry`, plus `trace` when the test hook is on (`JOBWIRE_TRACE_DIR`,
+    /// so any worker binary can take part in the fault-injection suite), plus
+    /// the webhooks of the configuration file (see [`WorkerArgs::config`]); a
+    /// configuration that is wrong anywhere is an error naming the file and
+    /// the handler.
+    pub fn extend(&self, mut registry: Registry) -> anyhow::Result<Registry> {
+        if let Some(dir) = &self.trace_dir {
+            registry = registry.with_trace(dir.clone());
         }
+        if let Some((file, text)) = crate::handlers::read_config(self.config.as_deref())? {
+            crate::handlers::add_webhooks(&mut registry, &file, &text, |name| {
+                std::env::var(name).ok()
+            })?;
+        }
+        Ok(registry)
     }
 
     pub fn config(&self) -> WorkerConfig {
@@ -340,10 +381,7 @@ impl WorkerArgs {
             concurrency: self.worker_concurrency,
             grace: self.shutdown_grace,
             lease: self.lease_ttl,
-            retry: RetryPolicy {
-                base: self.retry_base,
-                cap: self.retry_cap,
-            },
+            retry: self.retry.policy(),
             redispatch_after: self.redispatch_after,
             failpoint: self.worker_failpoint,
             retention: Retention {

@@ -4,7 +4,7 @@ use anyhow::Context;
 use jobwire_broker::{Broker, Outbox};
 use jobwire_server::{AppState, JwtKeys};
 use jobwire_store::{PgStore, SqliteStore, Store};
-use jobwire_worker::{Registry, Worker};
+use jobwire_worker::{Registry, RetryPolicy, Worker, WorkerConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -71,6 +71,7 @@ pub async fn run_api(
     backends: Backends,
     api: &ApiArgs,
     keys: JwtKeys,
+    retry: RetryPolicy,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let failpoint = api
@@ -88,7 +89,8 @@ pub async fn run_api(
         api.ws(),
         shutdown.clone(),
         failpoint,
-    );
+    )
+    .with_retry(retry);
     if let Some(scrape) = scrape {
         state.set_scrape(scrape);
     }
@@ -109,6 +111,18 @@ pub async fn run_worker(
         .await;
 }
 
+/// Sees to lapsed leases, due retries and lost IDs until `shutdown`,
+/// running no jobs (see [`Worker::housekeep`]).
+pub async fn housekeep(backends: Backends, retry: RetryPolicy, shutdown: CancellationToken) {
+    let config = WorkerConfig {
+        retry,
+        ..WorkerConfig::default()
+    };
+    Worker::new(backends.store, backends.broker, Registry::new(), config)
+        .housekeep(shutdown)
+        .await;
+}
+
 /// The API and a worker pool in one process, under one shutdown token.
 pub async fn run_all(
     listener: TcpListener,
@@ -121,7 +135,8 @@ pub async fn run_all(
 ) -> anyhow::Result<()> {
     let worker_task = run_worker(backends.clone(), worker, registry, shutdown.clone());
     let api_task = async {
-        let result = run_api(listener, backends, api, keys, shutdown.clone()).await;
+        let retry = worker.retry.policy();
+        let result = run_api(listener, backends, api, keys, retry, shutdown.clone()).await;
         // An API that failed takes the workers down with it.
         shutdown.cancel();
         result

@@ -390,6 +390,22 @@ class Board {
       );
     });
     $("#queues").replaceChildren(...cards);
+    // Per job type: a type no live worker runs waits, and says so.
+    const types = (stats.types ?? []).map((t) => {
+      const idle = t.workers === 0 && t.queued > 0;
+      return el(
+        "li",
+        { class: idle ? "type idle" : "type", "data-type": t.type },
+        el("span", { class: "name" }, t.type),
+        el("span", { class: "sub" }, `${t.queued} queued · ${t.running} running · ${t.scheduled} scheduled`),
+        el(
+          "span",
+          { class: idle ? "workers chip failed" : "workers" },
+          idle ? "no worker runs this type" : `${t.workers} worker${t.workers === 1 ? "" : "s"}`,
+        ),
+      );
+    });
+    $("#types").replaceChildren(...types);
   }
 
   tick() {

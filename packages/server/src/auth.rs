@@ -24,14 +24,85 @@ pub struct Claims {
     pub iss: Option<String>,
 }
 
+/// The claims of a worker token (`role: worker`): which worker, the tenants
+/// and job types it may take (`*`: any), until when. It grants the
+/// `/v1/worker/` routes only, and no tenant's routes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerClaims {
+    /// Always `worker`.
+    pub role: String,
+    /// The worker's name, for logs and for counting live workers.
+    pub sub: String,
+    /// Tenant IDs, or `["*"]` for every tenant.
+    pub tenants: Vec<String>,
+    /// Job types, or `["*"]` for every type.
+    pub types: Vec<String>,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+}
+
+/// The role a worker token names.
+pub const WORKER_ROLE: &str = "worker";
+
 /// What a token's claims are read for; `aud` and `iss` are checked by
-/// jsonwebtoken itself, whatever their JSON shape.
+/// jsonwebtoken itself, whatever their JSON shape. A tenant's token has a
+/// `tenant`; a worker's has `role: worker` and its scope instead.
 #[derive(Deserialize)]
 struct Verified {
-    tenant: TenantId,
+    #[serde(default)]
+    tenant: Option<TenantId>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    tenants: Option<Vec<String>>,
+    #[serde(default)]
+    types: Option<Vec<String>>,
     exp: u64,
     #[serde(default)]
     iat: Option<u64>,
+}
+
+/// Who a valid token speaks for.
+#[derive(Debug, Clone)]
+pub(crate) enum Bearer {
+    Tenant(TenantId),
+    Worker(WorkerScope),
+}
+
+/// What a worker token allows, checked once at the edge.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerScope {
+    pub(crate) name: String,
+    /// `None`: every tenant.
+    pub(crate) tenants: Option<Vec<TenantId>>,
+    /// `None`: every type.
+    pub(crate) types: Option<Vec<jobwire_core::JobType>>,
+}
+
+/// `["*"]` as `None`, anything else parsed one by one.
+fn scope<T: std::str::FromStr<Err = jobwire_core::InvalidValue>>(
+    claim: &str,
+    values: Vec<String>,
+) -> Result<Option<Vec<T>>, ApiError> {
+    if values.iter().any(|v| v == "*") {
+        return Ok(None);
+    }
+    values
+        .iter()
+        .map(|v| {
+            v.parse().map_err(|e| {
+                ApiError::Unauthorized(format!("invalid token: `{claim}` holds {v:?}: {e}"))
+            })
+        })
+        .collect::<Result<Vec<T>, _>>()
+        .map(Some)
 }
 
 /// What every token must satisfy besides its signature and expiry, and what
@@ -144,6 +215,45 @@ impl JwtKeys {
         }))
     }
 
+    /// A worker token for `name`, taking jobs of `tenants` and `types`
+    /// (empty: any), valid for `ttl`; refused like [`JwtKeys::issue`].
+    pub fn issue_worker(
+        &self,
+        name: &str,
+        tenants: &[TenantId],
+        types: &[jobwire_core::JobType],
+        ttl: Duration,
+    ) -> Result<String, KeyError> {
+        if let Some(max) = self.rules.max_ttl
+            && ttl > max
+        {
+            return Err(KeyError::TtlTooLong { ttl, max });
+        }
+        let all = |values: Vec<String>| {
+            if values.is_empty() {
+                vec!["*".to_owned()]
+            } else {
+                values
+            }
+        };
+        let now = now_secs();
+        let claims = WorkerClaims {
+            role: WORKER_ROLE.to_owned(),
+            sub: name.to_owned(),
+            tenants: all(tenants.iter().map(|t| t.as_str().to_owned()).collect()),
+            types: all(types.iter().map(|t| t.as_str().to_owned()).collect()),
+            exp: now + ttl.as_secs(),
+            iat: Some(now),
+            aud: self.rules.audience.clone(),
+            iss: self.rules.issuer.clone(),
+        };
+        // HS256 signing of a plain struct has no failure mode.
+        Ok(
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+                .expect("HS256 signing cannot fail"),
+        )
+    }
+
     /// Signs arbitrary claims (for tokens with a chosen expiry).
     pub fn sign(&self, claims: &Claims) -> String {
         // HS256 signing of a plain struct has no failure mode.
@@ -151,8 +261,21 @@ impl JwtKeys {
             .expect("HS256 signing cannot fail")
     }
 
-    /// The tenant of a valid token; 401 for anything else.
+    /// The tenant of a valid tenant's token; 401 for anything else, 403 for
+    /// a worker's token.
     pub fn verify(&self, token: &str) -> Result<TenantId, ApiError> {
+        match self.verify_bearer(token)? {
+            Bearer::Tenant(tenant) => Ok(tenant),
+            Bearer::Worker(_) => Err(ApiError::Forbidden(
+                "this is a worker token: it serves the /v1/worker/ routes only; use a tenant's \
+                 token here"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Who a valid token speaks for; 401 for anything else.
+    pub(crate) fn verify_bearer(&self, token: &str) -> Result<Bearer, ApiError> {
         let claims = jsonwebtoken::decode::<Verified>(token, &self.decoding, &self.validation)
             .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?
             .claims;
@@ -178,7 +301,20 @@ impl JwtKeys {
                 )));
             }
         }
-        Ok(claims.tenant)
+        match (claims.role.as_deref(), claims.tenant) {
+            (Some(WORKER_ROLE), _) => Ok(Bearer::Worker(WorkerScope {
+                name: claims.sub.unwrap_or_else(|| "anonymous".into()),
+                tenants: scope("tenants", claims.tenants.unwrap_or_default())?,
+                types: scope("types", claims.types.unwrap_or_default())?,
+            })),
+            (Some(role), _) => Err(ApiError::Unauthorized(format!(
+                "invalid token: unknown role {role:?} (known: {WORKER_ROLE})"
+            ))),
+            (None, Some(tenant)) => Ok(Bearer::Tenant(tenant)),
+            (None, None) => Err(ApiError::Unauthorized(
+                "invalid token: missing field `tenant`".into(),
+            )),
+        }
     }
 }
 

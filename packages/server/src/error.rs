@@ -56,6 +56,14 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<jobwire_broker::BrokerError> for ApiError {
+    fn from(e: jobwire_broker::BrokerError) -> Self {
+        // Logged here since the client's 503 drops it: an outage is worth a line.
+        tracing::warn!(error = ?e, "the broker is unavailable");
+        Self::Unavailable("the queue (Redis) is unavailable; try again".into())
+    }
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {

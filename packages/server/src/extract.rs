@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 use jobwire_core::{JobId, TenantId};
 use serde::de::DeserializeOwned;
 
+use crate::auth::Bearer;
 use crate::{ApiError, AppState};
 
 /// A JSON body: 415 without a JSON content type, 413 over the body limit,
@@ -56,20 +57,33 @@ impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::Unauthorized("missing `Authorization: Bearer <token>` header".into())
-        })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(crate::auth::bearer_token)
-            .ok_or_else(|| {
-                ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
-            })?;
-        let tenant = state.keys().verify(token)?;
-        tracing::Span::current().record("tenant", tracing::field::display(&tenant));
-        Ok(Tenant(tenant))
+        match bearer(parts, state)? {
+            Bearer::Tenant(tenant) => {
+                tracing::Span::current().record("tenant", tracing::field::display(&tenant));
+                Ok(Tenant(tenant))
+            }
+            Bearer::Worker(_) => Err(ApiError::Forbidden(
+                "this is a worker token: it serves the /v1/worker/ routes only; use a tenant's \
+                 token here"
+                    .into(),
+            )),
+        }
     }
+}
+
+/// Who the request's `Authorization: Bearer <JWT>` speaks for.
+pub(crate) fn bearer(parts: &Parts, state: &AppState) -> Result<Bearer, ApiError> {
+    let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::Unauthorized("missing `Authorization: Bearer <token>` header".into())
+    })?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(crate::auth::bearer_token)
+        .ok_or_else(|| {
+            ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
+        })?;
+    state.keys().verify_bearer(token)
 }
 
 /// The `{id}` of a job route.

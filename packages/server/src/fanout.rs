@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use chrono::{DateTime, Utc};
 use jobwire_broker::SubscriberEvent;
-use jobwire_core::{JobId, JobUpdate, TenantId};
+use jobwire_core::{JobId, JobUpdate, Status, TenantId};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +38,11 @@ struct Route {
     /// When the change was committed: the start of the lag to this hub.
     #[serde(default)]
     at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    status: Option<Status>,
+    /// Woken when queued: the long polls of remote workers of this type.
+    #[serde(default, rename = "type")]
+    job_type: Option<String>,
 }
 
 pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
@@ -149,6 +154,11 @@ fn deliver(state: &AppState, bytes: Vec<u8>) -> Option<i64> {
         // A clock behind the committer's shows as no lag rather than a negative one.
         let lag = (Utc::now() - at).to_std().unwrap_or_default();
         metrics::histogram!(jobwire_metrics::UPDATE_LAG).record(lag.as_secs_f64());
+    }
+    if route.status == Some(Status::Queued)
+        && let Some(job_type) = &route.job_type
+    {
+        state.leasing().wake(job_type);
     }
     // Valid JSON is valid UTF-8, so this conversion only moves the buffer.
     let text = String::from_utf8(bytes).ok()?;

@@ -77,7 +77,7 @@ pub(crate) struct CreateJob {
 /// fraction (`5.0`): JSON Schema counts that as an integer, and so do clients
 /// whose numbers are all floats. `5.5`, or a number out of `T`'s range, is
 /// refused (422).
-fn whole<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+pub(crate) fn whole<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: TryFrom<i64> + TryFrom<u64>,
@@ -131,6 +131,14 @@ const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
 impl CreateJob {
     fn into_new_job(self, tenant: &TenantId, limits: &Limits) -> Result<NewJob, ApiError> {
         let invalid = |detail: String| Err(ApiError::Unprocessable(detail));
+        if !limits.known_types.is_empty() && !limits.known_types.contains(&self.job_type) {
+            let known: Vec<&str> = limits.known_types.iter().map(JobType::as_str).collect();
+            return invalid(format!(
+                "no worker runs job type `{}`: the known types are {} (JOBWIRE_KNOWN_TYPES)",
+                self.job_type,
+                known.join(", ")
+            ));
+        }
         let max_attempts = self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
         if !(1..=MAX_ATTEMPTS).contains(&max_attempts) {
             return invalid(format!("`maxAttempts` must be from 1 to {MAX_ATTEMPTS}"));

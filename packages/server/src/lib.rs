@@ -17,9 +17,11 @@ mod guard;
 mod health;
 mod intake;
 mod jobs;
+mod leasing;
 mod openapi;
 mod origins;
 mod payload;
+mod remote;
 mod session_limit;
 mod state;
 mod stats;
@@ -29,7 +31,9 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use auth::{Claims, JwtKeys, KeyError, MIN_SECRET_BYTES, TokenRules};
+pub use auth::{
+    Claims, JwtKeys, KeyError, MIN_SECRET_BYTES, TokenRules, WORKER_ROLE, WorkerClaims,
+};
 pub use error::ApiError;
 pub use exposition::Scrape;
 pub use frame::Frame;
@@ -63,6 +67,13 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let subscriber = tokio::spawn(fanout::run(state.clone(), shutdown.clone()));
+    let leasing = {
+        let (state, shutdown) = (state.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let broker = state.broker().clone();
+            state.leasing().keep_alive(broker, shutdown).await
+        })
+    };
     let result = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
@@ -70,6 +81,9 @@ pub async fn serve(
     // The subscriber ends on `shutdown`; a panic inside it is reported here.
     if let Err(e) = subscriber.await {
         tracing::error!(error = %e, "the job_updates subscriber task failed");
+    }
+    if let Err(e) = leasing.await {
+        tracing::error!(error = %e, "the lease taker's keep-alive task failed");
     }
     result
 }

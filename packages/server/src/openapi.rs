@@ -22,7 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::Problem;
-use crate::{AppState, health, jobs, stats, ws};
+use crate::{AppState, health, jobs, remote, stats, ws};
 
 /// The document's fixed parts; the paths come from [`routes`].
 #[derive(OpenApi)]
@@ -42,6 +42,7 @@ use crate::{AppState, health, jobs, stats, ws};
         (name = "jobs", description = "Create, read, list, cancel and retry jobs"),
         (name = "realtime", description = "Every change of the tenant's jobs, pushed"),
         (name = "operations", description = "Health, readiness and this document"),
+        (name = "workers", description = "The worker protocol: workers in any language lease jobs and report on them, with a worker token"),
     )
 )]
 struct Fixed;
@@ -90,6 +91,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::retry))
         .routes(routes!(stats::stats))
         .routes(routes!(ws::upgrade))
+        .routes(routes!(remote::lease))
+        .routes(routes!(remote::heartbeat))
+        .routes(routes!(remote::progress))
+        .routes(routes!(remote::complete))
+        .routes(routes!(remote::fail))
 }
 
 /// The whole document: [`routes`]' paths, with what every route shares

@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use jobwire_broker::Broker;
 use jobwire_hub::Hub;
-use jobwire_store::Store;
+use jobwire_store::{RetryPolicy, Store};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::intake::Intake;
+use crate::leasing::Leasing;
 use crate::session_limit::SessionLimit;
 use crate::{Frame, JwtKeys, Scrape};
 
@@ -28,6 +29,9 @@ pub struct Limits {
     /// Origins of browser apps served elsewhere that may call the API (CORS)
     /// and open WebSockets, as `scheme://host[:port]`; none by default.
     pub allowed_origins: Vec<String>,
+    /// The job types some worker runs; a job of another type is refused
+    /// (422). Empty: every type is taken.
+    pub known_types: Vec<jobwire_core::JobType>,
 }
 
 impl Default for Limits {
@@ -39,6 +43,7 @@ impl Default for Limits {
             max_in_flight: 1024,
             request_timeout: Duration::from_secs(30),
             allowed_origins: Vec::new(),
+            known_types: Vec::new(),
         }
     }
 }
@@ -106,6 +111,9 @@ struct Inner {
     frames_sent: metrics::Counter,
     intake: Intake,
     session_limit: SessionLimit,
+    leasing: Leasing,
+    /// How a remote worker's failed attempt is retried, as a built-in worker's.
+    retry: RetryPolicy,
 }
 
 /// A test hook that makes the API fail at a chosen point, as a crash would.
@@ -162,8 +170,35 @@ impl AppState {
                 subscribed: AtomicBool::new(false),
                 scrape: OnceLock::new(),
                 frames_sent: metrics::counter!(jobwire_metrics::WS_FRAMES_SENT),
+                leasing: Leasing::new(),
+                retry: RetryPolicy::default(),
             }),
         }
+    }
+
+    /// This state, retrying remote workers' failures by `retry` (the
+    /// workers' own setting) instead of the default.
+    pub fn with_retry(self, retry: RetryPolicy) -> Self {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.retry = retry;
+                Self {
+                    inner: Arc::new(inner),
+                }
+            }
+            Err(inner) => {
+                tracing::warn!("the API state is shared already; keeping the default retry policy");
+                Self { inner }
+            }
+        }
+    }
+
+    pub(crate) fn leasing(&self) -> &Leasing {
+        &self.inner.leasing
+    }
+
+    pub(crate) fn retry(&self) -> &RetryPolicy {
+        &self.inner.retry
     }
 
     pub(crate) fn intake(&self) -> &Intake {

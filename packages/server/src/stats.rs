@@ -15,9 +15,31 @@ use crate::{ApiError, AppState};
     "high": {"scheduled": 0, "queued": 2, "running": 1},
     "default": {"scheduled": 3, "queued": 40, "running": 16},
     "low": {"scheduled": 0, "queued": 0, "running": 0}
-}}))]
+}, "types": [
+    {"type": "send-email", "scheduled": 3, "queued": 40, "running": 16, "workers": 2},
+    {"type": "thumbnail", "scheduled": 0, "queued": 2, "running": 1, "workers": 0}
+]}))]
 pub(crate) struct Stats {
     queues: Queues,
+    /// Per job type the tenant has unfinished jobs of, by name.
+    types: Vec<TypeDepth>,
+}
+
+/// The tenant's unfinished jobs of one type, and how many live workers
+/// (built-in, custom or remote) run that type: with none, its jobs stay
+/// `queued` until one starts.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct TypeDepth {
+    #[serde(rename = "type")]
+    job_type: String,
+    #[schema(minimum = 0)]
+    scheduled: i64,
+    #[schema(minimum = 0)]
+    queued: i64,
+    #[schema(minimum = 0)]
+    running: i64,
+    #[schema(minimum = 0)]
+    workers: usize,
 }
 
 /// One [`Depth`] per priority, every priority always present.
@@ -41,7 +63,8 @@ pub(crate) struct Depth {
 }
 
 /// The tenant's queue depth: scheduled, queued and running jobs for every
-/// priority, zeros included, so a chart has a fixed shape.
+/// priority, zeros included, so a chart has a fixed shape; and per job type,
+/// with the live workers that run it.
 #[utoipa::path(
     get,
     path = "/v1/stats",
@@ -49,7 +72,7 @@ pub(crate) struct Depth {
     tag = "jobs",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The tenant's scheduled, queued and running jobs per priority", body = Stats),
+        (status = 200, description = "The tenant's scheduled, queued and running jobs per priority and per type", body = Stats),
         (status = 401, description = "No token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -58,12 +81,14 @@ pub(crate) async fn stats(
     Tenant(tenant): Tenant,
 ) -> Result<Json<Stats>, ApiError> {
     let counts = state.store().active_counts(&tenant).await?;
+    let workers = state.broker().live_types().await?;
     let depth = |priority: Priority| {
         let jobs = |status: Status| {
             counts
                 .iter()
-                .find(|c| c.priority == priority && c.status == status)
-                .map_or(0, |c| c.jobs)
+                .filter(|c| c.priority == priority && c.status == status)
+                .map(|c| c.jobs)
+                .sum()
         };
         Depth {
             scheduled: jobs(Status::Scheduled),
@@ -71,7 +96,35 @@ pub(crate) async fn stats(
             running: jobs(Status::Running),
         }
     };
+    let mut types: Vec<TypeDepth> = Vec::new();
+    for count in &counts {
+        let at = match types.iter().position(|t| t.job_type == count.job_type) {
+            Some(at) => at,
+            None => {
+                types.push(TypeDepth {
+                    job_type: count.job_type.clone(),
+                    scheduled: 0,
+                    queued: 0,
+                    running: 0,
+                    workers: workers
+                        .iter()
+                        .find(|(t, _)| *t == count.job_type)
+                        .map_or(0, |(_, n)| *n),
+                });
+                types.len() - 1
+            }
+        };
+        let depth = &mut types[at];
+        match count.status {
+            Status::Scheduled => depth.scheduled += count.jobs,
+            Status::Queued => depth.queued += count.jobs,
+            Status::Running => depth.running += count.jobs,
+            Status::Succeeded | Status::Failed | Status::Cancelled => {}
+        }
+    }
+    types.sort_by(|a, b| a.job_type.cmp(&b.job_type));
     Ok(Json(Stats {
+        types,
         queues: Queues {
             critical: depth(Priority::Critical),
             high: depth(Priority::High),

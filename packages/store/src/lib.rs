@@ -7,6 +7,7 @@
 
 mod error;
 mod postgres;
+mod retry;
 mod row;
 mod sqlite;
 
@@ -14,13 +15,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jobwire_core::{
-    IDEMPOTENCY_KEY_LIFETIME, Job, JobId, MAX_RETAIN_FOR, NewJob, Priority, Retention, Status,
-    TenantId, redact_url,
+    IDEMPOTENCY_KEY_LIFETIME, Job, JobId, MAX_RETAIN_FOR, NewJob, Priority, QueueEntry, Retention,
+    Status, TenantId, redact_url,
 };
 use serde_json::Value;
 
 pub use error::StoreError;
 pub use postgres::PgStore;
+pub use retry::RetryPolicy;
 pub use sqlite::SqliteStore;
 
 /// How an attempt ended.
@@ -250,12 +252,20 @@ pub struct TableSize {
     pub bytes: i64,
 }
 
-/// One `(id, priority)` of a queued job, from its stored priority.
-pub(crate) fn queued_entry(id: JobId, priority: &str) -> Result<(JobId, Priority), StoreError> {
-    priority
-        .parse()
-        .map(|priority| (id, priority))
-        .map_err(|e| StoreError::Corrupt(format!("job {id}: {e}")))
+/// A queued job's [`QueueEntry`], from its stored columns.
+pub(crate) fn queued_entry(
+    id: JobId,
+    priority: &str,
+    tenant: &str,
+    job_type: &str,
+) -> Result<QueueEntry, StoreError> {
+    let corrupt = |e: jobwire_core::InvalidValue| StoreError::Corrupt(format!("job {id}: {e}"));
+    Ok(QueueEntry {
+        id,
+        priority: priority.parse().map_err(corrupt)?,
+        tenant: tenant.parse().map_err(corrupt)?,
+        job_type: job_type.parse().map_err(corrupt)?,
+    })
 }
 
 /// What to list: one tenant's jobs, newest first, optionally narrowed.
@@ -275,23 +285,25 @@ pub struct Change {
     pub update: jobwire_core::JobUpdate,
 }
 
-/// How many of a tenant's jobs wait or run, for one status and priority:
-/// the queue depth a dashboard shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How many of a tenant's jobs wait or run, for one status, priority and
+/// job type: the queue depth a dashboard shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActiveCount {
     pub status: Status,
     pub priority: Priority,
+    pub job_type: String,
     pub jobs: i64,
 }
 
 impl ActiveCount {
     pub(crate) fn from_row(
-        (status, priority, jobs): (String, String, i64),
+        (status, priority, job_type, jobs): (String, String, String, i64),
     ) -> Result<Self, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("{what} in an active count"));
         Ok(Self {
             status: status.parse().map_err(|_| corrupt("unknown status"))?,
             priority: priority.parse().map_err(|_| corrupt("unknown priority"))?,
+            job_type,
             jobs,
         })
     }
@@ -515,10 +527,28 @@ impl Store {
         delegate!(self.report_progress(id, lease, progress))
     }
 
+    /// Extends the lease of one attempt by `ttl`, as its holder (a remote
+    /// worker) asks; `None` when `lease` no longer holds the job. Changes
+    /// nothing a client sees, so it bumps no version.
+    pub async fn renew(
+        &self,
+        id: JobId,
+        lease: &LeaseToken,
+        ttl: Duration,
+    ) -> Result<Option<Job>, StoreError> {
+        delegate!(self.renew(id, lease, ttl))
+    }
+
     /// Hands an unfinished attempt back (`queued` again) at once, as a
     /// stopping worker does; `None` when `lease` no longer holds the job.
     pub async fn release(&self, id: JobId, lease: &LeaseToken) -> Result<Option<Job>, StoreError> {
         delegate!(self.release(id, lease))
+    }
+
+    /// A job by its ID alone, whatever its tenant: for a worker holding (or
+    /// having held) one of its attempts, never for a tenant's request.
+    pub async fn find(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        delegate!(self.find(id))
     }
 
     /// Cancels a tenant's unfinished job (scheduled, queued or running).
@@ -676,7 +706,7 @@ impl Store {
         age: Duration,
         after: Option<JobId>,
         limit: u32,
-    ) -> Result<Vec<(JobId, Priority)>, StoreError> {
+    ) -> Result<Vec<QueueEntry>, StoreError> {
         delegate!(self.queued_older_than(age, after, limit))
     }
 
@@ -687,7 +717,7 @@ impl Store {
         &self,
         ids: &[JobId],
         age: Duration,
-    ) -> Result<Vec<(JobId, Priority)>, StoreError> {
+    ) -> Result<Vec<QueueEntry>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -719,7 +749,7 @@ impl Store {
     }
 
     /// Every `queued` job, oldest first, to hand to the queue again.
-    pub async fn queued(&self) -> Result<Vec<(JobId, Priority)>, StoreError> {
+    pub async fn queued(&self) -> Result<Vec<QueueEntry>, StoreError> {
         delegate!(self.queued())
     }
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use std::time::Duration;
 
-use jobwire_core::{Idempotency, Job, JobId, NewJob, Priority, Status, TenantId};
+use jobwire_core::{Idempotency, Job, JobId, NewJob, Priority, QueueEntry, Status, TenantId};
 use jobwire_store::{Claim, Finish, Inserted, LeaseToken, ListFilter, Outcome, Store, StoreError};
 use serde_json::json;
 
@@ -619,11 +619,8 @@ async fn recovery_requeues_running_jobs_and_lists_queued_oldest_first(store: Sto
     let queued = store.queued().await.unwrap();
     assert_eq!(
         queued,
-        [
-            (jobs[0].id, Priority::Low),
-            (jobs[1].id, Priority::Critical),
-            (jobs[2].id, Priority::Default)
-        ]
+        [&jobs[0], &jobs[1], &jobs[2]].map(QueueEntry::from),
+        "each with its priority, tenant and type"
     );
     let again = claim(&store, jobs[0].id).await.job;
     assert_eq!(
@@ -635,13 +632,7 @@ async fn recovery_requeues_running_jobs_and_lists_queued_oldest_first(store: Sto
         .queued_older_than(Duration::ZERO, Some(jobs[0].id), 10)
         .await
         .unwrap();
-    assert_eq!(
-        old,
-        [
-            (jobs[1].id, Priority::Critical),
-            (jobs[2].id, Priority::Default)
-        ]
-    );
+    assert_eq!(old, [&jobs[1], &jobs[2]].map(QueueEntry::from));
 }
 
 async fn the_change_feed_and_many_jobs_read_back(store: Store) {

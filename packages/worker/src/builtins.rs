@@ -39,7 +39,7 @@ async fn sleep(ctx: JobContext, payload: Value) -> HandlerResult {
     pause(&ctx, half).await?;
     ctx.progress(json!({"percent": 50}))
         .await
-        .map_err(|e| JobError(e.to_string()))?;
+        .map_err(|e| JobError::from(e.to_string()))?;
     pause(&ctx, Duration::from_millis(ms) - half).await?;
     Ok(json!({"sleptMs": ms}))
 }
@@ -87,5 +87,5 @@ fn trace_line(file: &std::path::Path, ctx: &JobContext, event: &str) -> Result<(
         .append(true)
         .open(file)
         .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()))
-        .map_err(|e| JobError(format!("cannot write the trace: {e}")))
+        .map_err(|e| JobError::from(format!("cannot write the trace: {e}")))
 }

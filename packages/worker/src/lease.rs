@@ -61,7 +61,11 @@ impl Worker {
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot renew leases"),
             }
-            if let Err(e) = self.broker.worker_alive(&self.id, self.config.lease).await {
+            if let Err(e) = self
+                .broker
+                .worker_alive(&self.id, self.config.lease, &self.types)
+                .await
+            {
                 tracing::warn!(error = %e, "cannot mark the worker alive");
             }
         }

@@ -3,7 +3,8 @@
 //! while leases are respected), runs the handler registered for its type,
 //! stores the outcome with the lease's fencing token, and publishes every
 //! change. Beside the job loop run the lease keeper (heartbeats) and the
-//! maintenance loop (expired leases, due retries, lost IDs).
+//! maintenance loop (expired leases, due retries, lost IDs). A job type can
+//! also be handed to an HTTP endpoint ([`Webhook`]).
 
 mod builtins;
 mod claim;
@@ -14,12 +15,13 @@ mod failpoint;
 mod lease;
 mod maintenance;
 mod registry;
-mod retry;
 mod runner;
+pub mod webhook;
 
 pub use context::JobContext;
 pub use error::{JobError, WorkerError};
 pub use failpoint::Failpoint;
+pub use jobwire_store::RetryPolicy;
 pub use registry::{Handler, HandlerResult, Registry};
-pub use retry::RetryPolicy;
 pub use runner::{Worker, WorkerConfig};
+pub use webhook::Webhook;

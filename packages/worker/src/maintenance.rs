@@ -23,12 +23,29 @@ const SWEEP_BATCH: u32 = 5000;
 const RETENTION_BATCH: u32 = 1000;
 
 impl Worker {
+    /// Only keeps the queue honest (see below) until `stop`, running no
+    /// jobs: for an API serving remote workers with no built-in worker
+    /// beside it, so that their lapsed leases, due retries and lost IDs are
+    /// still seen to. Deletes nothing (the workers' retention settings are
+    /// theirs to apply).
+    pub async fn housekeep(self, stop: CancellationToken) {
+        self.maintain(stop).await
+    }
+
     /// Keeps the queue honest until `stop`: jobs whose lease lapsed go back
     /// to the queue (or fail on their last attempt), due retries and delayed
     /// jobs are queued, and queued jobs whose ID the broker lost are
     /// enqueued again. Every worker runs it; each step is a conditional
     /// update, so running it in many places at once is safe.
     pub(crate) async fn maintain(self, stop: CancellationToken) {
+        match self.broker.drop_legacy_queues().await {
+            Ok(0) => {}
+            Ok(ids) => tracing::warn!(
+                ids,
+                "emptied the queues of an older jobwire; re-dispatch queues their jobs again"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot look for the queues of an older jobwire"),
+        }
         let mut tick = tokio::time::interval(TICK);
         let mut sweep = Sweep::default();
         for n in 0u64.. {
@@ -113,9 +130,9 @@ impl Worker {
         let next = if candidates.len() < SWEEP_BATCH as usize {
             None
         } else {
-            candidates.last().map(|(id, _)| *id)
+            candidates.last().map(|entry| entry.id)
         };
-        let ids: Vec<JobId> = candidates.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<JobId> = candidates.iter().map(|entry| entry.id).collect();
         let lost = match self.broker.missing(&ids).await {
             // A job claimed while the broker was asked had its ID
             // acknowledged: only those still queued are lost.

@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use jobwire_broker::{Broker, Consumer};
-use jobwire_core::{Job, JobId, Retention};
+use jobwire_core::{Job, JobId, JobType, Retention};
 use jobwire_store::{Claim, Finish, LeaseToken, Outcome, Store};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -11,7 +11,7 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::Instrument;
 
 use crate::failpoint::Armed;
-use crate::{Failpoint, JobContext, Registry, RetryPolicy};
+use crate::{Failpoint, JobContext, JobError, Registry, RetryPolicy};
 
 /// How long one pop waits; it is never cut short (a cut-short pop could
 /// strand an ID), so this bounds how long shutdown waits for the popper.
@@ -83,6 +83,8 @@ pub struct Worker {
     pub(crate) store: Store,
     pub(crate) broker: Broker,
     registry: Arc<Registry>,
+    /// The job types the registry runs: the only ones this worker takes.
+    pub(crate) types: Arc<Vec<JobType>>,
     pub(crate) config: WorkerConfig,
     running: Arc<Mutex<HashMap<JobId, Running>>>,
     /// Held while storing outcomes and while renewing leases: both write
@@ -109,6 +111,7 @@ impl Worker {
             id: uuid_like_id(),
             store,
             broker,
+            types: Arc::new(registry.types()),
             registry: Arc::new(registry),
             config,
             running: Arc::default(),
@@ -140,7 +143,8 @@ impl Worker {
         let (outcomes, finished) = mpsc::channel(self.config.concurrency.max(1));
         let completer = tokio::spawn(self.clone().complete(finished));
         let mut consumer: Option<Consumer> = None;
-        tracing::info!(worker = %self.id, concurrency = self.config.concurrency, "worker started");
+        let types: Vec<&str> = self.types.iter().map(JobType::as_str).collect();
+        tracing::info!(worker = %self.id, concurrency = self.config.concurrency, types = %types.join(","), "worker started");
 
         let claims = Arc::new(Semaphore::new(CLAIMS_IN_FLIGHT));
         while !shutdown.is_cancelled() {
@@ -278,7 +282,7 @@ impl Worker {
                 Err(e) => tracing::warn!(error = %e, "cannot check jobs popped but never taken"),
             }
         }
-        self.broker.consumer(&self.id, POP_BLOCK).await
+        self.broker.consumer(&self.id, POP_BLOCK, &self.types).await
     }
 
     /// Keeps `ids`, whose acknowledgement failed, to acknowledge again.
@@ -382,6 +386,7 @@ impl Worker {
         let ctx = JobContext {
             job_id: job.id,
             tenant: job.tenant_id.clone(),
+            job_type: job.job_type.clone(),
             attempt: job.attempt,
             lease: token.clone(),
             cancel: stop.clone(),
@@ -409,10 +414,10 @@ impl Worker {
                         tracing::debug!("attempt succeeded");
                         Outcome::Succeeded(result)
                     }
-                    Ok(Err(e)) => self.failed(job, e.0),
+                    Ok(Err(e)) => self.failed(job, e),
                     Err(e) => {
                         tracing::error!(error = %e, "the handler panicked");
-                        self.failed(job, format!("handler panicked: {e}"))
+                        self.failed(job, format!("handler panicked: {e}").into())
                     }
                 };
             }
@@ -423,7 +428,7 @@ impl Worker {
         stop.cancel();
         let _ = tokio::time::timeout(STOP_GRACE, &mut run).await;
         match early_stop {
-            Some(timeout) => self.failed(job, timeout),
+            Some(timeout) => self.failed(job, timeout.into()),
             // Cancelled or lease lost: the store will refuse this outcome anyway.
             None => {
                 tracing::info!("the job was cancelled or its lease lost: attempt stopped");
@@ -432,10 +437,14 @@ impl Worker {
         }
     }
 
-    /// What a failed attempt becomes (a retry while attempts are left), said
-    /// in the log.
-    fn failed(&self, job: &Job, error: String) -> Outcome {
-        let outcome = self.config.retry.after_failure(job, error);
+    /// What a failed attempt becomes (a retry while attempts are left, unless
+    /// the error is fatal), said in the log.
+    fn failed(&self, job: &Job, error: JobError) -> Outcome {
+        if !error.is_retryable() {
+            tracing::warn!(error = %error, "attempt failed; not retryable, the job failed");
+            return Outcome::Failed(error.into_message());
+        }
+        let outcome = self.config.retry.after_failure(job, error.into_message());
         match &outcome {
             Outcome::Retry { error, run_at } => {
                 tracing::warn!(

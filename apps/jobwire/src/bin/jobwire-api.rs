@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use jobwire_runtime::{ApiArgs, BackendArgs, Backends, LogArgs, Role};
+use jobwire_runtime::{ApiArgs, BackendArgs, Backends, LogArgs, RetryArgs, Role};
 
 /// jobwire's HTTP and WebSocket API.
 #[derive(Debug, Parser)]
@@ -21,6 +21,9 @@ struct Cli {
     backends: BackendArgs,
     #[command(flatten)]
     api: ApiArgs,
+    /// How remote workers' failed attempts are retried (as the workers' own).
+    #[command(flatten)]
+    retry: RetryArgs,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -44,5 +47,17 @@ async fn main() -> anyhow::Result<()> {
     let backends = Backends::connect(&plan, &cli.backends).await?;
     let listener = jobwire_runtime::bind(cli.api.addr).await?;
     println!("jobwire-api listening on http://{}", listener.local_addr()?);
-    jobwire_runtime::run_api(listener, backends, &cli.api, keys, shutdown).await
+    let retry = cli.retry.policy();
+    // Remote workers have no maintenance loop of their own: the API keeps
+    // their lapsed leases, due retries and lost IDs seen to.
+    let housekeeping = tokio::spawn(jobwire_runtime::housekeep(
+        backends.clone(),
+        retry,
+        shutdown.clone(),
+    ));
+    let served =
+        jobwire_runtime::run_api(listener, backends, &cli.api, keys, retry, shutdown.clone()).await;
+    shutdown.cancel();
+    housekeeping.await?;
+    served
 }

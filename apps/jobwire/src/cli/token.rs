@@ -1,5 +1,5 @@
-//! `jobwire token`: a signed token for a tenant, with the secret the server
-//! uses (`JOBWIRE_JWT_SECRET`, or the one the embedded mode keeps beside its
+//! `jobwire token`: a signed token for a tenant (or, with `--worker`, for a
+//! remote worker), with the secret the server uses (`JOBWIRE_JWT_SECRET`, or the one the embedded mode keeps beside its
 //! database).
 
 use std::path::PathBuf;
@@ -15,9 +15,19 @@ use jobwire_store::StoreUrl;
      <db file>.secret (see --db-file and --database-url)"
 )))]
 pub struct Args {
-    /// The tenant the token grants access to.
+    /// The tenant the token grants access to. With --worker: a tenant whose jobs the worker may
+    /// take (repeat it for more; none: every tenant).
+    #[arg(long, required_unless_present = "worker")]
+    tenant: Vec<String>,
+    /// A worker token (`role: worker`) for the /v1/worker/ routes, instead of a tenant's.
     #[arg(long)]
-    tenant: String,
+    worker: bool,
+    /// With --worker: a job type the worker may take (repeat it for more; none: every type).
+    #[arg(long = "type", value_name = "TYPE", requires = "worker")]
+    types: Vec<String>,
+    /// With --worker: the worker's name, shown in logs and counted among live workers.
+    #[arg(long, default_value = "worker", requires = "worker")]
+    name: String,
     /// How long the token is valid (e.g. 30m, 1h, 7d); at most JOBWIRE_JWT_MAX_TTL.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     ttl: Duration,
@@ -32,7 +42,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let tenant = args.tenant.parse().context("bad --tenant")?;
+    let tenants = args
+        .tenant
+        .iter()
+        .map(|t| t.parse().with_context(|| format!("bad --tenant {t:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let secret = match &args.jwt.jwt_secret {
         Some(secret) => secret.clone(),
         None => embedded_secret(args.database_url.as_deref(), &args.embedded)?,
@@ -45,9 +59,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         } else {
             "the embedded secret file's JWT secret is refused"
         })?;
-    let token = keys
-        .issue(&tenant, args.ttl)
-        .context("--ttl is over JOBWIRE_JWT_MAX_TTL (or --jwt-max-ttl)")?;
+    let token = if args.worker {
+        let types = args
+            .types
+            .iter()
+            .map(|t| t.parse().with_context(|| format!("bad --type {t:?}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        keys.issue_worker(&args.name, &tenants, &types, args.ttl)
+    } else {
+        let [tenant] = tenants.as_slice() else {
+            anyhow::bail!("a tenant's token is for one tenant: give --tenant once");
+        };
+        keys.issue(tenant, args.ttl)
+    }
+    .context("--ttl is over JOBWIRE_JWT_MAX_TTL (or --jwt-max-ttl)")?;
     println!("{token}");
     Ok(())
 }

@@ -223,6 +223,8 @@ async fn every_setting_is_a_flag_named_after_its_environment_variable() {
             let per_call = [
                 "tenant",
                 "ttl",
+                "worker",
+                "name",
                 "type",
                 "payload",
                 "priority",

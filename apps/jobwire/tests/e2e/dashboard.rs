@@ -58,13 +58,16 @@ async fn stats_count_each_priority_of_the_tenant_only(backend: Backend) {
             "high": {"scheduled": 0, "queued": 2, "running": 0},
             "default": {"scheduled": 1, "queued": 0, "running": 0},
             "low": {"scheduled": 0, "queued": 1, "running": 0},
-        }})
+        }, "types": [
+            {"type": "noop", "scheduled": 1, "queued": 3, "running": 0, "workers": 0}
+        ]})
     );
     let (status, stats) = app.get("nobody", "/v1/stats").await;
     assert_eq!(status, 200);
     for priority in ["critical", "high", "default", "low"] {
         assert_eq!(stats["queues"][priority], zero, "{stats}");
     }
+    assert_eq!(stats["types"], json!([]));
 }
 
 in_both_modes!(stats_count_each_priority_of_the_tenant_only);

@@ -432,9 +432,10 @@ async fn faults_show_in_their_counters() {
 
     // Redis loses a queued job's ID: a worker's sweep enqueues it again.
     let lost = create(&addr, &acme, json!({"type": "noop"})).await;
-    let queue = format!("{}job_queue:default", app.prefix);
+    let queue = format!("{}job_queue:default:acme/noop", app.prefix);
+    let turns = format!("{}job_tenants:default:noop", app.prefix);
     let pending = format!("{}job_queue:pending", app.prefix);
-    redis.command(&["DEL", &queue, &pending]).await;
+    redis.command(&["DEL", &queue, &turns, &pending]).await;
     let mut first = start_worker(&app, &fast).await;
     ws.until_status(&lost, "succeeded").await;
     let work = scrape(&first.metrics).await;

@@ -66,7 +66,12 @@ pub(crate) fn start_worker(app: &TestApp) -> Proc {
     command(env!("CARGO_BIN_EXE_jobwire-worker"), app).spawn_proc()
 }
 
-async fn create_via(http: &reqwest::Client, addr: &str, token: &str, body: Value) -> String {
+pub(crate) async fn create_via(
+    http: &reqwest::Client,
+    addr: &str,
+    token: &str,
+    body: Value,
+) -> String {
     let response = http
         .post(format!("http://{addr}/v1/jobs"))
         .bearer_auth(token)

@@ -55,7 +55,7 @@ async fn an_id_popped_twice_runs_once() {
         .await
         .unwrap();
     redis::cmd("LPUSH")
-        .arg(format!("{}job_queue:default", app.prefix))
+        .arg(format!("{}job_queue:default:acme/noop", app.prefix))
         .arg(&twice)
         .query_async::<()>(&mut conn)
         .await

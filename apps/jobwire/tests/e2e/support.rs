@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use jobwire_broker::Broker;
 use jobwire_core::{Priority, Retention, TenantId};
-use jobwire_runtime::{ApiArgs, Backends, JwtArgs, WorkerArgs};
+use jobwire_runtime::{ApiArgs, Backends, JwtArgs, RetryArgs, WorkerArgs};
 use jobwire_server::JwtKeys;
 use jobwire_store::{ListFilter, Store};
 use jobwire_worker::{Failpoint, Registry};
@@ -56,10 +56,14 @@ pub struct Options {
     pub request_timeout: Duration,
     pub cors_origins: Vec<String>,
     pub worker_failpoint: Option<Failpoint>,
+    /// `JOBWIRE_KNOWN_TYPES`: the types some worker runs (empty: any).
+    pub known_types: Vec<String>,
     /// Another Redis than the shared one (a private server).
     pub redis_url: Option<String>,
     /// How long the worker keeps finished jobs (it looks for expired ones every 100 ms).
     pub retention: Retention,
+    /// The worker's jobwire.toml (webhook handlers); unset, it has the built-in handlers only.
+    pub worker_config: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -76,8 +80,10 @@ impl Default for Options {
             request_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
             worker_failpoint: None,
+            known_types: Vec::new(),
             redis_url: None,
             retention: Retention::default(),
+            worker_config: None,
         }
     }
 }
@@ -123,6 +129,14 @@ enum Data {
     Sqlite {
         dir: std::path::PathBuf,
     },
+}
+
+/// Short backoffs, so that tests of retries are quick.
+fn test_retry() -> RetryArgs {
+    RetryArgs {
+        retry_base: Duration::from_millis(50),
+        retry_cap: Duration::from_millis(500),
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -186,6 +200,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         max_in_flight: options.max_in_flight,
         request_timeout: options.request_timeout,
         cors_origins: options.cors_origins.clone(),
+        known_types: options
+            .known_types
+            .iter()
+            .map(|t| t.parse().expect("a valid job type"))
+            .collect(),
         failpoint: None,
     };
     let keys = JwtKeys::new(SECRET.as_bytes()).expect("the test secret is long enough");
@@ -195,9 +214,16 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     {
         let (backends, keys, shutdown) = (backends.clone(), keys.clone(), shutdown.clone());
         tokio::spawn(async move {
-            jobwire_runtime::run_api(listener, backends, &api, keys, shutdown)
-                .await
-                .expect("API runs");
+            jobwire_runtime::run_api(
+                listener,
+                backends,
+                &api,
+                keys,
+                test_retry().policy(),
+                shutdown,
+            )
+            .await
+            .expect("API runs");
         });
     }
     let app = TestApp {
@@ -220,18 +246,44 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 }
 
 impl TestApp {
-    /// Starts an in-process worker (built-in handlers) on this app's data.
+    /// Starts an in-process worker (built-in handlers, and the webhooks of
+    /// `Options::worker_config`) on this app's data.
     pub fn start_worker(&self) {
+        let registry = match &self.options.worker_config {
+            Some(file) => WorkerArgs {
+                config: Some(file.clone()),
+                ..self.worker_args()
+            }
+            .registry()
+            .expect("the test's jobwire.toml is valid"),
+            None => Registry::with_builtins(),
+        };
+        self.start_worker_with(registry);
+    }
+
+    /// Starts an in-process worker running `registry`'s handlers on this
+    /// app's data; it stops with the app, or when the token returned is cancelled.
+    pub fn start_worker_with(&self, registry: Registry) -> CancellationToken {
         let backends = Backends {
             store: self.store.clone(),
             broker: self.broker.clone(),
         };
-        let worker = WorkerArgs {
+        let worker = self.worker_args();
+        let shutdown = self.shutdown.child_token();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            jobwire_runtime::run_worker(backends, &worker, registry, shutdown).await;
+        });
+        stop
+    }
+
+    /// A test worker's settings: quick leases, retries and sweeps.
+    fn worker_args(&self) -> WorkerArgs {
+        WorkerArgs {
             worker_concurrency: self.options.worker_concurrency,
             shutdown_grace: Duration::from_secs(5),
             lease_ttl: Duration::from_secs(2),
-            retry_base: Duration::from_millis(50),
-            retry_cap: Duration::from_millis(500),
+            retry: test_retry(),
             redispatch_after: Duration::from_secs(1),
             trace_dir: None,
             worker_failpoint: self.options.worker_failpoint,
@@ -239,12 +291,9 @@ impl TestApp {
             retain_failed: self.options.retention.failed,
             retain_cancelled: self.options.retention.cancelled,
             retention_interval: Duration::from_millis(100),
-        };
-        let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            jobwire_runtime::run_worker(backends, &worker, Registry::with_builtins(), shutdown)
-                .await;
-        });
+            // Never the working directory's jobwire.toml: a test's worker has only what it asks for.
+            config: None,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -260,6 +309,28 @@ impl TestApp {
         self.keys
             .issue(&tenant, Duration::from_secs(3600))
             .expect("no maximum lifetime in tests")
+    }
+
+    /// A worker token named `name` for `tenants` and `types` (empty: any).
+    pub fn worker_token(&self, name: &str, tenants: &[&str], types: &[&str]) -> String {
+        let tenants: Vec<TenantId> = tenants.iter().map(|t| t.parse().unwrap()).collect();
+        let types: Vec<jobwire_core::JobType> = types.iter().map(|t| t.parse().unwrap()).collect();
+        self.keys
+            .issue_worker(name, &tenants, &types, Duration::from_secs(3600))
+            .expect("no maximum lifetime in tests")
+    }
+
+    /// POSTs `body` with `token` (a worker's, say).
+    pub async fn post_with(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST reaches the API");
+        read(response).await
     }
 
     pub async fn post(&self, tenant: &str, path: &str, body: Value) -> (u16, Value) {

@@ -1,19 +1,20 @@
-//! Redis: one list per priority carries job IDs (`LPUSH` in, `BRPOP` out, so
-//! FIFO within a priority), and the `job_updates` channel carries every status
+//! Redis: lists of job IDs per priority, tenant and type (`LPUSH` in,
+//! `RPOP` out, so FIFO within each; see [`Keys`] for the layout), and the `job_updates` channel carries every status
 //! change as JSON, readable with `redis-cli SUBSCRIBE job_updates`.
 
 mod consumer;
 mod subscriber;
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use jobwire_core::{JobId, Priority, redact_url};
+use jobwire_core::{JobId, JobType, Priority, QueueEntry, redact_url};
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-pub use consumer::RedisConsumer;
+pub use consumer::{RedisConsumer, Selection};
 
-use crate::{BrokerError, Keys, Outbox};
+use crate::{BrokerError, Keys, Outbox, QueueDepth};
 
 /// How long a command may take before it fails: well under the default
 /// 3 s lease, so that a stalled Redis fails a worker's call while the leases
@@ -126,8 +127,9 @@ impl RedisBroker {
     const MAX_WAKE_MARKERS: isize = 10_000;
 
     /// One transaction (MULTI/EXEC, so all of it or none): PUBLISH each
-    /// update; per priority SADD to the pending set and LPUSH onto the
-    /// queue, plus one wake marker per ID; then LREM each acknowledged ID
+    /// update; per queue SADD to the pending set, LPUSH onto the queue and
+    /// ZADD NX the tenant to its type and priority's turns; per type one wake
+    /// marker per ID; then LREM each acknowledged ID
     /// from the worker's processing list and SREM them. Never an ID pending
     /// but in no list (which re-dispatch would trust), nor the reverse.
     pub(crate) async fn send(&self, outbox: Outbox) -> Result<(), BrokerError> {
@@ -167,23 +169,40 @@ impl RedisBroker {
         for update in &outbox.updates {
             pipe.publish(self.keys.channel(), update).ignore();
         }
-        if !outbox.queue.is_empty() {
-            for priority in Priority::ALL {
-                let ids: Vec<String> = outbox
-                    .queue
-                    .iter()
-                    .filter(|(_, p)| *p == priority)
-                    .map(|(id, _)| id.to_string())
-                    .collect();
-                if !ids.is_empty() {
-                    pipe.sadd(self.keys.pending(), &ids).ignore();
-                    pipe.lpush(self.keys.queue(priority), ids).ignore();
-                }
+        // Grouped by queue, keeping each queue's IDs in the outbox's order.
+        let mut queues: Vec<(String, &QueueEntry, Vec<String>)> = Vec::new();
+        for entry in &outbox.queue {
+            let key = self
+                .keys
+                .queue(entry.priority, &entry.tenant, &entry.job_type);
+            match queues.iter_mut().find(|(k, _, _)| *k == key) {
+                Some((_, _, ids)) => ids.push(entry.id.to_string()),
+                None => queues.push((key, entry, vec![entry.id.to_string()])),
             }
-            pipe.lpush(self.keys.wake(), vec!["1"; outbox.queue.len()])
+        }
+        for (queue, entry, ids) in &queues {
+            pipe.sadd(self.keys.pending(), ids).ignore();
+            pipe.lpush(queue, ids).ignore();
+            pipe.cmd("ZADD")
+                .arg(self.keys.tenants(entry.priority, entry.job_type.as_str()))
+                .arg("NX")
+                .arg(0)
+                .arg(entry.tenant.as_str())
                 .ignore();
-            pipe.ltrim(self.keys.wake(), 0, Self::MAX_WAKE_MARKERS - 1)
-                .ignore();
+        }
+        let mut types: Vec<(&str, usize)> = Vec::new();
+        for entry in &outbox.queue {
+            let job_type = entry.job_type.as_str();
+            match types.iter_mut().find(|(t, _)| *t == job_type) {
+                Some((_, n)) => *n += 1,
+                None => types.push((job_type, 1)),
+            }
+        }
+        for (job_type, n) in types {
+            let wake = self.keys.wake(job_type);
+            pipe.sadd(self.keys.types(), job_type).ignore();
+            pipe.lpush(&wake, vec!["1"; n]).ignore();
+            pipe.ltrim(&wake, 0, Self::MAX_WAKE_MARKERS - 1).ignore();
         }
         if let Some((worker, ids)) = &outbox.acks
             && !ids.is_empty()
@@ -222,11 +241,17 @@ impl RedisBroker {
         &self,
         worker: &str,
         ttl: Duration,
+        types: &[JobType],
     ) -> Result<(), BrokerError> {
+        let types: Vec<&str> = types.iter().map(JobType::as_str).collect();
         redis::pipe()
             .sadd(self.keys.workers(), worker)
             .ignore()
-            .pset_ex(self.keys.alive(worker), 1, ttl.as_millis() as u64)
+            .pset_ex(
+                self.keys.alive(worker),
+                types.join("\n"),
+                ttl.as_millis() as u64,
+            )
             .ignore()
             .query_async::<()>(&mut self.conn.clone())
             .await
@@ -284,15 +309,127 @@ impl RedisBroker {
         Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
     }
 
-    /// How many IDs wait in a priority's queue.
-    pub(crate) async fn queue_len(&self, priority: Priority) -> Result<usize, BrokerError> {
-        redis::cmd("LLEN")
-            .arg(self.keys.queue(priority))
-            .query_async(&mut self.conn.clone())
+    /// How many IDs wait, per job type and priority (see [`DEPTHS`]).
+    pub(crate) async fn queue_depths(&self) -> Result<Vec<QueueDepth>, BrokerError> {
+        let mut invocation = DEPTHS_SCRIPT.prepare_invoke();
+        invocation.arg(self.keys.prefix());
+        for priority in Priority::ALL {
+            invocation.arg(priority.as_str());
+        }
+        let flat: Vec<(String, String, usize)> = invocation
+            .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(BrokerError::command("LLEN"))
+            .map_err(BrokerError::command("EVALSHA depths"))?;
+        Ok(flat
+            .into_iter()
+            .filter_map(|(job_type, priority, jobs)| {
+                Some(QueueDepth {
+                    job_type,
+                    priority: priority.parse().ok()?,
+                    jobs,
+                })
+            })
+            .collect())
+    }
+
+    /// Takes up to `max` IDs for `worker` without waiting (see the consumer's pop).
+    pub(crate) async fn take(
+        &self,
+        worker: &str,
+        selection: &Selection,
+        max: usize,
+        turn: usize,
+    ) -> Result<Vec<JobId>, BrokerError> {
+        consumer::pop(
+            &mut self.conn.clone(),
+            &self.keys,
+            &self.keys.processing(worker),
+            selection,
+            max,
+            turn,
+        )
+        .await
+    }
+
+    /// How many live workers run each job type.
+    pub(crate) async fn live_types(&self) -> Result<Vec<(String, usize)>, BrokerError> {
+        let mut conn = self.conn.clone();
+        let workers: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.keys.workers())
+            .query_async(&mut conn)
+            .await
+            .map_err(BrokerError::command("SMEMBERS"))?;
+        if workers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = workers.iter().map(|w| self.keys.alive(w)).collect();
+        let alive: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(BrokerError::command("MGET"))?;
+        Ok(crate::count_types(
+            alive.iter().flatten().map(String::as_str),
+        ))
+    }
+
+    /// Empties the queues of jobwire before queues were split by tenant and
+    /// type, dropping their IDs from the pending set, so that re-dispatch
+    /// queues those jobs again in today's queues. Returns how many IDs.
+    pub(crate) async fn drop_legacy_queues(&self) -> Result<usize, BrokerError> {
+        let mut invocation = LEGACY_SCRIPT.prepare_invoke();
+        invocation.key(self.keys.pending());
+        for key in self.keys.legacy() {
+            invocation.key(key);
+        }
+        invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(BrokerError::command("EVALSHA drop legacy queues"))
     }
 }
+
+/// Per job type (from the set of types) and priority, the IDs queued by
+/// every tenant, as `{type, priority, n}` triples with `n > 0`. A type with
+/// nothing queued leaves the set. ARGV: prefix, the 4 priorities.
+const DEPTHS: &str = r"
+local prefix = ARGV[1]
+local out = {}
+for _, t in ipairs(redis.call('SMEMBERS', prefix .. 'job_types')) do
+  local any = false
+  for i = 2, 5 do
+    local p = ARGV[i]
+    local n = 0
+    for _, tenant in ipairs(redis.call('ZRANGE', prefix .. 'job_tenants:' .. p .. ':' .. t, 0, -1)) do
+      n = n + redis.call('LLEN', prefix .. 'job_queue:' .. p .. ':' .. tenant .. '/' .. t)
+    end
+    if n > 0 then
+      out[#out + 1] = {t, p, n}
+      any = true
+    end
+  end
+  if not any then redis.call('SREM', prefix .. 'job_types', t) end
+end
+return out
+";
+
+/// KEYS[1]: the pending set; the rest: legacy lists of IDs (and the legacy
+/// wake list, whose entries are not IDs and match nothing in the set).
+const LEGACY: &str = r"
+local n = 0
+for i = 2, #KEYS do
+  local ids = redis.call('LRANGE', KEYS[i], 0, -1)
+  for j = 1, #ids, 1000 do
+    redis.call('SREM', KEYS[1], unpack(ids, j, math.min(j + 999, #ids)))
+  end
+  if i < #KEYS then n = n + #ids end
+  redis.call('DEL', KEYS[i])
+end
+return n
+";
+
+static DEPTHS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(DEPTHS));
+static LEGACY_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LEGACY));
 
 #[cfg(test)]
 mod tests {

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use jobwire_core::{Job, JobId};
 use serde_json::Value;
@@ -77,6 +79,23 @@ impl PgStore {
         .bind(token(lease))
         .bind(Json(progress));
         fetch_optional_job(query, self, "report progress").await
+    }
+
+    pub(crate) async fn renew(
+        &self,
+        id: JobId,
+        lease: &LeaseToken,
+        ttl: Duration,
+    ) -> Result<Option<Job>, StoreError> {
+        let query = sqlx::query_as(concat!(
+            "update jobs set lease_expires_at = now() + $3::bigint * interval '1 millisecond' ",
+            "where id = $1 and status = 'running' and lease_token = $2 returning ",
+            columns!()
+        ))
+        .bind(id.as_uuid())
+        .bind(token(lease))
+        .bind(ttl.as_millis() as i64);
+        fetch_optional_job(query, self, "renew a lease").await
     }
 
     pub(crate) async fn release(

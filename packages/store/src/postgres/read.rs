@@ -21,6 +21,12 @@ impl PgStore {
         fetch_optional_job(query, self, "get job").await
     }
 
+    pub(crate) async fn find(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let query = sqlx::query_as(concat!("select ", columns!(), " from jobs where id = $1"))
+            .bind(id.as_uuid());
+        fetch_optional_job(query, self, "find job").await
+    }
+
     pub(crate) async fn list(
         &self,
         tenant: &TenantId,
@@ -164,9 +170,9 @@ impl PgStore {
         &self,
         tenant: &TenantId,
     ) -> Result<Vec<ActiveCount>, StoreError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "select status, priority, count(*) from jobs where tenant_id = $1 \
-             and status in ('scheduled', 'queued', 'running') group by status, priority",
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "select status, priority, job_type, count(*) from jobs where tenant_id = $1 \
+             and status in ('scheduled', 'queued', 'running') group by status, priority, job_type",
         )
         .bind(tenant.as_str())
         .fetch_all(&mut *self.conn().await?)

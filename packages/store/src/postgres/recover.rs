@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use jobwire_core::{Job, JobId, Priority};
+use jobwire_core::{Job, JobId, QueueEntry};
 use uuid::Uuid;
 
 use super::PgStore;
@@ -48,9 +48,9 @@ impl PgStore {
         age: Duration,
         after: Option<JobId>,
         limit: u32,
-    ) -> Result<Vec<(JobId, Priority)>, StoreError> {
-        let rows: Vec<(Uuid, String)> = sqlx::query_as(
-            "select id, priority from jobs where status = 'queued' \
+    ) -> Result<Vec<QueueEntry>, StoreError> {
+        let rows: Vec<(Uuid, String, String, String)> = sqlx::query_as(
+            "select id, priority, tenant_id, job_type from jobs where status = 'queued' \
              and updated_at < now() - $1::bigint * interval '1 millisecond' \
              and ($2::uuid is null or id > $2) order by id limit $3",
         )
@@ -61,7 +61,7 @@ impl PgStore {
         .await
         .map_err(StoreError::query("list queued jobs"))?;
         rows.into_iter()
-            .map(|(id, p)| crate::queued_entry(id.into(), &p))
+            .map(|(id, p, tenant, job_type)| crate::queued_entry(id.into(), &p, &tenant, &job_type))
             .collect()
     }
 
@@ -69,10 +69,10 @@ impl PgStore {
         &self,
         ids: &[JobId],
         age: Duration,
-    ) -> Result<Vec<(JobId, Priority)>, StoreError> {
+    ) -> Result<Vec<QueueEntry>, StoreError> {
         let ids: Vec<Uuid> = ids.iter().map(JobId::as_uuid).collect();
-        let rows: Vec<(Uuid, String)> = sqlx::query_as(
-            "select id, priority from jobs where id = any($1) and status = 'queued' \
+        let rows: Vec<(Uuid, String, String, String)> = sqlx::query_as(
+            "select id, priority, tenant_id, job_type from jobs where id = any($1) and status = 'queued' \
              and updated_at < now() - $2::bigint * interval '1 millisecond' order by id",
         )
         .bind(ids)
@@ -81,7 +81,7 @@ impl PgStore {
         .await
         .map_err(StoreError::query("check queued jobs"))?;
         rows.into_iter()
-            .map(|(id, p)| crate::queued_entry(id.into(), &p))
+            .map(|(id, p, tenant, job_type)| crate::queued_entry(id.into(), &p, &tenant, &job_type))
             .collect()
     }
 
@@ -96,14 +96,14 @@ impl PgStore {
         fetch_jobs(query, self, "requeue running jobs").await
     }
 
-    pub(crate) async fn queued(&self) -> Result<Vec<(JobId, Priority)>, StoreError> {
-        let rows: Vec<(Uuid, String)> =
-            sqlx::query_as("select id, priority from jobs where status = 'queued' order by id")
+    pub(crate) async fn queued(&self) -> Result<Vec<QueueEntry>, StoreError> {
+        let rows: Vec<(Uuid, String, String, String)> =
+            sqlx::query_as("select id, priority, tenant_id, job_type from jobs where status = 'queued' order by id")
                 .fetch_all(&mut *self.conn().await?)
                 .await
                 .map_err(StoreError::query("list queued jobs"))?;
         rows.into_iter()
-            .map(|(id, p)| crate::queued_entry(id.into(), &p))
+            .map(|(id, p, tenant, job_type)| crate::queued_entry(id.into(), &p, &tenant, &job_type))
             .collect()
     }
 

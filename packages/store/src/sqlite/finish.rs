@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use jobwire_core::{Job, JobId};
 use serde_json::{Value, json};
 use sqlx::types::Json;
@@ -74,6 +76,23 @@ impl SqliteStore {
         .bind(Json(progress))
         .bind(text(now()));
         fetch_optional_job(query, &self.pool, "report progress").await
+    }
+
+    pub(crate) async fn renew(
+        &self,
+        id: JobId,
+        lease: &LeaseToken,
+        ttl: Duration,
+    ) -> Result<Option<Job>, StoreError> {
+        let query = sqlx::query_as(concat!(
+            "update jobs set lease_expires_at = ?3 ",
+            "where id = ?1 and status = 'running' and lease_token = ?2 returning ",
+            columns!()
+        ))
+        .bind(id.to_string())
+        .bind(&lease.0)
+        .bind(text(now() + ttl));
+        fetch_optional_job(query, &self.pool, "renew a lease").await
     }
 
     pub(crate) async fn release(

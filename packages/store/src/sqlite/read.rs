@@ -20,6 +20,12 @@ impl SqliteStore {
         fetch_optional_job(query, &self.pool, "get job").await
     }
 
+    pub(crate) async fn find(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let query = sqlx::query_as(concat!("select ", columns!(), " from jobs where id = ?1"))
+            .bind(id.to_string());
+        fetch_optional_job(query, &self.pool, "find job").await
+    }
+
     pub(crate) async fn list(
         &self,
         tenant: &TenantId,
@@ -156,9 +162,9 @@ impl SqliteStore {
         &self,
         tenant: &TenantId,
     ) -> Result<Vec<ActiveCount>, StoreError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "select status, priority, count(*) from jobs where tenant_id = ?1 \
-             and status in ('scheduled', 'queued', 'running') group by status, priority",
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "select status, priority, job_type, count(*) from jobs where tenant_id = ?1 \
+             and status in ('scheduled', 'queued', 'running') group by status, priority, job_type",
         )
         .bind(tenant.as_str())
         .fetch_all(&self.pool)

@@ -1,18 +1,18 @@
 use std::time::Duration;
 
-use jobwire_core::{Job, JobId, Priority};
+use jobwire_core::{Job, JobId, QueueEntry};
 
 use super::row::{append_attempt_error, bump, columns, expires_now, fetch_jobs};
 use super::{SqliteStore, now, text};
 use crate::{LEASE_LOST, StoreError, queued_entry};
 
-fn entries(rows: Vec<(String, String)>) -> Result<Vec<(JobId, Priority)>, StoreError> {
+fn entries(rows: Vec<(String, String, String, String)>) -> Result<Vec<QueueEntry>, StoreError> {
     rows.into_iter()
-        .map(|(id, priority)| {
+        .map(|(id, priority, tenant, job_type)| {
             let id = id
                 .parse()
                 .map_err(|e| StoreError::Corrupt(format!("job {id}: {e}")))?;
-            queued_entry(id, &priority)
+            queued_entry(id, &priority, &tenant, &job_type)
         })
         .collect()
 }
@@ -58,9 +58,9 @@ impl SqliteStore {
         age: Duration,
         after: Option<JobId>,
         limit: u32,
-    ) -> Result<Vec<(JobId, Priority)>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "select id, priority from jobs where status = 'queued' and updated_at < ?1 \
+    ) -> Result<Vec<QueueEntry>, StoreError> {
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            "select id, priority, tenant_id, job_type from jobs where status = 'queued' and updated_at < ?1 \
              and (?2 is null or id > ?2) order by id limit ?3",
         )
         .bind(text(now() - age))
@@ -76,10 +76,10 @@ impl SqliteStore {
         &self,
         ids: &[JobId],
         age: Duration,
-    ) -> Result<Vec<(JobId, Priority)>, StoreError> {
+    ) -> Result<Vec<QueueEntry>, StoreError> {
         let ids: Vec<String> = ids.iter().map(JobId::to_string).collect();
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "select id, priority from jobs where id in (select value from json_each(?1)) \
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            "select id, priority, tenant_id, job_type from jobs where id in (select value from json_each(?1)) \
              and status = 'queued' and updated_at < ?2 order by id",
         )
         .bind(sqlx::types::Json(ids))
@@ -102,9 +102,9 @@ impl SqliteStore {
         fetch_jobs(query, &self.pool, "requeue running jobs").await
     }
 
-    pub(crate) async fn queued(&self) -> Result<Vec<(JobId, Priority)>, StoreError> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("select id, priority from jobs where status = 'queued' order by id")
+    pub(crate) async fn queued(&self) -> Result<Vec<QueueEntry>, StoreError> {
+        let rows: Vec<(String, String, String, String)> =
+            sqlx::query_as("select id, priority, tenant_id, job_type from jobs where status = 'queued' order by id")
                 .fetch_all(&self.pool)
                 .await
                 .map_err(StoreError::query("list queued jobs"))?;

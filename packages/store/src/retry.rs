@@ -1,8 +1,8 @@
 use std::time::Duration;
 
+use crate::Outcome;
 use chrono::Utc;
 use jobwire_core::Job;
-use jobwire_store::Outcome;
 
 /// Exponential backoff with full jitter between failed attempts: the n-th
 /// retry waits a random time up to `min(cap, base * 2^(n-1))`.
