@@ -643,9 +643,9 @@ function transient(error: unknown): boolean {
   );
 }
 
-/** Another worker holds the job now, or it ended: nothing more to report. */
+/** Another worker holds the job now or it ended (409), or it is gone (404): nothing more to report. */
 function leaseLost(error: unknown): boolean {
-  return error instanceof JobwireError && error.status === 409;
+  return error instanceof JobwireError && (error.status === 409 || error.status === 404);
 }
 
 /** Resolves after `ms`, or as soon as `signal` aborts. */
