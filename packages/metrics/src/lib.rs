@@ -9,8 +9,8 @@
 //! counted as `other` ([`type_label`]). No job ID or tenant ID is ever a label:
 //! WebSocket connections are counted per tenant *bucket* ([`connections_bucket`]).
 
-use std::collections::HashSet;
-use std::sync::{LazyLock, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 
 /// Jobs created (an idempotent repeat is not), by `type` and `priority`.
 pub const JOBS_CREATED: &str = "jobwire_jobs_created_total";
@@ -137,10 +137,10 @@ pub const SERIES: &[Series] = &[
     series(JOBS_CREATED, Kind::Counter, &["type", "priority"], Role::Api,
         "Jobs created (an idempotent repeat is not counted)."),
     series(JOBS_FINISHED, Kind::Counter, &["type", "status"], Role::Both,
-        "Jobs that ended: succeeded or failed (worker), cancelled (API)."),
-    series(JOB_ATTEMPTS, Kind::Counter, &["type"], Role::Worker,
-        "Attempts started (jobs claimed)."),
-    series(JOB_RETRIES, Kind::Counter, &["type"], Role::Worker,
+        "Jobs that ended: succeeded or failed (worker, or API for remote workers), cancelled (API)."),
+    series(JOB_ATTEMPTS, Kind::Counter, &["type"], Role::Both,
+        "Attempts started (jobs claimed by a worker, or leased by the API to remote workers)."),
+    series(JOB_RETRIES, Kind::Counter, &["type"], Role::Both,
         "Failed attempts scheduled to run again, and lease-expired attempts queued again."),
     series(JOB_DURATION, Kind::Histogram, &["type"], Role::Worker,
         "How long a handler ran, per attempt, in seconds."),
@@ -149,14 +149,14 @@ pub const SERIES: &[Series] = &[
     series(JOBS_RUNNING, Kind::Gauge, &[], Role::Worker,
         "Attempts running in this process."),
     series(QUEUE_DEPTH, Kind::Gauge, &["priority"], Role::Both,
-        "Job IDs waiting in the broker's queue (Redis LLEN), read at scrape time."),
+        "Job IDs waiting in the broker's queues, every tenant and type (one Lua script), read at scrape time."),
     series(SCHEDULED_DUE, Kind::Gauge, &[], Role::Both,
         "Scheduled jobs past their time, not queued yet (counted up to 100000), read at scrape time."),
-    series(JOBS_PROMOTED, Kind::Counter, &[], Role::Worker,
+    series(JOBS_PROMOTED, Kind::Counter, &[], Role::Both,
         "Scheduled jobs (delayed, or retries after their backoff) queued when due."),
-    series(JOBS_REDISPATCHED, Kind::Counter, &[], Role::Worker,
+    series(JOBS_REDISPATCHED, Kind::Counter, &[], Role::Both,
         "Queued jobs whose ID the broker had lost, enqueued again."),
-    series(LEASE_EXPIRIES, Kind::Counter, &[], Role::Worker,
+    series(LEASE_EXPIRIES, Kind::Counter, &[], Role::Both,
         "Running jobs whose lease ran out (their worker died or stalled)."),
     series(GAP_FILLS, Kind::Counter, &[], Role::Api,
         "Changes whose update never arrived, read from the store and passed on."),
@@ -250,6 +250,93 @@ pub fn type_label(job_type: &str) -> String {
     } else {
         OTHER_TYPE.to_owned()
     }
+}
+
+/// The per-type series a job's life touches, each registered on its first
+/// use and then held: recording through a held handle skips building and
+/// hashing the series' key, which per job cost the embedded engine about 7%
+/// of its throughput. Get it with [`type_series`].
+#[derive(Debug, Default)]
+pub struct TypeSeries {
+    label: String,
+    attempts: OnceLock<metrics::Counter>,
+    retries: OnceLock<metrics::Counter>,
+    duration: OnceLock<metrics::Histogram>,
+    finished: [OnceLock<metrics::Counter>; 3],
+}
+
+/// The final statuses [`TypeSeries::finished`] counts, in its order.
+const FINAL_STATUSES: [&str; 3] = ["succeeded", "failed", "cancelled"];
+
+impl TypeSeries {
+    /// [`JOB_ATTEMPTS`] of this type.
+    pub fn attempts(&self) -> &metrics::Counter {
+        self.attempts
+            .get_or_init(|| metrics::counter!(JOB_ATTEMPTS, "type" => self.label.clone()))
+    }
+
+    /// [`JOB_RETRIES`] of this type.
+    pub fn retries(&self) -> &metrics::Counter {
+        self.retries
+            .get_or_init(|| metrics::counter!(JOB_RETRIES, "type" => self.label.clone()))
+    }
+
+    /// [`JOB_DURATION`] of this type.
+    pub fn duration(&self) -> &metrics::Histogram {
+        self.duration
+            .get_or_init(|| metrics::histogram!(JOB_DURATION, "type" => self.label.clone()))
+    }
+
+    /// Counts a stored attempt outcome by the job's status after it: a final
+    /// status in [`JOBS_FINISHED`], `scheduled` or `queued` (a failed attempt
+    /// to be retried) in [`JOB_RETRIES`].
+    pub fn ended(&self, status: &str) {
+        if let Some(at) = FINAL_STATUSES.iter().position(|s| *s == status) {
+            self.finished[at]
+                .get_or_init(|| {
+                    metrics::counter!(JOBS_FINISHED, "type" => self.label.clone(), "status" => FINAL_STATUSES[at])
+                })
+                .increment(1);
+        } else if matches!(status, "scheduled" | "queued") {
+            self.retries().increment(1);
+        }
+    }
+}
+
+/// Held series by job type, at most [`MAX_TYPE_LABELS`] of them (types past
+/// those share the [`OTHER_TYPE`] series, and are not kept one by one).
+static TYPE_SERIES: LazyLock<RwLock<HashMap<String, Arc<TypeSeries>>>> =
+    LazyLock::new(RwLock::default);
+static OTHER_SERIES: LazyLock<Arc<TypeSeries>> = LazyLock::new(|| {
+    Arc::new(TypeSeries {
+        label: OTHER_TYPE.to_owned(),
+        ..TypeSeries::default()
+    })
+});
+
+/// The series of `job_type` (labelled by [`type_label`]). Take it after the
+/// binary installs its recorder: a handle is bound to the recorder of when
+/// it was first used.
+pub fn type_series(job_type: &str) -> Arc<TypeSeries> {
+    // A poisoned lock only means a panic between two map calls; the map is intact.
+    if let Some(series) = TYPE_SERIES
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(job_type)
+    {
+        return Arc::clone(series);
+    }
+    let label = type_label(job_type);
+    if label == OTHER_TYPE && job_type != OTHER_TYPE {
+        return Arc::clone(&OTHER_SERIES);
+    }
+    let mut map = TYPE_SERIES.write().unwrap_or_else(|e| e.into_inner());
+    Arc::clone(map.entry(job_type.to_owned()).or_insert_with(|| {
+        Arc::new(TypeSeries {
+            label,
+            ..TypeSeries::default()
+        })
+    }))
 }
 
 /// The buckets of [`WS_TENANTS`], smallest first.

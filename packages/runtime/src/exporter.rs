@@ -79,18 +79,17 @@ pub(crate) fn scrape(backends: &Backends) -> Option<Scrape> {
 /// `jobwire_store_errors_total` or `jobwire_broker_errors_total`.
 async fn sample(backends: &Backends) {
     let broker = &backends.broker;
-    let (critical, high, default, low, due) = tokio::join!(
-        broker.queue_len(Priority::Critical),
-        broker.queue_len(Priority::High),
-        broker.queue_len(Priority::Default),
-        broker.queue_len(Priority::Low),
+    let (depths, due) = tokio::join!(
+        broker.queue_depths(),
         backends.store.count_due(MAX_DUE_COUNTED),
     );
-    for (priority, depth) in Priority::ALL
-        .into_iter()
-        .zip([critical, high, default, low])
-    {
-        if let Ok(depth) = depth {
+    if let Ok(depths) = depths {
+        for priority in Priority::ALL {
+            let depth: usize = depths
+                .iter()
+                .filter(|d| d.priority == priority)
+                .map(|d| d.jobs)
+                .sum();
             metrics::gauge!(jobwire_metrics::QUEUE_DEPTH, "priority" => priority.as_str())
                 .set(depth as f64);
         }

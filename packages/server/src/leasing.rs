@@ -94,6 +94,11 @@ impl Leasing {
         // Claimed or not, the popped IDs have served: a lease (or the job's
         // state) protects each job from here, and re-dispatch covers a failed claim.
         let claimed = store.claim_many(&attempts, owner, lease).await;
+        for claim in claimed.iter().flatten() {
+            jobwire_metrics::type_series(claim.job.job_type.as_str())
+                .attempts()
+                .increment(1);
+        }
         let mut acks = popped;
         acks.extend(std::mem::take(&mut *self.unacked()));
         let outbox = Outbox::announcing(claimed.iter().flatten().map(|claim| &claim.job))

@@ -545,6 +545,7 @@ async fn finish(
         .finish(id, &LeaseToken(token), outcome)
         .await?
         .ok_or_else(|| stale(id))?;
+    jobwire_metrics::type_series(job.job_type.as_str()).ended(job.status.as_str());
     if let Err(e) = state.broker().announce(std::slice::from_ref(&job)).await {
         // Stored: clients catch up through gap filling, and re-dispatch queues a retry.
         tracing::warn!(job_id = %id, error = %e, "cannot announce a remote worker's outcome");

@@ -96,8 +96,9 @@ impl Worker {
 /// before the claim is announced, so that whoever sees the job `running`
 /// finds it counted.
 fn record_attempt(job: &Job) {
-    let job_type = jobwire_metrics::type_label(job.job_type.as_str());
-    metrics::counter!(jobwire_metrics::JOB_ATTEMPTS, "type" => job_type).increment(1);
+    jobwire_metrics::type_series(job.job_type.as_str())
+        .attempts()
+        .increment(1);
     if job.attempt == 1 && job.attempt_errors.is_empty() {
         let started = job.started_at.unwrap_or(job.updated_at);
         let waited = (started - job.created_at).to_std().unwrap_or_default();

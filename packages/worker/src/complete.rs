@@ -1,4 +1,4 @@
-use jobwire_core::{Job, JobId, Status};
+use jobwire_core::{Job, JobId};
 use jobwire_store::{Finish, LeaseToken};
 use tokio::sync::mpsc;
 
@@ -58,18 +58,6 @@ impl Worker {
 /// it counted.
 pub(crate) fn record_outcomes(jobs: &[Job]) {
     for job in jobs {
-        let job_type = jobwire_metrics::type_label(job.job_type.as_str());
-        match job.status {
-            Status::Succeeded | Status::Failed | Status::Cancelled => metrics::counter!(
-                jobwire_metrics::JOBS_FINISHED,
-                "type" => job_type,
-                "status" => job.status.as_str()
-            )
-            .increment(1),
-            Status::Scheduled | Status::Queued => {
-                metrics::counter!(jobwire_metrics::JOB_RETRIES, "type" => job_type).increment(1)
-            }
-            Status::Running => {}
-        }
+        jobwire_metrics::type_series(job.job_type.as_str()).ended(job.status.as_str());
     }
 }

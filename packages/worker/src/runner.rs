@@ -346,8 +346,8 @@ impl Worker {
                 return;
             }
         };
-        let job_type = jobwire_metrics::type_label(job.job_type.as_str());
-        metrics::histogram!(jobwire_metrics::JOB_DURATION, "type" => job_type)
+        jobwire_metrics::type_series(job.job_type.as_str())
+            .duration()
             .record(started.elapsed().as_secs_f64());
         drop(running);
         let finish = Finish {

@@ -333,10 +333,16 @@ async fn a_hundred_concurrent_long_polls_hold_no_postgres_connection_while_they_
     })
     .await
     .expect("100 polls waiting");
-    let pool = app.store.pool_stats().unwrap();
-    assert_eq!(
-        pool.busy, 0,
-        "no connection held by a waiting poll: {pool:?}"
+    // Held connections would fill the pool (10); the API's own background
+    // reads may hold one or two for a moment.
+    let mut busiest = 0;
+    for _ in 0..50 {
+        busiest = busiest.max(app.store.pool_stats().unwrap().busy);
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        busiest <= 2,
+        "a waiting poll holds no connection: {busiest} busy"
     );
     let started = tokio::time::Instant::now();
     let (status, _) = app.get("acme", "/v1/stats").await;
