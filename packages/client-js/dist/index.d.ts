@@ -3,7 +3,8 @@
  * update of the tenant's jobs over one WebSocket that reconnects with
  * full-jitter backoff, resumes from the last cursor (so no update is
  * missed), and drops any update older than the newest version it has seen of
- * its job. No runtime dependencies.
+ * its job. With a worker token, `worker()` runs handlers for leased jobs over
+ * HTTP. No runtime dependencies.
  */
 export type Status = "scheduled" | "queued" | "running" | "succeeded" | "failed" | "cancelled";
 export type Priority = "critical" | "high" | "default" | "low";
@@ -120,7 +121,7 @@ export interface JobwireOptions {
     getToken?: () => Promise<string>;
     /** Where there is no global `WebSocket` (Node 20): `import WebSocket from "ws"`. */
     WebSocket?: WebSocketConstructor;
-    /** Reconnect backoff: full jitter between 0 and min(maxMs, baseMs × 2^n). */
+    /** Backoff of reconnects, and of a worker's retries: full jitter between 0 and min(maxMs, baseMs × 2^n). */
     backoff?: {
         baseMs?: number;
         maxMs?: number;
@@ -145,6 +146,77 @@ export declare class JobwireError extends Error {
 export declare class JobFailedError extends Error {
     readonly job: Job;
     constructor(job: Job);
+}
+/**
+ * A handler's failure that retrying cannot fix (a bad payload, say): the job
+ * fails at once, whatever attempts it has left. Any error with
+ * `retryable === false` does the same; other errors are retried.
+ */
+export declare class NonRetryableError extends Error {
+    readonly retryable = false;
+    constructor(message: string, options?: ErrorOptions);
+}
+/** A job leased by `worker()`, as its handler gets it. */
+export interface LeasedJob {
+    id: string;
+    tenantId: string;
+    type: string;
+    payload: unknown;
+    /** 1 on the first attempt. */
+    attempt: number;
+    maxAttempts: number;
+    timeoutMs: number | null;
+    /** Proves this worker holds the job: every report about it carries the token. */
+    leaseToken: string;
+    /** When the lease runs out unless renewed (the worker renews it for you). */
+    leaseExpiresAt: string;
+}
+/** What a handler gets beside its job. */
+export interface WorkerContext {
+    /**
+     * Aborted when the job was cancelled or this worker lost its lease (it ran
+     * out, and the job may be running elsewhere): stop working on it; what the
+     * handler then returns or throws is not reported. `signal.reason` says which.
+     */
+    signal: AbortSignal;
+    /**
+     * Publishes progress (any JSON) to the tenant's live clients; rejects with
+     * a 409 `JobwireError` once the lease is lost.
+     */
+    progress(value: unknown): Promise<void>;
+}
+export interface WorkerOptions {
+    /** The job types to take, all allowed by the worker token. */
+    types: string[];
+    /** Handlers running at once (default 1): the worker leases only as many jobs as it has room for. */
+    concurrency?: number;
+    /**
+     * Runs one job. What it returns (JSON) is the job's result; what it throws
+     * fails the attempt with the error's message, to be retried with the
+     * server's backoff unless the error has `retryable === false`
+     * (`NonRetryableError`) or no attempts are left.
+     */
+    handler: (job: LeasedJob, ctx: WorkerContext) => unknown;
+    /** How long a lease lasts, 1000 to 600000 ms (default 30000); renewed every leaseMs/3 while the handler runs. */
+    leaseMs?: number;
+    /** How long one lease request waits for a job, 0 to 60000 ms (default 30000). */
+    waitMs?: number;
+    /** Aborting it is `stop()`. */
+    signal?: AbortSignal;
+    /** Errors the worker rides out (the API unreachable or failing, a missed heartbeat), for your logs. */
+    onError?: (error: unknown) => void;
+}
+/** A running `worker()`. */
+export interface WorkerHandle {
+    /** Stops leasing, waits for the running handlers to finish and report, then resolves (as `done`). */
+    stop(): Promise<void>;
+    /**
+     * Settles once the worker has stopped and its handlers have finished.
+     * Rejects with the `JobwireError` when the API refuses the worker (401 bad
+     * token, 403 a type or tenant it does not allow, 422 bad options):
+     * retrying would not help.
+     */
+    done: Promise<void>;
 }
 /** Close code of a client dropped for not keeping up. */
 export declare const CLOSE_SLOW_CONSUMER = 4008;
@@ -181,6 +253,15 @@ export declare class JobwireClient {
     stats(): Promise<Stats>;
     /** The tenant's jobs, newest first, fetched a page at a time as you iterate. */
     list(filter?: ListFilter): AsyncGenerator<Job>;
+    /**
+     * Runs `handler` for jobs of `types`, leased over HTTP; the client must hold
+     * a worker token. It long-polls for up to (concurrency − running) jobs,
+     * renews each lease every leaseMs/3 while its handler runs, and reports the
+     * outcome; a job cancelled meanwhile, or whose lease was lost, aborts
+     * `ctx.signal`. The API unreachable or failing (status 0, 408, 429, 5xx)
+     * is retried with full-jitter backoff (`backoff`), for as long as it takes.
+     */
+    worker(options: WorkerOptions): WorkerHandle;
     /** Calls `onUpdate` with every new update (of `jobIds` only, if given); returns the unsubscribe function. */
     subscribe(onUpdate: Listener<JobUpdate>, options?: {
         jobIds?: string[];
@@ -219,6 +300,12 @@ export declare class JobwireClient {
     private scheduleReconnect;
     private disconnect;
     private currentToken;
+    /**
+     * One API call. A body that is not JSON-serialisable throws its `TypeError`
+     * as is; a failure to reach the API is a `JobwireError` with status 0, and
+     * an error answer that is not problem+json (a proxy's 502 page) keeps its
+     * status, with the text as `detail`.
+     */
     private request;
 }
 export {};

@@ -3,7 +3,8 @@
  * update of the tenant's jobs over one WebSocket that reconnects with
  * full-jitter backoff, resumes from the last cursor (so no update is
  * missed), and drops any update older than the newest version it has seen of
- * its job. No runtime dependencies.
+ * its job. With a worker token, `worker()` runs handlers for leased jobs over
+ * HTTP. No runtime dependencies.
  */
 
 export type Status = "scheduled" | "queued" | "running" | "succeeded" | "failed" | "cancelled";
@@ -117,7 +118,7 @@ export interface JobwireOptions {
   getToken?: () => Promise<string>;
   /** Where there is no global `WebSocket` (Node 20): `import WebSocket from "ws"`. */
   WebSocket?: WebSocketConstructor;
-  /** Reconnect backoff: full jitter between 0 and min(maxMs, baseMs × 2^n). */
+  /** Backoff of reconnects, and of a worker's retries: full jitter between 0 and min(maxMs, baseMs × 2^n). */
   backoff?: { baseMs?: number; maxMs?: number };
 }
 
@@ -149,6 +150,86 @@ export class JobFailedError extends Error {
     this.name = "JobFailedError";
     this.job = job;
   }
+}
+
+/**
+ * A handler's failure that retrying cannot fix (a bad payload, say): the job
+ * fails at once, whatever attempts it has left. Any error with
+ * `retryable === false` does the same; other errors are retried.
+ */
+export class NonRetryableError extends Error {
+  readonly retryable = false;
+
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "NonRetryableError";
+  }
+}
+
+/** A job leased by `worker()`, as its handler gets it. */
+export interface LeasedJob {
+  id: string;
+  tenantId: string;
+  type: string;
+  payload: unknown;
+  /** 1 on the first attempt. */
+  attempt: number;
+  maxAttempts: number;
+  timeoutMs: number | null;
+  /** Proves this worker holds the job: every report about it carries the token. */
+  leaseToken: string;
+  /** When the lease runs out unless renewed (the worker renews it for you). */
+  leaseExpiresAt: string;
+}
+
+/** What a handler gets beside its job. */
+export interface WorkerContext {
+  /**
+   * Aborted when the job was cancelled or this worker lost its lease (it ran
+   * out, and the job may be running elsewhere): stop working on it; what the
+   * handler then returns or throws is not reported. `signal.reason` says which.
+   */
+  signal: AbortSignal;
+  /**
+   * Publishes progress (any JSON) to the tenant's live clients; rejects with
+   * a 409 `JobwireError` once the lease is lost.
+   */
+  progress(value: unknown): Promise<void>;
+}
+
+export interface WorkerOptions {
+  /** The job types to take, all allowed by the worker token. */
+  types: string[];
+  /** Handlers running at once (default 1): the worker leases only as many jobs as it has room for. */
+  concurrency?: number;
+  /**
+   * Runs one job. What it returns (JSON) is the job's result; what it throws
+   * fails the attempt with the error's message, to be retried with the
+   * server's backoff unless the error has `retryable === false`
+   * (`NonRetryableError`) or no attempts are left.
+   */
+  handler: (job: LeasedJob, ctx: WorkerContext) => unknown;
+  /** How long a lease lasts, 1000 to 600000 ms (default 30000); renewed every leaseMs/3 while the handler runs. */
+  leaseMs?: number;
+  /** How long one lease request waits for a job, 0 to 60000 ms (default 30000). */
+  waitMs?: number;
+  /** Aborting it is `stop()`. */
+  signal?: AbortSignal;
+  /** Errors the worker rides out (the API unreachable or failing, a missed heartbeat), for your logs. */
+  onError?: (error: unknown) => void;
+}
+
+/** A running `worker()`. */
+export interface WorkerHandle {
+  /** Stops leasing, waits for the running handlers to finish and report, then resolves (as `done`). */
+  stop(): Promise<void>;
+  /**
+   * Settles once the worker has stopped and its handlers have finished.
+   * Rejects with the `JobwireError` when the API refuses the worker (401 bad
+   * token, 403 a type or tenant it does not allow, 422 bad options):
+   * retrying would not help.
+   */
+  done: Promise<void>;
 }
 
 const TERMINAL: ReadonlySet<Status> = new Set(["succeeded", "failed", "cancelled"]);
@@ -240,6 +321,35 @@ export class JobwireClient {
       yield* page.jobs;
       cursor = page.nextCursor ?? undefined;
     } while (cursor);
+  }
+
+  // ---- Worker ----
+
+  /**
+   * Runs `handler` for jobs of `types`, leased over HTTP; the client must hold
+   * a worker token. It long-polls for up to (concurrency − running) jobs,
+   * renews each lease every leaseMs/3 while its handler runs, and reports the
+   * outcome; a job cancelled meanwhile, or whose lease was lost, aborts
+   * `ctx.signal`. The API unreachable or failing (status 0, 408, 429, 5xx)
+   * is retried with full-jitter backoff (`backoff`), for as long as it takes.
+   */
+  worker(options: WorkerOptions): WorkerHandle {
+    const concurrency = options.concurrency ?? 1;
+    if (!Number.isInteger(concurrency) || concurrency < 1) {
+      throw new Error(`worker: concurrency must be a whole number of at least 1, not ${concurrency}`);
+    }
+    if (!Array.isArray(options.types) || options.types.length === 0) {
+      throw new Error("worker: `types` must list the job types to take");
+    }
+    if (typeof options.handler !== "function") {
+      throw new Error("worker: `handler` must be a function");
+    }
+    const loop = new WorkerLoop(
+      (path, body, signal) => this.request("POST", path, body, { signal }),
+      (attempt) => fullJitter(this.options.backoff, attempt),
+      { ...options, concurrency },
+    );
+    return { stop: () => loop.stop(), done: loop.done };
   }
 
   // ---- Live ----
@@ -413,7 +523,7 @@ export class JobwireClient {
   private async closed(close: CloseInfo, connected: boolean): Promise<void> {
     if (!connected) {
       try {
-        await this.request("GET", "/v1/jobs?limit=1", undefined, true);
+        await this.request("GET", "/v1/jobs?limit=1", undefined, { retried: true });
       } catch (e) {
         close.unauthorized = e instanceof JobwireError && e.status === 401;
       }
@@ -442,9 +552,7 @@ export class JobwireClient {
 
   private scheduleReconnect(): void {
     this.setState("reconnecting");
-    const base = this.options.backoff?.baseMs ?? 250;
-    const max = this.options.backoff?.maxMs ?? 10_000;
-    const delay = Math.random() * Math.min(max, base * 2 ** this.attempt);
+    const delay = fullJitter(this.options.backoff, this.attempt);
     this.attempt += 1;
     this.reconnectTimer = setTimeout(() => void this.connect(), delay);
   }
@@ -477,32 +585,252 @@ export class JobwireClient {
     return token;
   }
 
-  private async request<T>(method: string, path: string, body?: unknown, retried = false): Promise<T> {
+  /**
+   * One API call. A body that is not JSON-serialisable throws its `TypeError`
+   * as is; a failure to reach the API is a `JobwireError` with status 0, and
+   * an error answer that is not problem+json (a proxy's 502 page) keeps its
+   * status, with the text as `detail`.
+   */
+  private async request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    options: { retried?: boolean; signal?: AbortSignal } = {},
+  ): Promise<T> {
     const token = await this.currentToken();
+    const json = body === undefined ? undefined : JSON.stringify(body);
     let response: Response;
     try {
       response = await fetch(`${this.base}${path}`, {
         method,
         headers: {
           authorization: `Bearer ${token}`,
-          ...(body === undefined ? {} : { "content-type": "application/json" }),
+          ...(json === undefined ? {} : { "content-type": "application/json" }),
         },
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: json,
+        signal: options.signal,
       });
     } catch (e) {
       throw new JobwireError({ status: 0, title: "unreachable", detail: `cannot reach ${this.base}: ${e}` });
     }
-    if (response.status === 401 && this.options.getToken && !retried) {
+    if (response.status === 401 && this.options.getToken && !options.retried) {
       this.token = undefined;
-      return this.request(method, path, body, true);
+      return this.request(method, path, body, { ...options, retried: true });
     }
     const text = await response.text();
-    const parsed = text ? JSON.parse(text) : undefined;
     if (!response.ok) {
-      throw new JobwireError({ status: response.status, ...(parsed ?? {}) });
+      let problem: { title?: string; detail?: string; type?: string; requestId?: string } = {
+        detail: text.slice(0, 500),
+      };
+      try {
+        problem = text ? JSON.parse(text) : {};
+      } catch {
+        // Not problem+json: the text is the detail.
+      }
+      throw new JobwireError({ ...problem, status: response.status });
     }
-    return parsed as T;
+    return (text ? JSON.parse(text) : undefined) as T;
   }
+}
+
+type Post = <T>(path: string, body: unknown, signal?: AbortSignal) => Promise<T>;
+
+/** The API could not be reached or could not answer now: worth trying again. */
+function transient(error: unknown): boolean {
+  return (
+    error instanceof JobwireError &&
+    (error.status === 0 || error.status === 408 || error.status === 429 || error.status >= 500)
+  );
+}
+
+/** Another worker holds the job now or it ended (409), or it is gone (404): nothing more to report. */
+function leaseLost(error: unknown): boolean {
+  return error instanceof JobwireError && (error.status === 409 || error.status === 404);
+}
+
+/** Resolves after `ms`, or as soon as `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const wake = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", wake);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", wake, { once: true });
+  });
+}
+
+/** The lease loop and the jobs in hand of one `worker()`. */
+class WorkerLoop {
+  readonly done: Promise<void>;
+  private readonly stopping = new AbortController();
+  private readonly running = new Set<Promise<void>>();
+  /** The lease request in flight, aborted by `stop()` (a job it held comes back when its lease runs out). */
+  private poll?: AbortController;
+  /** Wakes the loop waiting for room, on a handler's end or on `stop()`. */
+  private wake?: () => void;
+  private readonly leaseMs: number;
+
+  constructor(
+    private readonly post: Post,
+    private readonly backoff: (attempt: number) => number,
+    private readonly options: WorkerOptions & { concurrency: number },
+  ) {
+    this.leaseMs = options.leaseMs ?? 30_000;
+    if (options.signal?.aborted) this.halt();
+    else options.signal?.addEventListener("abort", () => this.halt(), { once: true });
+    this.done = this.run();
+  }
+
+  stop(): Promise<void> {
+    this.halt();
+    return this.done;
+  }
+
+  private halt(): void {
+    this.stopping.abort();
+    this.poll?.abort();
+    this.wake?.();
+  }
+
+  private async run(): Promise<void> {
+    const { types, concurrency, waitMs } = this.options;
+    let failures = 0;
+    try {
+      while (!this.stopping.signal.aborted) {
+        const room = concurrency - this.running.size;
+        if (room === 0) {
+          await new Promise<void>((resolve) => (this.wake = resolve));
+          this.wake = undefined;
+          continue;
+        }
+        this.poll = new AbortController();
+        let jobs: LeasedJob[];
+        try {
+          const body = { types, max: Math.min(room, 100), waitMs: waitMs ?? 30_000, leaseMs: this.leaseMs };
+          jobs = await this.post<LeasedJob[]>("/v1/worker/lease", body, this.poll.signal);
+          failures = 0;
+        } catch (error) {
+          if (this.stopping.signal.aborted) break;
+          if (!transient(error)) throw error;
+          this.options.onError?.(error);
+          await pause(this.backoff(failures++), this.stopping.signal);
+          continue;
+        } finally {
+          this.poll = undefined;
+        }
+        for (const job of jobs) {
+          const task: Promise<void> = this.runJob(job).finally(() => {
+            this.running.delete(task);
+            this.wake?.();
+          });
+          this.running.add(task);
+        }
+      }
+    } finally {
+      await Promise.all(this.running);
+    }
+  }
+
+  /** Runs one job's handler with its heartbeats, then reports its outcome; never rejects. */
+  private async runJob(job: LeasedJob): Promise<void> {
+    const path = `/v1/worker/jobs/${encodeURIComponent(job.id)}`;
+    const leaseToken = job.leaseToken;
+    const lease = new AbortController();
+    const lose = (why: string) => {
+      if (!lease.signal.aborted) lease.abort(new Error(`job ${job.id}: ${why}`));
+    };
+    // By this machine's clock, which may disagree with the server's: the lease
+    // started before its answer arrived, so this errs late by that latency.
+    let expiresAt = Date.now() + this.leaseMs;
+    let beat: ReturnType<typeof setTimeout> | undefined;
+    let finished = false;
+    const heartbeat = async () => {
+      const renewedAt = Date.now();
+      try {
+        const answer = await this.post<{ cancelled: boolean }>(`${path}/heartbeat`, {
+          leaseToken,
+          leaseMs: this.leaseMs,
+        });
+        if (answer.cancelled) lose("cancelled");
+        else expiresAt = renewedAt + this.leaseMs;
+      } catch (error) {
+        if (leaseLost(error)) lose("lease lost (it ran out; the job may be running elsewhere)");
+        else this.options.onError?.(error);
+      }
+      if (!finished && !lease.signal.aborted) beat = setTimeout(heartbeat, this.leaseMs / 3);
+    };
+    beat = setTimeout(heartbeat, this.leaseMs / 3);
+
+    const ctx: WorkerContext = {
+      signal: lease.signal,
+      progress: async (value) => {
+        try {
+          await this.post(`${path}/progress`, { leaseToken, progress: value ?? null });
+        } catch (error) {
+          if (leaseLost(error)) lose("lease lost (it ran out; the job may be running elsewhere)");
+          throw error;
+        }
+      },
+    };
+    let outcome: { result: unknown } | { error: unknown };
+    try {
+      outcome = { result: await this.options.handler(job, ctx) };
+    } catch (error) {
+      outcome = { error };
+    }
+    finished = true;
+    clearTimeout(beat);
+    if (lease.signal.aborted) return;
+
+    try {
+      if ("result" in outcome) {
+        try {
+          await this.deliver(`${path}/complete`, { leaseToken, result: outcome.result ?? null }, expiresAt);
+          return;
+        } catch (error) {
+          if (leaseLost(error) || transient(error)) throw error;
+          // The result itself was refused (too large, not JSON): the job fails with the reason.
+          outcome = { error: new NonRetryableError(`the result was refused: ${messageOf(error)}`) };
+        }
+      }
+      const retryable = (outcome.error as { retryable?: unknown } | null)?.retryable !== false;
+      await this.deliver(`${path}/fail`, { leaseToken, error: messageOf(outcome.error), retryable }, expiresAt);
+    } catch (error) {
+      if (!leaseLost(error)) this.options.onError?.(error);
+    }
+  }
+
+  /** Posts a report, retrying while the API is unreachable, until the lease would have run out. */
+  private async deliver(path: string, body: unknown, until: number): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.post(path, body);
+        return;
+      } catch (error) {
+        const wait = this.backoff(attempt);
+        if (!transient(error) || Date.now() + wait > until) throw error;
+        this.options.onError?.(error);
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+    }
+  }
+}
+
+/** A thrown value's message, never empty. */
+function messageOf(error: unknown): string {
+  const text = error instanceof Error ? error.message || error.name : String(error);
+  return text || "the handler failed";
+}
+
+/** Full jitter: a random delay between 0 and min(maxMs, baseMs × 2^attempt). */
+function fullJitter(backoff: JobwireOptions["backoff"], attempt: number): number {
+  const base = backoff?.baseMs ?? 250;
+  const max = backoff?.maxMs ?? 10_000;
+  return Math.random() * Math.min(max, base * 2 ** attempt);
 }
 
 /** A job's current state as an update. */

@@ -15,12 +15,23 @@ const BIN = process.env.JOBWIRE_BIN_DIR ?? resolve(import.meta.dirname, "../../.
 const PG = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432";
 const REDIS = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
 
+/** An HS256 JWT of `claims`, signed with the servers' secret. */
+function sign(claims) {
+  const b64 = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64(claims)}`;
+  return `${body}.${createHmac("sha256", SECRET).update(body).digest("base64url")}`;
+}
+
 /** A token for `tenant`, minted as a backend would (HS256). */
 export function token(tenant, ttlSeconds = 3600) {
-  const b64 = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
   const now = Math.floor(Date.now() / 1000);
-  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ tenant, iat: now, exp: now + ttlSeconds })}`;
-  return `${body}.${createHmac("sha256", SECRET).update(body).digest("base64url")}`;
+  return sign({ tenant, iat: now, exp: now + ttlSeconds });
+}
+
+/** A worker's token for job `types` of any tenant, as `jobwire token --worker` mints it. */
+export function workerToken(types, { tenants = ["*"], name = "client-js-test", ttlSeconds = 3600 } = {}) {
+  const now = Math.floor(Date.now() / 1000);
+  return sign({ role: "worker", sub: name, tenants, types, iat: now, exp: now + ttlSeconds });
 }
 
 async function freePort() {

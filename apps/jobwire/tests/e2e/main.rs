@@ -50,6 +50,7 @@ mod metrics;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod processes;
+mod python_worker;
 mod queue;
 mod realtime;
 mod reliability;
