@@ -274,6 +274,10 @@ export class JobwireClient {
         socket.onmessage = (event) => {
             const frame = JSON.parse(String(event.data));
             if (frame.event === "connected") {
+                // A first connection starts from the server's newest place, so that a client that
+                // hears nothing before the connection drops still catches up on what it missed.
+                if (this.cursor === undefined && frame.cursor)
+                    this.cursor = frame.cursor;
                 connected = true;
                 this.attempt = 0;
                 this.setState("connected");

@@ -496,6 +496,9 @@ export class JobwireClient {
         jobs?: number;
       } & Partial<JobUpdate>;
       if (frame.event === "connected") {
+        // A first connection starts from the server's newest place, so that a client that
+        // hears nothing before the connection drops still catches up on what it missed.
+        if (this.cursor === undefined && frame.cursor) this.cursor = frame.cursor;
         connected = true;
         this.attempt = 0;
         this.setState("connected");

@@ -266,9 +266,17 @@ async fn send_loop(
     let interval = state.ws().ping_interval;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
 
-    // The client is registered with the hub by now: from this frame on, it misses nothing.
-    let hello =
-        json!({"event": "connected", "tenantId": subscription.tenant().as_str()}).to_string();
+    // The client is registered with the hub by now: from this frame on, it
+    // misses nothing. The newest place of the change feed, read after that,
+    // is a cursor the client can resume from even if it receives no update
+    // before this connection drops (the resume's overlap covers changes
+    // committed around it); without it such a client could not catch up.
+    let mut hello = json!({"event": "connected", "tenantId": subscription.tenant().as_str()});
+    match state.store().latest_change().await {
+        Ok(latest) => hello["cursor"] = json!(latest.unwrap_or(0).to_string()),
+        Err(e) => tracing::warn!(error = %e, "cannot read the newest change for a connected frame"),
+    }
+    let hello = hello.to_string();
     state.frames_sent().increment(1);
     if sink.send(Message::Text(hello.into())).await.is_err() {
         return;

@@ -327,7 +327,35 @@ async fn a_subscribe_answers_with_the_current_state_first(backend: Backend) {
     );
 }
 
+/// A client that connected and heard nothing before its connection dropped
+/// still catches up: the `connected` frame's cursor is one to resume from.
+async fn a_client_that_heard_nothing_resumes_from_its_connected_cursor(backend: Backend) {
+    let app = spawn_app_with(Options {
+        worker: false,
+        ..Options::on(backend)
+    })
+    .await;
+    app.create("acme", json!({"type": "noop"})).await;
+    let (ws, hello) = Ws::connect_hello(app.addr, &app.token("acme")).await;
+    let cursor = hello["cursor"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{hello}"))
+        .to_owned();
+    drop(ws);
+    let missed = app.create("acme", json!({"type": "noop"})).await;
+
+    let mut back = Ws::resume(app.addr, &app.token("acme"), &cursor).await;
+    let (replayed, _) = back.updates_until_event("resumed").await;
+    assert!(
+        replayed
+            .iter()
+            .any(|u| u["jobId"] == missed.as_str() && u["status"] == "queued"),
+        "the job created while it was away is replayed: {replayed:?}"
+    );
+}
+
 in_both_modes!(
+    a_client_that_heard_nothing_resumes_from_its_connected_cursor,
     failed_jobs_retry_with_backoff_then_dead_letter_and_retry_by_hand,
     delayed_jobs_wait_for_their_time,
     a_timed_out_attempt_is_cancelled_and_fails,

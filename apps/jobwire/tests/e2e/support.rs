@@ -514,6 +514,11 @@ pub struct Ws {
 impl Ws {
     /// Connects and waits for the `connected` frame: from then on, no update is missed.
     pub async fn connect(addr: SocketAddr, token: &str) -> Ws {
+        Ws::connect_hello(addr, token).await.0
+    }
+
+    /// [`Ws::connect`], and the `connected` frame.
+    pub async fn connect_hello(addr: SocketAddr, token: &str) -> (Ws, Value) {
         let (stream, _) =
             tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws?token={token}"))
                 .await
@@ -521,7 +526,7 @@ impl Ws {
         let mut ws = Ws { stream };
         let hello = ws.next_frame().await.expect("connected frame");
         assert_eq!(hello["event"], "connected", "{hello}");
-        ws
+        (ws, hello)
     }
 
     pub async fn send(&mut self, frame: Value) {
