@@ -293,6 +293,14 @@ async fn ids_in_redis(app: &TestApp) -> Vec<String> {
                 .query_async(&mut conn)
                 .await
                 .unwrap(),
+            // Tenants in turn order per type and priority: no IDs, but read all the same.
+            "zset" => redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
             "set" => redis::cmd("SMEMBERS")
                 .arg(&key)
                 .query_async(&mut conn)
