@@ -39,6 +39,7 @@ mod cors;
 mod custom_worker;
 mod dashboard;
 mod embedded;
+mod fairness;
 mod faults;
 mod gap_fill;
 mod isolation;
