@@ -8,6 +8,7 @@
 //! The binaries are looked for next to this executable: build them first
 //! with `cargo build --release --bins` (`just bench …` does both).
 
+mod fairness;
 mod fanout;
 mod idle_conns;
 mod latency;
@@ -66,6 +67,9 @@ enum Mode {
     /// Create latency (call → 201) without a sweep, then while the retention sweeper deletes
     /// 100,000 expired jobs written straight into the store.
     Retention(retention::Params),
+    /// Tenant A floods the queue (1,000,000 jobs by default); B's jobs, created one at a time
+    /// after it, are timed from the create call to `succeeded`.
+    Fairness(fairness::Params),
 }
 
 impl Mode {
@@ -77,6 +81,7 @@ impl Mode {
             Mode::IdleConns(p) => p.engine,
             Mode::Soak(_) => Engine::Shared,
             Mode::Retention(p) => p.engine,
+            Mode::Fairness(p) => p.engine,
         }
     }
 
@@ -88,6 +93,7 @@ impl Mode {
             Mode::IdleConns(p) => idle_conns::measure(run, p).await,
             Mode::Soak(p) => soak::measure(run, p).await,
             Mode::Retention(p) => retention::measure(run, p).await,
+            Mode::Fairness(p) => fairness::measure(run, p).await,
         }
     }
 }
