@@ -8,11 +8,18 @@ use jobwire_core::{JobType, Priority, TenantId};
 /// `job_queue:<priority>:<tenant>/<type>` (`LPUSH` in, `RPOP` out: FIFO), so
 /// that a worker takes only the types it runs and a tenant-scoped worker only
 /// its tenants' jobs. Per priority and type, `job_tenants:<priority>:<type>`
-/// is the sorted set of tenants with IDs queued there, scored by when each
-/// was last served, so tenants take turns (least recently served first; a
-/// tenant arriving scores 0, so it goes first). A tenant is in that set
+/// is the sorted set of tenants with IDs queued there, scored by virtual
+/// time: serving a tenant n IDs moves it n / weight later, and the lowest
+/// goes next, so tenants take turns in proportion to their weights (a tenant
+/// arriving scores 0, so it goes first). A tenant is in that set
 /// exactly while its list holds IDs: the writes that change one change the
 /// other, atomically. Tenant IDs hold no `/`, so the names cannot collide.
+///
+/// Quotas: `tenant_depth` counts each tenant's queued IDs (changed by the
+/// same writes as the lists); `job_running:<tenant>` holds the IDs of a
+/// capped tenant's running jobs (scored by when taken); `tenant_limits` holds
+/// the running caps and weights the pop obeys (written by the API from its
+/// settings); `tenant_bucket:<tenant>` is a tenant's create-rate token bucket.
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: String,
@@ -20,7 +27,10 @@ pub struct Keys {
     pending: String,
     workers: String,
     types: String,
-    turns: String,
+    depth: String,
+    limits: String,
+    clocks: String,
+    slot_tenants: String,
 }
 
 impl Keys {
@@ -31,7 +41,10 @@ impl Keys {
             pending: format!("{prefix}job_queue:pending"),
             workers: format!("{prefix}workers"),
             types: format!("{prefix}job_types"),
-            turns: format!("{prefix}job_turns"),
+            depth: format!("{prefix}tenant_depth"),
+            limits: format!("{prefix}tenant_limits"),
+            clocks: format!("{prefix}job_clocks"),
+            slot_tenants: format!("{prefix}job_running_tenants"),
         }
     }
 
@@ -56,9 +69,36 @@ impl Keys {
         &self.types
     }
 
-    /// A counter that orders tenants' turns.
-    pub fn turns(&self) -> &str {
-        &self.turns
+    /// Queued IDs per tenant (a hash).
+    pub fn depth(&self) -> &str {
+        &self.depth
+    }
+
+    /// Running caps (`running:<tenant>`, `running:*` for every other tenant)
+    /// and weights (`weight:<tenant>`) the pop obeys (a hash).
+    pub fn limits(&self) -> &str {
+        &self.limits
+    }
+
+    /// Per turns set, the virtual time of its last turn (a hash), so that a
+    /// tenant arriving or back from a wait starts level with the others.
+    pub fn clocks(&self) -> &str {
+        &self.clocks
+    }
+
+    /// The running jobs of a capped tenant (a sorted set, scored by when taken).
+    pub fn running(&self, tenant: &str) -> String {
+        format!("{}job_running:{tenant}", self.prefix)
+    }
+
+    /// The tenants with a [`Keys::running`] set.
+    pub fn slot_tenants(&self) -> &str {
+        &self.slot_tenants
+    }
+
+    /// A tenant's create-rate token bucket (a hash: tokens, at).
+    pub fn bucket(&self, tenant: &TenantId) -> String {
+        format!("{}tenant_bucket:{tenant}", self.prefix)
     }
 
     /// The set of every ID in Redis (queued, or popped and not yet acknowledged),

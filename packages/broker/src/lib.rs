@@ -16,7 +16,7 @@ mod redis_broker;
 
 use std::time::Duration;
 
-use jobwire_core::{Job, JobId, JobType, Priority, QueueEntry};
+use jobwire_core::{Job, JobId, JobType, Priority, QueueEntry, Quota, Quotas, Refusal, TenantId};
 use tokio_util::sync::CancellationToken;
 
 pub use error::BrokerError;
@@ -118,7 +118,7 @@ impl Broker {
         self.send(Outbox {
             updates: updates.to_vec(),
             queue: jobs.to_vec(),
-            acks: None,
+            ..Outbox::default()
         })
         .await
     }
@@ -179,6 +179,43 @@ impl Broker {
             Broker::Redis(broker) => broker.take(worker, selection, max, turn).await,
             Broker::Memory(broker) => Ok(broker.take(selection, max, turn)),
         }
+    }
+
+    /// Checks `jobs` new jobs of `tenant` against its `quota` (queued jobs,
+    /// create rate) and takes them from its token bucket if admitted; the
+    /// refusal otherwise. Concurrent creates are checked one by one, but a
+    /// queued count read by one may miss jobs another is committing: the
+    /// queue cap may be passed by what is in flight at once.
+    pub async fn admit(
+        &self,
+        tenant: &TenantId,
+        jobs: u64,
+        quota: &Quota,
+    ) -> Result<Option<Refusal>, BrokerError> {
+        delegate!(self.admit(tenant, jobs, quota))
+    }
+
+    /// Sets the running caps and weights every pop obeys, for every process
+    /// using this broker, replacing what was set before.
+    pub async fn publish_quotas(&self, quotas: &Quotas) -> Result<(), BrokerError> {
+        delegate!(self.publish_quotas(quotas))
+    }
+
+    /// Running slots taken more than `age` ago: a sweep checks each against
+    /// the store, since a slot whose release was lost (the broker down when
+    /// its job ended) would hold its tenant back for ever.
+    pub async fn stale_slots(&self, age: Duration) -> Result<Vec<(TenantId, JobId)>, BrokerError> {
+        delegate!(self.stale_slots(age))
+    }
+
+    /// Frees the running slots in `release`; those in `keep` (still running)
+    /// count as taken now, so the sweep looks at them again only after `age`.
+    pub async fn settle_slots(
+        &self,
+        keep: &[(TenantId, JobId)],
+        release: &[(TenantId, JobId)],
+    ) -> Result<(), BrokerError> {
+        delegate!(self.settle_slots(keep, release))
     }
 
     /// `worker` is done with an ID it popped: it claimed the job (whose lease

@@ -3,11 +3,11 @@
 //! update channel inside the one `jobwire` process. What it holds is lost
 //! with the process; the store is the truth, and startup re-queues from it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use jobwire_core::{JobId, JobType, Priority, QueueEntry, TenantId};
+use jobwire_core::{JobId, JobType, Priority, QueueEntry, Quota, Quotas, Refusal, TenantId};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
@@ -35,14 +35,27 @@ struct State {
     pending: HashMap<JobId, usize>,
     /// The job types each live worker runs, until when it counts as alive.
     workers: HashMap<String, (Vec<JobType>, Instant)>,
+    /// The running caps and weights takes obey.
+    quotas: Quotas,
+    /// Queued IDs per tenant.
+    depth: HashMap<TenantId, u64>,
+    /// Create-rate token buckets: tokens, and when last refilled.
+    buckets: HashMap<TenantId, (f64, Instant)>,
+    /// Capped tenants' running jobs, with when each was taken.
+    running: HashMap<TenantId, HashMap<JobId, Instant>>,
 }
 
 /// One priority and type: a FIFO per tenant, and the tenants with IDs
-/// queued in turn order (next first).
+/// queued by virtual time, lowest next (as the Redis pop script orders them).
 #[derive(Default)]
 struct Lane {
     queues: HashMap<TenantId, VecDeque<JobId>>,
-    turns: VecDeque<TenantId>,
+    /// (score as ordered bits, tenant): scores are never negative, so their
+    /// bits order as the numbers do; ties go by tenant, as in a sorted set.
+    order: BTreeSet<(u64, TenantId)>,
+    scores: HashMap<TenantId, f64>,
+    /// The virtual time of the last turn.
+    clock: f64,
 }
 
 impl Lane {
@@ -53,26 +66,44 @@ impl Lane {
             return;
         }
         // Arriving tenants go first, as in Redis (score 0).
-        self.turns.push_front(entry.tenant.clone());
+        self.order.insert((0f64.to_bits(), entry.tenant.clone()));
+        self.scores.insert(entry.tenant.clone(), 0.0);
         self.queues
             .insert(entry.tenant.clone(), VecDeque::from([entry.id]));
     }
 
-    /// Takes `share` IDs of `tenant`'s, oldest first; the tenant then goes
-    /// to the back of the turns, or leaves them once its queue is empty.
-    fn serve(&mut self, tenant: &TenantId, share: usize, taken: &mut Vec<JobId>) {
+    /// Takes up to `share` IDs of `tenant`'s, oldest first, and moves it
+    /// `taken / weight` later (or out, once its queue is empty); how many.
+    fn serve(
+        &mut self,
+        tenant: &TenantId,
+        share: usize,
+        weight: u32,
+        taken: &mut Vec<JobId>,
+    ) -> usize {
         let Some(queue) = self.queues.get_mut(tenant) else {
-            return;
+            return 0;
         };
         let n = share.min(queue.len());
         taken.extend(queue.drain(..n));
         let empty = queue.is_empty();
-        self.turns.retain(|t| t != tenant);
+        let score = self.scores.remove(tenant).unwrap_or_default();
+        self.order.remove(&(score.to_bits(), tenant.clone()));
+        let start = score.max(self.clock);
+        self.clock = start;
         if empty {
             self.queues.remove(tenant);
         } else {
-            self.turns.push_back(tenant.clone());
+            let next = start + n as f64 / f64::from(weight.max(1));
+            self.order.insert((next.to_bits(), tenant.clone()));
+            self.scores.insert(tenant.clone(), next);
         }
+        n
+    }
+
+    /// The `skip`-th tenant in turn order.
+    fn nth(&self, skip: usize) -> Option<TenantId> {
+        self.order.iter().nth(skip).map(|(_, t)| t.clone())
     }
 
     fn len(&self) -> usize {
@@ -136,6 +167,15 @@ impl MemoryBroker {
                         .push(entry),
                 }
                 *state.pending.entry(entry.id).or_default() += 1;
+                *state.depth.entry(entry.tenant.clone()).or_default() += 1;
+            }
+            for entry in &outbox.released {
+                if let Some(slots) = state.running.get_mut(&entry.tenant) {
+                    slots.remove(&entry.id);
+                    if slots.is_empty() {
+                        state.running.remove(&entry.tenant);
+                    }
+                }
             }
             for id in outbox.acks.iter().flat_map(|(_, ids)| ids) {
                 if let Some(count) = state.pending.get_mut(id) {
@@ -146,7 +186,7 @@ impl MemoryBroker {
                 }
             }
         }
-        if !outbox.queue.is_empty() {
+        if !outbox.queue.is_empty() || !outbox.released.is_empty() {
             self.inner.queued.notify_waiters();
         }
         Ok(())
@@ -247,9 +287,45 @@ impl MemoryBroker {
     /// What the Redis pop script does, on the in-process queues: see there.
     pub(crate) fn take(&self, selection: &Selection, max: usize, turn: usize) -> Vec<JobId> {
         let mut state = self.state();
+        let State {
+            lanes,
+            quotas,
+            depth,
+            running,
+            ..
+        } = &mut *state;
         let mut taken = Vec::new();
         let types = &selection.types;
-        for lanes in &mut state.lanes {
+        let now = Instant::now();
+        // Serves `tenant` up to `base` times its weight; false if it is at its cap.
+        let mut serve =
+            |lane: &mut Lane, tenant: &TenantId, base: usize, taken: &mut Vec<JobId>| {
+                let quota = quotas.of(tenant);
+                let mut share = base
+                    .saturating_mul(quota.weight.max(1) as usize)
+                    .min(max - taken.len());
+                if let Some(cap) = quota.max_running {
+                    let busy = running.get(tenant).map_or(0, HashMap::len);
+                    share = share.min((cap as usize).saturating_sub(busy));
+                    if share == 0 {
+                        return false;
+                    }
+                }
+                let from = taken.len();
+                let n = lane.serve(tenant, share, quota.weight, taken);
+                if let Some(left) = depth.get_mut(tenant) {
+                    *left = left.saturating_sub(n as u64);
+                    if *left == 0 {
+                        depth.remove(tenant);
+                    }
+                }
+                if quota.max_running.is_some() {
+                    let slots = running.entry(tenant.clone()).or_default();
+                    slots.extend(taken[from..].iter().map(|id| (*id, now)));
+                }
+                true
+            };
+        for lanes in lanes.iter_mut() {
             for k in 0..types.len() {
                 if taken.len() >= max {
                     break;
@@ -259,27 +335,116 @@ impl MemoryBroker {
                     continue;
                 };
                 if selection.tenants.is_empty() {
+                    let mut passed = 0;
                     while taken.len() < max {
-                        let Some(tenant) = lane.turns.front().cloned() else {
+                        let Some(tenant) = lane.nth(passed) else {
                             break;
                         };
-                        let share = (max - taken.len()).div_ceil(lane.turns.len());
-                        lane.serve(&tenant, share, &mut taken);
+                        let base = (max - taken.len()).div_ceil(lane.order.len() - passed);
+                        if !serve(lane, &tenant, base, &mut taken) {
+                            passed += 1;
+                        }
                     }
                 } else {
                     for tenant in &selection.tenants {
                         if taken.len() >= max {
                             break;
                         }
-                        lane.serve(tenant, max - taken.len(), &mut taken);
+                        if lane.queues.contains_key(tenant) {
+                            serve(lane, tenant, max - taken.len(), &mut taken);
+                        }
                     }
                 }
-                if lane.turns.is_empty() {
+                if lane.order.is_empty() {
                     lanes.remove(job_type.as_str());
                 }
             }
         }
         taken
+    }
+
+    pub(crate) async fn admit(
+        &self,
+        tenant: &TenantId,
+        jobs: u64,
+        quota: &Quota,
+    ) -> Result<Option<Refusal>, BrokerError> {
+        let mut state = self.state();
+        if let Some(max) = quota.max_queued {
+            let queued = state.depth.get(tenant).copied().unwrap_or_default();
+            if queued + jobs > max {
+                return Ok(Some(Refusal::QueueFull { queued, max }));
+            }
+        }
+        if let Some((rate, burst)) = quota.bucket() {
+            if jobs > u64::from(burst) {
+                return Ok(Some(Refusal::OverBurst { jobs, burst }));
+            }
+            let now = Instant::now();
+            let (tokens, at) = state
+                .buckets
+                .get(tenant)
+                .copied()
+                .unwrap_or((f64::from(burst), now));
+            let tokens =
+                (tokens + now.duration_since(at).as_secs_f64() * rate).min(f64::from(burst));
+            let wanted = jobs as f64;
+            if tokens < wanted {
+                let retry_after = Duration::from_secs_f64((wanted - tokens) / rate);
+                return Ok(Some(Refusal::RateLimited { retry_after }));
+            }
+            state.buckets.insert(tenant.clone(), (tokens - wanted, now));
+        }
+        Ok(None)
+    }
+
+    pub(crate) async fn publish_quotas(&self, quotas: &Quotas) -> Result<(), BrokerError> {
+        self.state().quotas = quotas.clone();
+        Ok(())
+    }
+
+    pub(crate) async fn stale_slots(
+        &self,
+        age: Duration,
+    ) -> Result<Vec<(TenantId, JobId)>, BrokerError> {
+        let now = Instant::now();
+        let state = self.state();
+        Ok(state
+            .running
+            .iter()
+            .flat_map(|(tenant, slots)| {
+                slots
+                    .iter()
+                    .filter(|(_, at)| now.duration_since(**at) > age)
+                    .map(|(id, _)| (tenant.clone(), *id))
+            })
+            .collect())
+    }
+
+    pub(crate) async fn settle_slots(
+        &self,
+        keep: &[(TenantId, JobId)],
+        release: &[(TenantId, JobId)],
+    ) -> Result<(), BrokerError> {
+        let now = Instant::now();
+        let mut state = self.state();
+        for (tenant, id) in keep {
+            if let Some(at) = state.running.get_mut(tenant).and_then(|s| s.get_mut(id)) {
+                *at = now;
+            }
+        }
+        for (tenant, id) in release {
+            if let Some(slots) = state.running.get_mut(tenant) {
+                slots.remove(id);
+                if slots.is_empty() {
+                    state.running.remove(tenant);
+                }
+            }
+        }
+        if !release.is_empty() {
+            self.inner.queued.notify_waiters();
+        }
+        Ok(())
     }
 
     pub(crate) async fn run_subscriber(

@@ -4,7 +4,8 @@
 use jobwire_core::{Job, JobId, JobUpdate, QueueEntry, Status};
 
 /// What one round trip to the broker carries, applied in this order:
-/// updates published, IDs queued, popped IDs acknowledged. Updates go out
+/// updates published, IDs queued, running slots released, popped IDs
+/// acknowledged. Updates go out
 /// before their IDs are queued, so no worker can announce `running` ahead of
 /// `queued`; acknowledgements come last, after the claims they follow have
 /// committed.
@@ -14,19 +15,26 @@ pub struct Outbox {
     pub updates: Vec<String>,
     /// IDs to queue, each on its priority, tenant and type's queue.
     pub queue: Vec<QueueEntry>,
+    /// Jobs that ran and are running no more: each frees its tenant's
+    /// running slot (see `Quota::max_running`) and wakes a worker of its type.
+    pub released: Vec<QueueEntry>,
     /// IDs a worker popped and is done with.
     pub acks: Option<(String, Vec<JobId>)>,
 }
 
 impl Outbox {
-    /// The announcement of committed changes: every job's update, and the
-    /// IDs of those now `queued`. The one place a job becomes its update.
+    /// The announcement of committed changes: every job's update, the IDs of
+    /// those now `queued`, and the running slots of those that ran and now
+    /// do not. The one place a job becomes its update.
     pub fn announcing<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Self {
         let mut outbox = Self::default();
         for job in jobs {
             outbox.updates.push(JobUpdate::from(job).to_json());
             if job.status == Status::Queued {
                 outbox.queue.push(QueueEntry::from(job));
+            }
+            if job.status != Status::Running && job.attempt > 0 {
+                outbox.released.push(QueueEntry::from(job));
             }
         }
         outbox
@@ -41,6 +49,7 @@ impl Outbox {
     pub fn is_empty(&self) -> bool {
         self.updates.is_empty()
             && self.queue.is_empty()
+            && self.released.is_empty()
             && self.acks.as_ref().is_none_or(|(_, ids)| ids.is_empty())
     }
 }

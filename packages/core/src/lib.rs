@@ -5,6 +5,7 @@
 mod ids;
 mod job;
 mod queue;
+mod quota;
 mod retention;
 mod update;
 mod url;
@@ -14,6 +15,7 @@ pub use job::{
     AttemptError, DEFAULT_MAX_ATTEMPTS, Idempotency, Job, JobType, NewJob, Priority, Status,
 };
 pub use queue::QueueEntry;
+pub use quota::{Quota, QuotaOverride, Quotas, Refusal};
 pub use retention::{
     IDEMPOTENCY_KEY_LIFETIME, MAX_RETAIN_FOR, MIN_RETAIN_FOR, Retention, parse_retain_for,
 };

@@ -1,9 +1,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use clap::builder::TypedValueParser;
-use jobwire_core::{JobType, MAX_RETAIN_FOR, MIN_RETAIN_FOR, Retention};
+use jobwire_core::{JobType, MAX_RETAIN_FOR, MIN_RETAIN_FOR, Quota, Quotas, Retention};
 use jobwire_server::{JwtKeys, KeyError, Limits, TokenRules, WsConfig};
 use jobwire_store::StoreUrl;
 
@@ -226,6 +227,35 @@ pub struct ApiArgs {
     /// How long an HTTP request may take before it is answered 503.
     #[arg(long, env = "JOBWIRE_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
+
+    /// Most jobs a tenant may have queued at once; a create past it is answered 429 (unset: no cap).
+    #[arg(long, env = "JOBWIRE_TENANT_MAX_QUEUED", value_parser = clap::value_parser!(u64).range(1..))]
+    pub tenant_max_queued: Option<u64>,
+
+    /// Most jobs of a tenant running at once, across every worker (unset: no cap).
+    #[arg(long, env = "JOBWIRE_TENANT_MAX_RUNNING", value_parser = clap::value_parser!(u32).range(1..))]
+    pub tenant_max_running: Option<u32>,
+
+    /// Jobs a tenant may create per second, on average (a token bucket); more are answered 429
+    /// (unset: no limit).
+    #[arg(long, env = "JOBWIRE_TENANT_RATE", value_parser = parse_rate)]
+    pub tenant_rate: Option<f64>,
+
+    /// Jobs a tenant may create at once after a quiet spell (the bucket's size; default: one
+    /// second's worth of JOBWIRE_TENANT_RATE).
+    #[arg(long, env = "JOBWIRE_TENANT_BURST", value_parser = clap::value_parser!(u32).range(1..))]
+    pub tenant_burst: Option<u32>,
+
+    /// A TOML file of per-tenant quotas and weights over the defaults above (`[tenants.<id>]` with
+    /// max_queued, max_running, rate, burst, weight); every API process should read the same one.
+    #[arg(long, env = "JOBWIRE_QUOTAS")]
+    pub quotas: Option<std::path::PathBuf>,
+}
+
+/// A create rate from the command line.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    crate::quotas::check_rate(rate).map_err(|e| e.to_string())
 }
 
 impl ApiArgs {
@@ -238,7 +268,36 @@ impl ApiArgs {
             request_timeout: self.request_timeout,
             allowed_origins: self.cors_origins.clone(),
             known_types: self.known_types.clone(),
+            quotas: Quotas::default(),
         }
+    }
+
+    /// The tenants' quotas: the defaults of the flags, with the overrides of
+    /// the quota file (which must exist when named).
+    pub fn quotas(&self) -> anyhow::Result<Quotas> {
+        let defaults = Quota {
+            max_queued: self.tenant_max_queued,
+            max_running: self.tenant_max_running,
+            rate: self.tenant_rate,
+            burst: self.tenant_burst,
+            weight: 1,
+        };
+        let overrides = match &self.quotas {
+            None => Default::default(),
+            Some(file) => {
+                let text = std::fs::read_to_string(file).with_context(|| {
+                    format!(
+                        "cannot read the quota file {} (--quotas / JOBWIRE_QUOTAS)",
+                        file.display()
+                    )
+                })?;
+                crate::quotas::parse_overrides(file, &text)?
+            }
+        };
+        Ok(Quotas {
+            defaults,
+            overrides,
+        })
     }
 
     pub fn ws(&self) -> WsConfig {

@@ -7,6 +7,7 @@ mod exporter;
 mod handlers;
 #[cfg(feature = "otlp")]
 mod otlp;
+mod quotas;
 mod run;
 mod secret;
 mod telemetry;

@@ -81,11 +81,13 @@ pub async fn run_api(
         .transpose()
         .map_err(anyhow::Error::msg)?;
     let scrape = crate::exporter::scrape(&backends);
+    let mut limits = api.limits();
+    limits.quotas = api.quotas()?;
     let state = AppState::new(
         backends.store,
         backends.broker,
         keys,
-        api.limits(),
+        limits,
         api.ws(),
         shutdown.clone(),
         failpoint,

@@ -281,6 +281,8 @@ fn request_hash(job: &CreateJob) -> String {
         (status = 413, description = "The payload is over JOBWIRE_MAX_PAYLOAD_BYTES, or the body over JOBWIRE_MAX_BODY_BYTES", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "JSON of the wrong shape or out of range (`detail` says which field)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the tenant's queued-jobs cap or create rate; `Retry-After` says when to try again", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
     ),
 )]
 pub(crate) async fn create(
@@ -303,6 +305,7 @@ pub(crate) async fn create(
         }
     }
     let new = body.into_new_job(&tenant, state.limits())?;
+    crate::quota::admit(&state, &tenant, 1).await?;
     let inserted = state.intake().create(vec![new]).await?.pop();
     match inserted {
         Some(Inserted::Created(job)) => {
@@ -346,7 +349,9 @@ pub(crate) struct JobList {
         (status = 409, description = "An idempotency key was used with another body", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 413, description = "A payload is over JOBWIRE_MAX_PAYLOAD_BYTES, or the body over JOBWIRE_MAX_BODY_BYTES", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "JSON of the wrong shape or out of range, or 0 or more than JOBWIRE_MAX_BATCH jobs (`detail` names the job as `jobs[i]`)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "JSON of the wrong shape or out of range, 0 or more than JOBWIRE_MAX_BATCH jobs (`detail` names the job as `jobs[i]`), or more jobs than the tenant's create burst", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the tenant's queued-jobs cap or create rate; `Retry-After` says when to try again", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
     ),
 )]
 pub(crate) async fn create_batch(
@@ -378,6 +383,7 @@ pub(crate) async fn create_batch(
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    crate::quota::admit(&state, &tenant, new.len()).await?;
     let inserted = state.intake().create(new).await?;
     let status = if inserted.iter().any(|i| matches!(i, Inserted::Created(_))) {
         StatusCode::CREATED

@@ -21,6 +21,7 @@ mod leasing;
 mod openapi;
 mod origins;
 mod payload;
+mod quota;
 mod remote;
 mod session_limit;
 mod state;
@@ -74,6 +75,8 @@ pub async fn serve(
             state.leasing().keep_alive(broker, shutdown).await
         })
     };
+    quota::publish(&state).await;
+    let quotas = tokio::spawn(quota::keep_published(state.clone(), shutdown.clone()));
     let result = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
@@ -81,6 +84,9 @@ pub async fn serve(
     // The subscriber ends on `shutdown`; a panic inside it is reported here.
     if let Err(e) = subscriber.await {
         tracing::error!(error = %e, "the job_updates subscriber task failed");
+    }
+    if let Err(e) = quotas.await {
+        tracing::error!(error = %e, "the quota publisher task failed");
     }
     if let Err(e) = leasing.await {
         tracing::error!(error = %e, "the lease taker's keep-alive task failed");

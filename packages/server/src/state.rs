@@ -32,6 +32,8 @@ pub struct Limits {
     /// The job types some worker runs; a job of another type is refused
     /// (422). Empty: every type is taken.
     pub known_types: Vec<jobwire_core::JobType>,
+    /// Each tenant's quotas and weight (none by default).
+    pub quotas: jobwire_core::Quotas,
 }
 
 impl Default for Limits {
@@ -41,6 +43,7 @@ impl Default for Limits {
             max_body_bytes: 16 * 1024 * 1024,
             max_batch: 1000,
             max_in_flight: 1024,
+            quotas: jobwire_core::Quotas::default(),
             request_timeout: Duration::from_secs(30),
             allowed_origins: Vec::new(),
             known_types: Vec::new(),

@@ -1,7 +1,8 @@
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use jobwire_broker::Outbox;
-use jobwire_core::{JobId, Status};
+use jobwire_core::{JobId, Status, TenantId};
 use tokio_util::sync::CancellationToken;
 
 use crate::Worker;
@@ -12,6 +13,11 @@ const DEAD_WORKER_TICKS: u64 = 4;
 /// Lost IDs are looked for every this many ticks; and on every tick while a
 /// sweep that is finding lost IDs has more to check.
 const REDISPATCH_TICKS: u64 = 8;
+/// Running slots are checked against the store every this many ticks.
+const SLOT_TICKS: u64 = 40;
+/// A running slot older than this whose job is not running lost its
+/// release: a pop's claim commits well within it.
+const SLOT_AGE: Duration = Duration::from_secs(10);
 /// Queued jobs checked against the broker per step. A sweep finding lost IDs
 /// (Redis restarted empty) goes on every tick, up to 20,000 jobs a second,
 /// above the rate workers take them, so re-dispatch is not capped below
@@ -88,9 +94,60 @@ impl Worker {
                     Err(e) => tracing::warn!(error = %e, "cannot look for dead workers"),
                 }
             }
+            if n % SLOT_TICKS == 0 {
+                self.settle_slots().await;
+            }
             if (sweep.finding && sweep.after.is_some()) || n % REDISPATCH_TICKS == 0 {
                 sweep = self.redispatch(sweep.after).await;
             }
+        }
+    }
+
+    /// Frees the running slots (see `Quota::max_running`) whose job is not
+    /// running, which lost their release: announced while the broker was
+    /// down, or popped and then not claimed (cancelled meanwhile).
+    async fn settle_slots(&self) {
+        let stale = match self.broker.stale_slots(SLOT_AGE).await {
+            Ok(stale) => stale,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look for stale running slots");
+                return;
+            }
+        };
+        let mut tenants: HashMap<&TenantId, Vec<JobId>> = HashMap::new();
+        for (tenant, id) in &stale {
+            tenants.entry(tenant).or_default().push(*id);
+        }
+        let (mut keep, mut release) = (Vec::new(), Vec::new());
+        for (tenant, ids) in tenants {
+            let running: HashSet<JobId> = match self.store.get_many(tenant, &ids).await {
+                Ok(jobs) => jobs
+                    .iter()
+                    .filter(|job| job.status == Status::Running)
+                    .map(|job| job.id)
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check running slots against the store");
+                    return;
+                }
+            };
+            for id in ids {
+                let slot = (tenant.clone(), id);
+                if running.contains(&id) {
+                    keep.push(slot);
+                } else {
+                    release.push(slot);
+                }
+            }
+        }
+        if !release.is_empty() {
+            tracing::warn!(
+                slots = release.len(),
+                "freed running slots whose jobs no longer run"
+            );
+        }
+        if let Err(e) = self.broker.settle_slots(&keep, &release).await {
+            tracing::warn!(error = %e, "cannot free stale running slots");
         }
     }
 

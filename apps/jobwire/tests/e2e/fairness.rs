@@ -102,6 +102,45 @@ async fn tenants_with_uneven_backlogs_take_turns_each_in_its_own_order(backend: 
     }
 }
 
+/// With weight 3 (from the quota file) against another tenant's 1, a
+/// tenant is served three jobs to the other's one while both have work.
+async fn a_heavier_tenant_is_served_in_proportion_to_its_weight(backend: Backend) {
+    let dir = std::env::temp_dir().join(format!("jobwire-weights-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("quotas.toml");
+    std::fs::write(&file, "[tenants.heavy]\nweight = 3\n").unwrap();
+    let app = spawn_app_with(Options {
+        backend,
+        worker_concurrency: 1,
+        quota_file: Some(file),
+        ..Options::without_worker()
+    })
+    .await;
+    create_many(&app, "heavy", 0, 30).await;
+    create_many(&app, "light", 0, 30).await;
+    let starts: Starts = Arc::default();
+    app.start_worker_with(recording(&starts));
+    let order = wait_for_starts(&starts, 40).await;
+    let heavy = order[..20].iter().filter(|(t, _, _)| t == "heavy").count();
+    let tenants: Vec<&str> = order[..20].iter().map(|(t, _, _)| t.as_str()).collect();
+    assert!(
+        (14..=16).contains(&heavy),
+        "heavy had {heavy} of the first 20 starts, not 3 in 4: {tenants:?}"
+    );
+    for tenant in ["heavy", "light"] {
+        let own: Vec<u64> = order
+            .iter()
+            .filter(|(t, _, _)| t == tenant)
+            .map(|(_, n, _)| *n)
+            .collect();
+        assert_eq!(
+            own,
+            (0..own.len() as u64).collect::<Vec<_>>(),
+            "{tenant} in order"
+        );
+    }
+}
+
 /// Tenant A batch-creates 5,000 jobs; B's one job, created right after,
 /// starts long before A's backlog is done (the wait is printed). With one
 /// FIFO for everyone it started after all of A's.
@@ -139,5 +178,6 @@ async fn one_tenants_flood_does_not_hold_back_anothers_job(backend: Backend) {
 
 in_both_modes!(
     tenants_with_uneven_backlogs_take_turns_each_in_its_own_order,
+    a_heavier_tenant_is_served_in_proportion_to_its_weight,
     one_tenants_flood_does_not_hold_back_anothers_job,
 );

@@ -53,6 +53,7 @@ mod otlp;
 mod processes;
 mod python_worker;
 mod queue;
+mod quotas;
 mod realtime;
 mod reliability;
 mod remote_workers;

@@ -64,6 +64,10 @@ pub struct Options {
     pub retention: Retention,
     /// The worker's jobwire.toml (webhook handlers); unset, it has the built-in handlers only.
     pub worker_config: Option<std::path::PathBuf>,
+    /// Every tenant's quota (the `--tenant-*` flags); none by default.
+    pub quota: jobwire_core::Quota,
+    /// `--quotas`: the per-tenant quota file.
+    pub quota_file: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -84,6 +88,8 @@ impl Default for Options {
             redis_url: None,
             retention: Retention::default(),
             worker_config: None,
+            quota: jobwire_core::Quota::default(),
+            quota_file: None,
         }
     }
 }
@@ -206,6 +212,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             .map(|t| t.parse().expect("a valid job type"))
             .collect(),
         failpoint: None,
+        tenant_max_queued: options.quota.max_queued,
+        tenant_max_running: options.quota.max_running,
+        tenant_rate: options.quota.rate,
+        tenant_burst: options.quota.burst,
+        quotas: options.quota_file.clone(),
     };
     let keys = JwtKeys::new(SECRET.as_bytes()).expect("the test secret is long enough");
     let listener = jobwire_runtime::bind(api.addr).await.expect("bind port 0");

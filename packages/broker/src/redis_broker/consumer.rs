@@ -12,12 +12,14 @@ use crate::{BrokerError, Keys};
 /// atomically, so a popped ID is never only in a worker's memory: highest
 /// priority first; within a priority the worker's types in turn, from the
 /// `first`-th (so no type starves another); within a type, tenants take
-/// turns, least recently served first, each taking an equal share of what is
-/// still wanted, its own IDs oldest first. A tenant whose queue it empties
-/// leaves the type's set of tenants; one it leaves IDs in goes to the back.
+/// turns by virtual time, lowest first: a tenant served n IDs moves n /
+/// weight later (from the type's clock, so one back from a wait starts level
+/// with the others), its own IDs oldest first. A tenant at its running cap is
+/// passed over, keeping its place; what it takes joins its running set. A
+/// tenant whose queue it empties leaves the type's set of tenants.
 /// With `tenants` given, only their queues are looked at, in that order.
-/// When it takes fewer than wanted, every type it looked at whose queues are
-/// all empty loses its wake markers too: each ID queued later brings its own.
+/// When it takes fewer than wanted from every tenant, the types' wake markers
+/// go too: each ID queued, and each running slot freed, later brings its own.
 ///
 /// ARGV: prefix, the 4 priorities (highest first), want, first, the number
 /// of types and the types, the number of tenants and the tenants.
@@ -33,18 +35,49 @@ local ntenants = tonumber(ARGV[9 + ntypes])
 local tenants = {}
 for i = 1, ntenants do tenants[i] = ARGV[9 + ntypes + i] end
 local taken = {}
+local limits = prefix .. 'tenant_limits'
+local depth = prefix .. 'tenant_depth'
+local clocks = prefix .. 'job_clocks'
+local default_cap = tonumber(redis.call('HGET', limits, 'running:*'))
+local now = nil
 
-local function serve(p, t, index, tenant, share)
-  local queue = prefix .. 'job_queue:' .. p .. ':' .. tenant .. '/' .. t
-  local got = redis.call('RPOP', queue, share)
-  if got then
-    for _, id in ipairs(got) do taken[#taken + 1] = id end
+-- Serves `tenant` up to `base` times its weight; false if it is at its cap.
+local function serve(p, t, index, tenant, base)
+  local quota = redis.call('HMGET', limits, 'weight:' .. tenant, 'running:' .. tenant)
+  local weight = tonumber(quota[1]) or 1
+  local cap = tonumber(quota[2]) or default_cap
+  local share = math.min(base * weight, want - #taken)
+  local running = prefix .. 'job_running:' .. tenant
+  if cap then
+    share = math.min(share, cap - redis.call('ZCARD', running))
+    if share <= 0 then return false end
   end
+  local queue = prefix .. 'job_queue:' .. p .. ':' .. tenant .. '/' .. t
+  local got = redis.call('RPOP', queue, share) or {}
+  for _, id in ipairs(got) do taken[#taken + 1] = id end
+  if redis.call('HINCRBY', depth, tenant, -#got) <= 0 then redis.call('HDEL', depth, tenant) end
+  if cap and #got > 0 then
+    if not now then
+      local time = redis.call('TIME')
+      now = time[1] * 1000 + math.floor(time[2] / 1000)
+    end
+    local slots = {}
+    for _, id in ipairs(got) do
+      slots[#slots + 1] = now
+      slots[#slots + 1] = id
+    end
+    redis.call('ZADD', running, unpack(slots))
+    redis.call('SADD', prefix .. 'job_running_tenants', tenant)
+  end
+  local start = math.max(tonumber(redis.call('ZSCORE', index, tenant)) or 0,
+                         tonumber(redis.call('HGET', clocks, index)) or 0)
+  redis.call('HSET', clocks, index, tostring(start))
   if redis.call('LLEN', queue) == 0 then
     redis.call('ZREM', index, tenant)
   else
-    redis.call('ZADD', index, redis.call('INCR', prefix .. 'job_turns'), tenant)
+    redis.call('ZADD', index, tostring(start + #got / weight), tenant)
   end
+  return true
 end
 
 for _, p in ipairs(priorities) do
@@ -53,11 +86,12 @@ for _, p in ipairs(priorities) do
     local t = types[(first + k) % ntypes + 1]
     local index = prefix .. 'job_tenants:' .. p .. ':' .. t
     if ntenants == 0 then
+      local passed = 0
       while #taken < want do
-        local head = redis.call('ZRANGE', index, 0, 0)
+        local head = redis.call('ZRANGE', index, passed, passed)
         if #head == 0 then break end
-        local share = math.ceil((want - #taken) / redis.call('ZCARD', index))
-        serve(p, t, index, head[1], share)
+        local base = math.ceil((want - #taken) / (redis.call('ZCARD', index) - passed))
+        if not serve(p, t, index, head[1], base) then passed = passed + 1 end
       end
     else
       for _, tenant in ipairs(tenants) do
@@ -72,8 +106,10 @@ if #taken > 0 then redis.call('LPUSH', KEYS[1], unpack(taken)) end
 if #taken < want then
   for _, t in ipairs(types) do
     local left = 0
-    for _, p in ipairs(priorities) do
-      left = left + redis.call('ZCARD', prefix .. 'job_tenants:' .. p .. ':' .. t)
+    if ntenants > 0 then
+      for _, p in ipairs(priorities) do
+        left = left + redis.call('ZCARD', prefix .. 'job_tenants:' .. p .. ':' .. t)
+      end
     end
     if left == 0 then redis.call('DEL', prefix .. 'job_wake:' .. t) end
   end

@@ -3,6 +3,7 @@
 //! change as JSON, readable with `redis-cli SUBSCRIBE job_updates`.
 
 mod consumer;
+mod quota;
 mod subscriber;
 
 use std::sync::LazyLock;
@@ -127,9 +128,11 @@ impl RedisBroker {
     const MAX_WAKE_MARKERS: isize = 10_000;
 
     /// One transaction (MULTI/EXEC, so all of it or none): PUBLISH each
-    /// update; per queue SADD to the pending set, LPUSH onto the queue and
-    /// ZADD NX the tenant to its type and priority's turns; per type one wake
-    /// marker per ID; then LREM each acknowledged ID
+    /// update; per queue SADD to the pending set, LPUSH onto the queue,
+    /// HINCRBY the tenant's depth and ZADD NX the tenant to its type and
+    /// priority's turns; ZREM each released job from its tenant's running
+    /// slots; per type one wake marker per ID queued or slot freed; then LREM
+    /// each acknowledged ID
     /// from the worker's processing list and SREM them. Never an ID pending
     /// but in no list (which re-dispatch would trust), nor the reverse.
     pub(crate) async fn send(&self, outbox: Outbox) -> Result<(), BrokerError> {
@@ -183,6 +186,8 @@ impl RedisBroker {
         for (queue, entry, ids) in &queues {
             pipe.sadd(self.keys.pending(), ids).ignore();
             pipe.lpush(queue, ids).ignore();
+            pipe.hincr(self.keys.depth(), entry.tenant.as_str(), ids.len())
+                .ignore();
             pipe.cmd("ZADD")
                 .arg(self.keys.tenants(entry.priority, entry.job_type.as_str()))
                 .arg("NX")
@@ -190,8 +195,20 @@ impl RedisBroker {
                 .arg(entry.tenant.as_str())
                 .ignore();
         }
+        // Freed slots first, so the wake markers below find room to run.
+        let mut slots: Vec<(&str, Vec<String>)> = Vec::new();
+        for entry in &outbox.released {
+            let tenant = entry.tenant.as_str();
+            match slots.iter_mut().find(|(t, _)| *t == tenant) {
+                Some((_, ids)) => ids.push(entry.id.to_string()),
+                None => slots.push((tenant, vec![entry.id.to_string()])),
+            }
+        }
+        for (tenant, ids) in &slots {
+            pipe.zrem(self.keys.running(tenant), ids).ignore();
+        }
         let mut types: Vec<(&str, usize)> = Vec::new();
-        for entry in &outbox.queue {
+        for entry in outbox.queue.iter().chain(&outbox.released) {
             let job_type = entry.job_type.as_str();
             match types.iter_mut().find(|(t, _)| *t == job_type) {
                 Some((_, n)) => *n += 1,
