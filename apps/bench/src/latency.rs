@@ -14,7 +14,7 @@ use crate::procs::{Engine, Run, ServerSettings, ensure_open_files};
 use crate::report::{Report, per_sec};
 use crate::rest::{Api, job_body};
 use crate::stats::{Percentiles, round2, whole};
-use crate::ws_client::{self, SucceededWatch};
+use crate::ws_client::{self, StatusWatch};
 
 const TENANT: &str = "bench";
 
@@ -73,7 +73,7 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
     }
     let token = run.token(TENANT)?;
     let api = Api::new(&server.addr, token.clone())?;
-    let mut watch = SucceededWatch::start(ws_client::connect(&server.addr, &token).await?);
+    let mut watch = StatusWatch::start(ws_client::connect(&server.addr, &token).await?);
     warm_up(run, &api, &mut watch).await?;
 
     let cpu = CpuMeter::start(&run.processes());
@@ -220,7 +220,7 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
 
 /// Creates one job and waits for its success: the workers are up and the
 /// path is warm before anything is timed.
-async fn warm_up(run: &mut Run, api: &Api, watch: &mut SucceededWatch) -> anyhow::Result<()> {
+async fn warm_up(run: &mut Run, api: &Api, watch: &mut StatusWatch) -> anyhow::Result<()> {
     let id = api
         .create_one(job_body())
         .await

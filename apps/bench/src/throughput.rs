@@ -16,7 +16,7 @@ use crate::procs::{Engine, Run, ServerSettings};
 use crate::report::{Report, per_sec};
 use crate::rest::{Api, batch_body};
 use crate::stats::{round2, whole};
-use crate::ws_client::{self, SucceededWatch};
+use crate::ws_client::{self, StatusWatch};
 
 /// The tenant every job of the run belongs to.
 const TENANT: &str = "bench";
@@ -65,7 +65,7 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         .await?;
     let token = run.token(TENANT)?;
     let api = Api::new(&server.addr, token.clone())?;
-    let mut watch = SucceededWatch::start(ws_client::connect(&server.addr, &token).await?);
+    let mut watch = StatusWatch::start(ws_client::connect(&server.addr, &token).await?);
 
     // Bodies are built before the clock starts: every full batch is the same.
     let full = batch_body(p.batch);

@@ -88,18 +88,23 @@ pub fn describe_end(
 /// A job that succeeded, and when its frame arrived.
 pub type Succeeded = (String, Instant);
 
-/// Reads one client's frames in a task of its own and passes on each
-/// `succeeded` update; stops (and says why) when the connection ends.
-/// Dropping it stops the task.
-pub struct SucceededWatch {
+/// Reads one client's frames in a task of its own and passes on each update
+/// of one status (`succeeded` unless told); stops (and says why) when the
+/// connection ends. Dropping it stops the task.
+pub struct StatusWatch {
     pub rx: mpsc::UnboundedReceiver<Succeeded>,
     task: JoinHandle<String>,
     /// Why the connection ended, once known.
     ended: Option<String>,
 }
 
-impl SucceededWatch {
-    pub fn start(mut socket: Socket) -> SucceededWatch {
+impl StatusWatch {
+    pub fn start(socket: Socket) -> StatusWatch {
+        Self::watching(socket, "succeeded")
+    }
+
+    /// Reports the updates of `status` instead (`running`: when jobs start).
+    pub fn watching(mut socket: Socket, status: &'static str) -> StatusWatch {
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             loop {
@@ -115,7 +120,7 @@ impl SucceededWatch {
                 let Ok(frame) = serde_json::from_str::<Frame>(text.as_str()) else {
                     return format!("a frame that is not JSON: {text}");
                 };
-                if frame.status.as_deref() == Some("succeeded")
+                if frame.status.as_deref() == Some(status)
                     && let Some(id) = frame.job_id
                     && tx.send((id.into_owned(), at)).is_err()
                 {
@@ -123,7 +128,7 @@ impl SucceededWatch {
                 }
             }
         });
-        SucceededWatch {
+        StatusWatch {
             rx,
             task,
             ended: None,
@@ -150,7 +155,7 @@ impl SucceededWatch {
     }
 }
 
-impl Drop for SucceededWatch {
+impl Drop for StatusWatch {
     fn drop(&mut self) {
         self.task.abort();
     }
