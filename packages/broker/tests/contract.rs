@@ -9,8 +9,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use jobwire_broker::{Broker, QueueDepth, Selection, SubscriberEvent};
-use jobwire_core::{JobId, JobType, Priority, QueueEntry, TenantId};
+use jobwire_broker::{Broker, Outbox, QueueDepth, Selection, SubscriberEvent};
+use jobwire_core::{
+    JobId, JobType, Priority, QueueEntry, Quota, QuotaOverride, Quotas, Refusal, TenantId,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -341,7 +343,140 @@ async fn a_tenant_scoped_take_sees_only_its_tenants(broker: Broker) {
     broker.forget_worker("w1").await.unwrap();
 }
 
+fn quotas(of: &[(&str, QuotaOverride)]) -> Quotas {
+    Quotas {
+        defaults: Quota::default(),
+        overrides: of
+            .iter()
+            .map(|(tenant, quota)| (tenant.parse().unwrap(), *quota))
+            .collect(),
+    }
+}
+
+async fn a_heavier_tenant_is_served_by_its_weight(broker: Broker) {
+    let weighted = QuotaOverride {
+        weight: Some(3),
+        ..QuotaOverride::default()
+    };
+    broker
+        .publish_quotas(&quotas(&[("heavy", weighted)]))
+        .await
+        .unwrap();
+    let mut queued: Vec<QueueEntry> = Vec::new();
+    for tenant in ["heavy", "light"] {
+        queued.extend((0..8).map(|_| of(tenant, "noop", Priority::Default)));
+    }
+    broker.enqueue(&queued, &[]).await.unwrap();
+    let popped = drain(&broker).await;
+    let heavy = popped[..8]
+        .iter()
+        .filter(|id| {
+            queued
+                .iter()
+                .any(|j| j.id == **id && j.tenant.as_str() == "heavy")
+        })
+        .count();
+    assert_eq!(heavy, 6, "3 of every 4 while both have work");
+    assert_eq!(popped.len(), 16);
+}
+
+async fn a_capped_tenant_is_passed_over_until_a_running_slot_is_freed(broker: Broker) {
+    let capped = QuotaOverride {
+        max_running: Some(1),
+        ..QuotaOverride::default()
+    };
+    broker
+        .publish_quotas(&quotas(&[("acme", capped)]))
+        .await
+        .unwrap();
+    let (a1, a2, b1) = (
+        of("acme", "noop", Priority::Default),
+        of("acme", "noop", Priority::Default),
+        of("beta", "noop", Priority::Default),
+    );
+    broker
+        .enqueue(&[a1.clone(), a2.clone(), b1.clone()], &[])
+        .await
+        .unwrap();
+    let selection = Selection {
+        types: types(&["noop"]),
+        tenants: Vec::new(),
+    };
+    let first: HashSet<JobId> = broker
+        .take("w1", &selection, 10, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(first, HashSet::from([a1.id, b1.id]), "acme's second waits");
+    assert!(
+        broker
+            .take("w1", &selection, 10, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // a1 ends: its announcement frees the slot.
+    let ended = Outbox {
+        released: vec![a1.clone()],
+        ..Outbox::default()
+    };
+    broker.send(ended).await.unwrap();
+    assert_eq!(broker.take("w1", &selection, 10, 0).await.unwrap(), [a2.id]);
+    // A slot whose release was lost is found by the sweep and freed.
+    let stale = broker.stale_slots(Duration::ZERO).await.unwrap();
+    assert_eq!(stale, [(a2.tenant.clone(), a2.id)]);
+    broker.settle_slots(&[], &stale).await.unwrap();
+    assert!(broker.stale_slots(Duration::ZERO).await.unwrap().is_empty());
+    broker.forget_worker("w1").await.unwrap();
+}
+
+async fn creates_are_admitted_by_queued_count_and_token_bucket(broker: Broker) {
+    let acme: TenantId = "acme".parse().unwrap();
+    let capped = Quota {
+        max_queued: Some(2),
+        ..Quota::default()
+    };
+    assert_eq!(broker.admit(&acme, 2, &capped).await.unwrap(), None);
+    broker
+        .enqueue(&[entry(Priority::Default), entry(Priority::High)], &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        broker.admit(&acme, 1, &capped).await.unwrap(),
+        Some(Refusal::QueueFull { queued: 2, max: 2 })
+    );
+    let mut consumer = broker
+        .consumer("w1", Duration::from_millis(100), &types(&["noop"]))
+        .await
+        .unwrap();
+    let id = consumer.pop().await.unwrap().unwrap();
+    broker.ack("w1", id).await.unwrap();
+    assert_eq!(broker.admit(&acme, 1, &capped).await.unwrap(), None);
+
+    let rated = Quota {
+        rate: Some(1.0),
+        burst: Some(2),
+        ..Quota::default()
+    };
+    assert_eq!(broker.admit(&acme, 2, &rated).await.unwrap(), None);
+    match broker.admit(&acme, 1, &rated).await.unwrap() {
+        Some(Refusal::RateLimited { retry_after }) => assert!(
+            retry_after > Duration::ZERO && retry_after <= Duration::from_secs(1),
+            "{retry_after:?}"
+        ),
+        other => panic!("an empty bucket refuses: {other:?}"),
+    }
+    assert_eq!(
+        broker.admit(&acme, 3, &rated).await.unwrap(),
+        Some(Refusal::OverBurst { jobs: 3, burst: 2 })
+    );
+}
+
 contract!(
+    a_heavier_tenant_is_served_by_its_weight,
+    a_capped_tenant_is_passed_over_until_a_running_slot_is_freed,
+    creates_are_admitted_by_queued_count_and_token_bucket,
     a_worker_takes_only_its_types_and_others_wait_visibly,
     tenants_take_turns_each_in_its_own_order,
     a_tenant_scoped_take_sees_only_its_tenants,
