@@ -155,6 +155,7 @@ impl MemoryBroker {
         for update in &outbox.updates {
             self.publish_text(update);
         }
+        let mut freed = false;
         {
             let mut state = self.state();
             for entry in &outbox.queue {
@@ -171,7 +172,7 @@ impl MemoryBroker {
             }
             for entry in &outbox.released {
                 if let Some(slots) = state.running.get_mut(&entry.tenant) {
-                    slots.remove(&entry.id);
+                    freed |= slots.remove(&entry.id).is_some();
                     if slots.is_empty() {
                         state.running.remove(&entry.tenant);
                     }
@@ -186,7 +187,7 @@ impl MemoryBroker {
                 }
             }
         }
-        if !outbox.queue.is_empty() || !outbox.released.is_empty() {
+        if !outbox.queue.is_empty() || freed {
             self.inner.queued.notify_waiters();
         }
         Ok(())

@@ -301,6 +301,12 @@ async fn ids_in_redis(app: &TestApp) -> Vec<String> {
                 .query_async(&mut conn)
                 .await
                 .unwrap(),
+            // Queued jobs per tenant, job clocks: no IDs, but read all the same.
+            "hash" => redis::cmd("HGETALL")
+                .arg(&key)
+                .query_async::<Vec<String>>(&mut conn)
+                .await
+                .unwrap(),
             "set" => redis::cmd("SMEMBERS")
                 .arg(&key)
                 .query_async(&mut conn)

@@ -22,6 +22,21 @@ use crate::{BrokerError, Keys, Outbox, QueueDepth};
 /// of its running jobs still hold.
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Frees the running slots of jobs that stopped running, and wakes a worker
+/// of the job's type for each slot there was (only capped tenants have
+/// them, so most releases change nothing). EVAL, not EVALSHA: it runs inside
+/// the send's MULTI, where a missing script could not be loaded and retried.
+/// ARGV: prefix, the last wake marker's index, then (tenant, id, type) triples.
+const RELEASE_SLOTS: &str = r"
+for i = 3, #ARGV, 3 do
+  if redis.call('ZREM', ARGV[1] .. 'job_running:' .. ARGV[i], ARGV[i + 1]) == 1 then
+    local wake = ARGV[1] .. 'job_wake:' .. ARGV[i + 2]
+    redis.call('LPUSH', wake, '1')
+    redis.call('LTRIM', wake, 0, tonumber(ARGV[2]))
+  end
+end
+";
+
 /// Takes every ID off a processing list (KEYS[1]) and out of the pending set
 /// (KEYS[2]), atomically, and returns them.
 const RELEASE: &str = r"
@@ -130,8 +145,8 @@ impl RedisBroker {
     /// One transaction (MULTI/EXEC, so all of it or none): PUBLISH each
     /// update; per queue SADD to the pending set, LPUSH onto the queue,
     /// HINCRBY the tenant's depth and ZADD NX the tenant to its type and
-    /// priority's turns; ZREM each released job from its tenant's running
-    /// slots; per type one wake marker per ID queued or slot freed; then LREM
+    /// priority's turns; per type one wake marker per ID; free the running
+    /// slots of released jobs ([`RELEASE_SLOTS`]); then LREM
     /// each acknowledged ID
     /// from the worker's processing list and SREM them. Never an ID pending
     /// but in no list (which re-dispatch would trust), nor the reverse.
@@ -195,20 +210,23 @@ impl RedisBroker {
                 .arg(entry.tenant.as_str())
                 .ignore();
         }
-        // Freed slots first, so the wake markers below find room to run.
-        let mut slots: Vec<(&str, Vec<String>)> = Vec::new();
-        for entry in &outbox.released {
-            let tenant = entry.tenant.as_str();
-            match slots.iter_mut().find(|(t, _)| *t == tenant) {
-                Some((_, ids)) => ids.push(entry.id.to_string()),
-                None => slots.push((tenant, vec![entry.id.to_string()])),
+        if !outbox.released.is_empty() {
+            let release = pipe.cmd("EVAL");
+            release
+                .arg(RELEASE_SLOTS)
+                .arg(0)
+                .arg(self.keys.prefix())
+                .arg(Self::MAX_WAKE_MARKERS - 1);
+            for entry in &outbox.released {
+                release
+                    .arg(entry.tenant.as_str())
+                    .arg(entry.id.to_string())
+                    .arg(entry.job_type.as_str());
             }
-        }
-        for (tenant, ids) in &slots {
-            pipe.zrem(self.keys.running(tenant), ids).ignore();
+            release.ignore();
         }
         let mut types: Vec<(&str, usize)> = Vec::new();
-        for entry in outbox.queue.iter().chain(&outbox.released) {
+        for entry in &outbox.queue {
             let job_type = entry.job_type.as_str();
             match types.iter_mut().find(|(t, _)| *t == job_type) {
                 Some((_, n)) => *n += 1,
