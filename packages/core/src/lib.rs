@@ -2,6 +2,7 @@
 //! values are validated once, at the edge, and then carried as these types
 //! (and [`redact_url`], how every package shows a URL to people).
 
+mod bucket;
 mod ids;
 mod job;
 mod queue;
@@ -10,6 +11,7 @@ mod retention;
 mod update;
 mod url;
 
+pub use bucket::{TENANT_BUCKET_LABELS, TENANT_BUCKETS, bucket_label};
 pub use ids::{JobId, TenantId};
 pub use job::{
     AttemptError, DEFAULT_MAX_ATTEMPTS, Idempotency, Job, JobType, NewJob, Priority, Status,
