@@ -309,6 +309,87 @@ impl ActiveCount {
     }
 }
 
+/// One tenant's unfinished jobs, by status: a row of the operators' view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantCounts {
+    pub tenant: TenantId,
+    pub scheduled: i64,
+    pub queued: i64,
+    pub running: i64,
+}
+
+/// The tenants with unfinished jobs, most queued first, at most the limit
+/// asked for, and how many there are in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantPage {
+    pub tenants: Vec<TenantCounts>,
+    /// Every tenant with an unfinished job, listed or not.
+    pub total: i64,
+}
+
+impl TenantPage {
+    /// From rows of `(tenant, scheduled, queued, running, total)`, the
+    /// total repeated on each row (a window count over the groups).
+    pub(crate) fn from_rows(rows: Vec<(String, i64, i64, i64, i64)>) -> Result<Self, StoreError> {
+        let total = rows.first().map_or(0, |row| row.4);
+        let tenants = rows
+            .into_iter()
+            .map(|(tenant, scheduled, queued, running, _)| {
+                Ok(TenantCounts {
+                    tenant: tenant.parse().map_err(|_| {
+                        StoreError::Corrupt(format!("tenant {tenant:?} in a tenant count"))
+                    })?,
+                    scheduled,
+                    queued,
+                    running,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Self { tenants, total })
+    }
+}
+
+/// The unfinished jobs of every tenant in one tenant bucket
+/// ([`TenantId::bucket`]), by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BucketCounts {
+    pub scheduled: i64,
+    pub queued: i64,
+    pub running: i64,
+}
+
+/// Folds rows of `(bucket, tenant, status, jobs)` into one [`BucketCounts`]
+/// per bucket, indexed by bucket. A row without a bucket counts jobs inserted
+/// before buckets were stored: its tenant (which the query gives for those
+/// rows only) says which bucket.
+pub(crate) fn fold_buckets(
+    rows: Vec<(Option<i64>, Option<String>, String, i64)>,
+) -> Result<Vec<BucketCounts>, StoreError> {
+    let corrupt = |what: String| StoreError::Corrupt(format!("{what} in a bucket count"));
+    let mut buckets = vec![BucketCounts::default(); usize::from(jobwire_core::TENANT_BUCKETS)];
+    for (bucket, tenant, status, jobs) in rows {
+        let bucket = match (bucket, tenant) {
+            (Some(bucket), _) => u8::try_from(bucket)
+                .ok()
+                .filter(|b| *b < jobwire_core::TENANT_BUCKETS)
+                .ok_or_else(|| corrupt(format!("bucket {bucket}")))?,
+            (None, Some(tenant)) => tenant
+                .parse::<TenantId>()
+                .map_err(|_| corrupt(format!("tenant {tenant:?}")))?
+                .bucket(),
+            (None, None) => return Err(corrupt("a row with neither bucket nor tenant".into())),
+        };
+        let counts = &mut buckets[usize::from(bucket)];
+        match status.parse::<Status>() {
+            Ok(Status::Scheduled) => counts.scheduled += jobs,
+            Ok(Status::Queued) => counts.queued += jobs,
+            Ok(Status::Running) => counts.running += jobs,
+            _ => return Err(corrupt(format!("status {status:?}"))),
+        }
+    }
+    Ok(buckets)
+}
+
 /// A connection pool's state, for the `jobwire_db_pool_*` gauges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolStats {
@@ -583,6 +664,24 @@ impl Store {
         delegate!(self.active_counts(tenant))
     }
 
+    /// Every tenant with scheduled, queued or running jobs, with those
+    /// counts, most queued first (then most running, most scheduled, and by
+    /// ID), at most `limit` of them: the operators' view. One grouped count
+    /// of the unfinished jobs, whatever the number of tenants; only `limit`
+    /// rows come back.
+    pub async fn tenant_counts(&self, limit: u32) -> Result<TenantPage, StoreError> {
+        delegate!(self.tenant_counts(limit))
+    }
+
+    /// Every tenant's scheduled, queued and running jobs, summed per tenant
+    /// bucket: one [`BucketCounts`] per bucket, indexed by bucket, empty ones
+    /// included. One grouped count over the unfinished jobs by their stored
+    /// bucket, never a row per tenant (except jobs stored before buckets
+    /// were, grouped by tenant until they finish).
+    pub async fn bucket_counts(&self) -> Result<Vec<BucketCounts>, StoreError> {
+        delegate!(self.bucket_counts())
+    }
+
     /// The current state of the tenant's jobs changed after `after` (a
     /// `change_seq`), in the order of their last change, at most `limit`;
     /// as updates, without payloads.
@@ -751,5 +850,42 @@ impl Store {
     /// Every `queued` job, oldest first, to hand to the queue again.
     pub async fn queued(&self) -> Result<Vec<QueueEntry>, StoreError> {
         delegate!(self.queued())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test fails right there")]
+
+    use super::*;
+
+    /// Jobs stored before buckets were (no `tenant_bucket`) come back
+    /// grouped by tenant, and land in their tenant's bucket all the same.
+    #[test]
+    fn rows_without_a_stored_bucket_are_bucketed_by_their_tenant() {
+        let acme: TenantId = "acme".parse().unwrap();
+        let bucket = i64::from(acme.bucket());
+        let rows = vec![
+            (Some(bucket), None, "queued".to_owned(), 2),
+            (None, Some("acme".to_owned()), "queued".to_owned(), 3),
+            (None, Some("acme".to_owned()), "running".to_owned(), 1),
+        ];
+        let buckets = fold_buckets(rows).unwrap();
+        let at = usize::from(acme.bucket());
+        assert_eq!(
+            buckets[at],
+            BucketCounts {
+                scheduled: 0,
+                queued: 5,
+                running: 1
+            }
+        );
+        assert_eq!(
+            buckets.iter().map(|b| b.queued + b.running).sum::<i64>(),
+            6,
+            "nothing counted elsewhere"
+        );
+        assert!(fold_buckets(vec![(Some(16), None, "queued".into(), 1)]).is_err());
+        assert!(fold_buckets(vec![(Some(0), None, "succeeded".into(), 1)]).is_err());
     }
 }

@@ -970,6 +970,78 @@ async fn a_lost_lease_is_a_failed_attempt_a_cancel_or_release_is_not(store: Stor
     );
 }
 
+/// The operators' view and the per-bucket gauges read every tenant's
+/// unfinished jobs: grouped per tenant (most queued first, bounded by the
+/// limit, with the total) and per tenant bucket, finished jobs left out.
+async fn unfinished_jobs_are_counted_per_tenant_and_per_tenant_bucket(store: Store) {
+    // acme: 3 queued, 1 running, 1 scheduled, 1 cancelled; globex: 1 queued,
+    // 2 running; initech: 5 queued; umbrella: only a finished job.
+    let mut acme: Vec<NewJob> = (0..5)
+        .map(|_| new_job("acme", "noop", Priority::Default))
+        .collect();
+    acme[4].run_at = Some(chrono::Utc::now() + chrono::Duration::hours(1));
+    let acme = insert(&store, &acme).await;
+    claim(&store, acme[0].id).await;
+    let cancelled = insert(&store, &[new_job("acme", "noop", Priority::High)]).await;
+    store
+        .cancel(&tenant("acme"), cancelled[0].id)
+        .await
+        .unwrap();
+    let globex = insert(
+        &store,
+        &(0..3)
+            .map(|_| new_job("globex", "noop", Priority::Low))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    claim(&store, globex[0].id).await;
+    claim(&store, globex[1].id).await;
+    insert(
+        &store,
+        &(0..5)
+            .map(|_| new_job("initech", "noop", Priority::Critical))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let umbrella = insert(&store, &[new_job("umbrella", "noop", Priority::Default)]).await;
+    store
+        .cancel(&tenant("umbrella"), umbrella[0].id)
+        .await
+        .unwrap();
+
+    let page = store.tenant_counts(100).await.unwrap();
+    let rows: Vec<(&str, i64, i64, i64)> = page
+        .tenants
+        .iter()
+        .map(|t| (t.tenant.as_str(), t.scheduled, t.queued, t.running))
+        .collect();
+    assert_eq!(
+        rows,
+        [("initech", 0, 5, 0), ("acme", 1, 3, 1), ("globex", 0, 1, 2),],
+        "most queued first, finished jobs and tenants with none left out"
+    );
+    assert_eq!(page.total, 3);
+    let first = store.tenant_counts(2).await.unwrap();
+    assert_eq!(first.tenants.len(), 2, "no more than the limit");
+    assert_eq!(first.total, 3, "the total counts the tenants left out too");
+    assert_eq!(first.tenants[..], page.tenants[..2]);
+
+    let buckets = store.bucket_counts().await.unwrap();
+    assert_eq!(buckets.len(), usize::from(jobwire_core::TENANT_BUCKETS));
+    let mut expected = vec![[0_i64; 3]; buckets.len()];
+    for (name, scheduled, queued, running) in rows {
+        let at = usize::from(tenant(name).bucket());
+        expected[at][0] += scheduled;
+        expected[at][1] += queued;
+        expected[at][2] += running;
+    }
+    let got: Vec<[i64; 3]> = buckets
+        .iter()
+        .map(|b| [b.scheduled, b.queued, b.running])
+        .collect();
+    assert_eq!(got, expected);
+}
+
 contract!(
     create_returns_queued_jobs_in_the_order_given,
     a_job_is_claimed_once_under_concurrency,
@@ -985,6 +1057,7 @@ contract!(
     far_future_jobs_stay_scheduled_and_out_of_range_times_are_refused,
     every_failed_attempt_stays_in_the_jobs_history,
     a_lost_lease_is_a_failed_attempt_a_cancel_or_release_is_not,
+    unfinished_jobs_are_counted_per_tenant_and_per_tenant_bucket,
 );
 
 /// The gap filler's reads by place (`changes_at`, `latest_change`) use an

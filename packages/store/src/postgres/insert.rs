@@ -35,6 +35,7 @@ impl PgStore {
             .collect();
 
         let retain_ms: Vec<Option<i64>> = jobs.iter().map(|j| retain_ms(j.retain_for)).collect();
+        let buckets: Vec<i16> = jobs.iter().map(|j| i16::from(j.tenant.bucket())).collect();
 
         let mut conn = self.conn().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn)
@@ -42,14 +43,15 @@ impl PgStore {
             .map_err(StoreError::query("begin insert"))?;
         let rows: Vec<JobRow> = sqlx::query_as(concat!(
             "insert into jobs (id, tenant_id, job_type, payload, priority, status, max_attempts, ",
-            "run_at, timeout_ms, idempotency_key, request_hash, retain_ms) ",
+            "run_at, timeout_ms, idempotency_key, request_hash, retain_ms, tenant_bucket) ",
             "select id, tenant_id, job_type, payload, priority, ",
             "case when run_at > now() then 'scheduled' else 'queued' end, ",
-            "max_attempts, case when run_at > now() then run_at end, timeout_ms, key, hash, retain_ms ",
+            "max_attempts, case when run_at > now() then run_at end, timeout_ms, key, hash, retain_ms, ",
+            "tenant_bucket ",
             "from unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::int[], ",
-            "$7::timestamptz[], $8::bigint[], $9::text[], $10::text[], $11::bigint[]) ",
+            "$7::timestamptz[], $8::bigint[], $9::text[], $10::text[], $11::bigint[], $12::smallint[]) ",
             "as t(id, tenant_id, job_type, payload, priority, max_attempts, run_at, timeout_ms, key, hash, ",
-            "retain_ms) ",
+            "retain_ms, tenant_bucket) ",
             "on conflict (tenant_id, idempotency_key) where idempotency_key is not null do nothing ",
             "returning ",
             columns!()
@@ -65,6 +67,7 @@ impl PgStore {
         .bind(&keys)
         .bind(&hashes)
         .bind(&retain_ms)
+        .bind(&buckets)
         .fetch_all(&mut *tx)
         .await
         .map_err(StoreError::query("insert jobs"))?;

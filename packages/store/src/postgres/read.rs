@@ -2,7 +2,7 @@ use jobwire_core::{Job, JobId, JobType, Status, TenantId};
 
 use super::PgStore;
 use super::row::{JobRow, columns, fetch_changes, fetch_jobs, fetch_optional_job, update_columns};
-use crate::{ActiveCount, Change, ListFilter, Page, StoreError};
+use crate::{ActiveCount, BucketCounts, Change, ListFilter, Page, StoreError, TenantPage};
 
 impl PgStore {
     /// A tenant's job; `None` for an unknown ID and for another tenant's job alike.
@@ -179,5 +179,34 @@ impl PgStore {
         .await
         .map_err(StoreError::query("count active jobs"))?;
         rows.into_iter().map(ActiveCount::from_row).collect()
+    }
+
+    pub(crate) async fn tenant_counts(&self, limit: u32) -> Result<TenantPage, StoreError> {
+        let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+            "select tenant_id, \
+             sum(case when status = 'scheduled' then 1 else 0 end) as scheduled, \
+             sum(case when status = 'queued' then 1 else 0 end) as queued, \
+             sum(case when status = 'running' then 1 else 0 end) as running, \
+             count(*) over () \
+             from jobs where status in ('scheduled', 'queued', 'running') group by tenant_id \
+             order by queued desc, running desc, scheduled desc, tenant_id limit $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.conn().await?)
+        .await
+        .map_err(StoreError::query("count jobs per tenant"))?;
+        TenantPage::from_rows(rows)
+    }
+
+    pub(crate) async fn bucket_counts(&self) -> Result<Vec<BucketCounts>, StoreError> {
+        let rows: Vec<(Option<i64>, Option<String>, String, i64)> = sqlx::query_as(
+            "select tenant_bucket::bigint, case when tenant_bucket is null then tenant_id end, status, \
+             count(*) from jobs where status in ('scheduled', 'queued', 'running') \
+             group by 1, 2, 3",
+        )
+        .fetch_all(&mut *self.conn().await?)
+        .await
+        .map_err(StoreError::query("count jobs per tenant bucket"))?;
+        crate::fold_buckets(rows)
     }
 }

@@ -15,8 +15,8 @@ impl SqliteStore {
         let at = now();
         let mut query = QueryBuilder::new(concat!(
             "insert into jobs (id, tenant_id, job_type, payload, priority, status, max_attempts, ",
-            "run_at, timeout_ms, idempotency_key, request_hash, retain_ms, created_at, updated_at, ",
-            "change_seq) "
+            "run_at, timeout_ms, idempotency_key, request_hash, retain_ms, tenant_bucket, created_at, ",
+            "updated_at, change_seq) "
         ));
         query.push_values(jobs.iter().enumerate(), |mut row, (i, job)| {
             let later = job.run_at.filter(|run_at| *run_at > at);
@@ -37,6 +37,7 @@ impl SqliteStore {
                 .push_bind(job.idempotency.as_ref().map(|i| i.key.clone()))
                 .push_bind(job.idempotency.as_ref().map(|i| i.request_hash.clone()))
                 .push_bind(retain_ms(job.retain_for))
+                .push_bind(i64::from(job.tenant.bucket()))
                 .push_bind(text(at))
                 .push_bind(text(at))
                 .push("(select coalesce(max(change_seq), 0) from jobs) + ")
