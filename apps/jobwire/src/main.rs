@@ -35,7 +35,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print a signed token for a tenant (with the API's audience and issuer, if set).
+    /// Print a signed token for a tenant, a worker (--worker) or an operator (--operator), with
+    /// the API's audience and issuer, if set.
     Token(cli::token::Args),
     /// Create a job and print its ID; with --wait, follow it until it ends.
     Submit(cli::submit::Args),

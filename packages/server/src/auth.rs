@@ -49,6 +49,29 @@ pub struct WorkerClaims {
 /// The role a worker token names.
 pub const WORKER_ROLE: &str = "worker";
 
+/// The claims of an operator token (`role: operator`): who, until when. It
+/// grants the operators' routes (`/v1/tenants`: every tenant's counts) and
+/// nothing of any tenant's jobs, so that a token able to see across tenants
+/// can neither read nor change a job, and a tenant's token never sees another
+/// tenant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OperatorClaims {
+    /// Always `operator`.
+    pub role: String,
+    /// The operator's name, for logs.
+    pub sub: String,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+}
+
+/// The role an operator token names.
+pub const OPERATOR_ROLE: &str = "operator";
+
 /// What a token's claims are read for; `aud` and `iss` are checked by
 /// jsonwebtoken itself, whatever their JSON shape. A tenant's token has a
 /// `tenant`; a worker's has `role: worker` and its scope instead.
@@ -74,6 +97,28 @@ struct Verified {
 pub(crate) enum Bearer {
     Tenant(TenantId),
     Worker(WorkerScope),
+    /// An operator: sees every tenant's counts, no tenant's jobs.
+    Operator,
+}
+
+impl Bearer {
+    /// The tenant of a tenant's token; 403 for the other roles, which serve
+    /// routes of their own and no tenant's.
+    pub(crate) fn tenant(self) -> Result<TenantId, ApiError> {
+        match self {
+            Bearer::Tenant(tenant) => Ok(tenant),
+            Bearer::Worker(_) => Err(ApiError::Forbidden(
+                "this is a worker token: it serves the /v1/worker/ routes only; use a tenant's \
+                 token here"
+                    .into(),
+            )),
+            Bearer::Operator => Err(ApiError::Forbidden(
+                "this is an operator token: it serves the operators' routes (/v1/tenants) only \
+                 and no tenant's jobs; use a tenant's token here"
+                    .into(),
+            )),
+        }
+    }
 }
 
 /// What a worker token allows, checked once at the edge.
@@ -254,6 +299,30 @@ impl JwtKeys {
         )
     }
 
+    /// An operator token for `name`, valid for `ttl`; refused like
+    /// [`JwtKeys::issue`].
+    pub fn issue_operator(&self, name: &str, ttl: Duration) -> Result<String, KeyError> {
+        if let Some(max) = self.rules.max_ttl
+            && ttl > max
+        {
+            return Err(KeyError::TtlTooLong { ttl, max });
+        }
+        let now = now_secs();
+        let claims = OperatorClaims {
+            role: OPERATOR_ROLE.to_owned(),
+            sub: name.to_owned(),
+            exp: now + ttl.as_secs(),
+            iat: Some(now),
+            aud: self.rules.audience.clone(),
+            iss: self.rules.issuer.clone(),
+        };
+        // HS256 signing of a plain struct has no failure mode.
+        Ok(
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+                .expect("HS256 signing cannot fail"),
+        )
+    }
+
     /// Signs arbitrary claims (for tokens with a chosen expiry).
     pub fn sign(&self, claims: &Claims) -> String {
         // HS256 signing of a plain struct has no failure mode.
@@ -262,16 +331,9 @@ impl JwtKeys {
     }
 
     /// The tenant of a valid tenant's token; 401 for anything else, 403 for
-    /// a worker's token.
+    /// a worker's or an operator's token.
     pub fn verify(&self, token: &str) -> Result<TenantId, ApiError> {
-        match self.verify_bearer(token)? {
-            Bearer::Tenant(tenant) => Ok(tenant),
-            Bearer::Worker(_) => Err(ApiError::Forbidden(
-                "this is a worker token: it serves the /v1/worker/ routes only; use a tenant's \
-                 token here"
-                    .into(),
-            )),
-        }
+        self.verify_bearer(token)?.tenant()
     }
 
     /// Who a valid token speaks for; 401 for anything else.
@@ -307,8 +369,9 @@ impl JwtKeys {
                 tenants: scope("tenants", claims.tenants.unwrap_or_default())?,
                 types: scope("types", claims.types.unwrap_or_default())?,
             })),
+            (Some(OPERATOR_ROLE), _) => Ok(Bearer::Operator),
             (Some(role), _) => Err(ApiError::Unauthorized(format!(
-                "invalid token: unknown role {role:?} (known: {WORKER_ROLE})"
+                "invalid token: unknown role {role:?} (known: {WORKER_ROLE}, {OPERATOR_ROLE})"
             ))),
             (None, Some(tenant)) => Ok(Bearer::Tenant(tenant)),
             (None, None) => Err(ApiError::Unauthorized(

@@ -57,14 +57,25 @@ impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let tenant = bearer(parts, state)?.tenant()?;
+        tracing::Span::current().record("tenant", tracing::field::display(&tenant));
+        Ok(Tenant(tenant))
+    }
+}
+
+/// The operator of the request's `Authorization: Bearer <JWT>`: an operator
+/// token (`role: operator`); 403 for a tenant's or a worker's token.
+pub(crate) struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match bearer(parts, state)? {
-            Bearer::Tenant(tenant) => {
-                tracing::Span::current().record("tenant", tracing::field::display(&tenant));
-                Ok(Tenant(tenant))
-            }
-            Bearer::Worker(_) => Err(ApiError::Forbidden(
-                "this is a worker token: it serves the /v1/worker/ routes only; use a tenant's \
-                 token here"
+            Bearer::Operator => Ok(Operator),
+            Bearer::Tenant(_) | Bearer::Worker(_) => Err(ApiError::Forbidden(
+                "this route is for operators: it shows every tenant, so it takes an operator \
+                 token (`jobwire token --operator`), not a tenant's or a worker's"
                     .into(),
             )),
         }

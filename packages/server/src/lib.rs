@@ -26,6 +26,7 @@ mod remote;
 mod session_limit;
 mod state;
 mod stats;
+mod tenants;
 mod ws;
 
 use axum::Router;
@@ -33,7 +34,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{
-    Claims, JwtKeys, KeyError, MIN_SECRET_BYTES, TokenRules, WORKER_ROLE, WorkerClaims,
+    Claims, JwtKeys, KeyError, MIN_SECRET_BYTES, OPERATOR_ROLE, OperatorClaims, TokenRules,
+    WORKER_ROLE, WorkerClaims,
 };
 pub use error::ApiError;
 pub use exposition::Scrape;

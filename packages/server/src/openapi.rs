@@ -22,7 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::Problem;
-use crate::{AppState, health, jobs, remote, stats, ws};
+use crate::{AppState, health, jobs, remote, stats, tenants, ws};
 
 /// The document's fixed parts; the paths come from [`routes`].
 #[derive(OpenApi)]
@@ -43,6 +43,7 @@ use crate::{AppState, health, jobs, remote, stats, ws};
         (name = "realtime", description = "Every change of the tenant's jobs, pushed"),
         (name = "operations", description = "Health, readiness and this document"),
         (name = "workers", description = "The worker protocol: workers in any language lease jobs and report on them, with a worker token"),
+        (name = "operators", description = "Every tenant at once, with an operator token (`jobwire token --operator`), which reads no tenant's jobs"),
     )
 )]
 struct Fixed;
@@ -63,7 +64,10 @@ impl utoipa::Modify for Security {
                     .description(Some(
                         "An HS256 JWT signed with JOBWIRE_JWT_SECRET, with the claims `tenant` \
                          and `exp` (and `iat`, `aud`, `iss` where the server requires them); \
-                         `jobwire token --tenant <name>` makes one.",
+                         `jobwire token --tenant <name>` makes one. Worker tokens (`role: \
+                         worker`, `jobwire token --worker`) serve the `workers` routes only, \
+                         operator tokens (`role: operator`, `jobwire token --operator`) the \
+                         `operators` routes only.",
                     ))
                     .build(),
             ),
@@ -90,6 +94,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::cancel))
         .routes(routes!(jobs::retry))
         .routes(routes!(stats::stats))
+        .routes(routes!(tenants::list))
         .routes(routes!(ws::upgrade))
         .routes(routes!(remote::lease))
         .routes(routes!(remote::heartbeat))
@@ -189,11 +194,15 @@ fn add_shared_responses(document: &mut Document) {
     }
 }
 
-/// The query parameters of `GET /v1/jobs` and `GET /v1/ws` may be sent
-/// empty (`?status=&type=echo`, as an HTML form sends them): an empty value
-/// is the same as none.
+/// The query parameters of `GET /v1/jobs`, `GET /v1/tenants` and
+/// `GET /v1/ws` may be sent empty (`?status=&type=echo`, as an HTML form
+/// sends them): an empty value is the same as none.
 fn allow_empty_query_values(document: &mut Value) {
-    for operation in ["/paths/~1v1~1jobs/get", "/paths/~1v1~1ws/get"] {
+    for operation in [
+        "/paths/~1v1~1jobs/get",
+        "/paths/~1v1~1tenants/get",
+        "/paths/~1v1~1ws/get",
+    ] {
         let parameters = document
             .pointer_mut(&format!("{operation}/parameters"))
             .and_then(Value::as_array_mut)

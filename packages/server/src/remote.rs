@@ -24,7 +24,7 @@ use crate::leasing::RECHECK;
 use crate::{ApiError, AppState};
 
 /// The scope of the request's worker token; 401 without a valid token, 403
-/// for a tenant's token.
+/// for a tenant's or an operator's token.
 pub(crate) struct WorkerToken(pub WorkerScope);
 
 impl FromRequestParts<AppState> for WorkerToken {
@@ -33,8 +33,8 @@ impl FromRequestParts<AppState> for WorkerToken {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match crate::extract::bearer(parts, state)? {
             Bearer::Worker(scope) => Ok(WorkerToken(scope)),
-            Bearer::Tenant(_) => Err(ApiError::Forbidden(
-                "this is a tenant's token: the /v1/worker/ routes need a worker token (`role: \
+            Bearer::Tenant(_) | Bearer::Operator => Err(ApiError::Forbidden(
+                "this is not a worker token: the /v1/worker/ routes need a worker token (`role: \
                  worker`; `jobwire token --worker` makes one)"
                     .into(),
             )),

@@ -10,7 +10,7 @@ use crate::{ApiError, AppState};
 
 /// The tenant's queue depth per priority.
 #[derive(Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"queues": {
+#[schema(example = json!({"tenantBucket": "06", "queues": {
     "critical": {"scheduled": 0, "queued": 0, "running": 0},
     "high": {"scheduled": 0, "queued": 2, "running": 1},
     "default": {"scheduled": 3, "queued": 40, "running": 16},
@@ -20,6 +20,11 @@ use crate::{ApiError, AppState};
     {"type": "thumbnail", "scheduled": 0, "queued": 2, "running": 1, "workers": 0}
 ]}))]
 pub(crate) struct Stats {
+    /// The tenant's bucket, `"00"` to `"15"`: the `tenant_bucket` label its
+    /// jobs are counted under in the metrics (which never name a tenant).
+    #[serde(rename = "tenantBucket")]
+    #[schema(pattern = "^[0-9]{2}$", example = "06")]
+    tenant_bucket: &'static str,
     queues: Queues,
     /// Per job type the tenant has unfinished jobs of, by name.
     types: Vec<TypeDepth>,
@@ -64,7 +69,7 @@ pub(crate) struct Depth {
 
 /// The tenant's queue depth: scheduled, queued and running jobs for every
 /// priority, zeros included, so a chart has a fixed shape; and per job type,
-/// with the live workers that run it.
+/// with the live workers that run it; and the tenant's bucket in the metrics.
 #[utoipa::path(
     get,
     path = "/v1/stats",
@@ -124,6 +129,7 @@ pub(crate) async fn stats(
     }
     types.sort_by(|a, b| a.job_type.cmp(&b.job_type));
     Ok(Json(Stats {
+        tenant_bucket: tenant.bucket_label(),
         types,
         queues: Queues {
             critical: depth(Priority::Critical),

@@ -1,5 +1,5 @@
 //! `jobwire token`: a signed token for a tenant (or, with `--worker`, for a
-//! remote worker), with the secret the server uses (`JOBWIRE_JWT_SECRET`, or the one the embedded mode keeps beside its
+//! remote worker; with `--operator`, for the operators' view), with the secret the server uses (`JOBWIRE_JWT_SECRET`, or the one the embedded mode keeps beside its
 //! database).
 
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use jobwire_runtime::{EmbeddedArgs, JwtArgs, Secret};
 use jobwire_store::StoreUrl;
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("role").args(["worker", "operator"])))]
 #[command(mut_arg("jwt_secret", |arg| arg.help(
     "The API's HS256 secret, 32 bytes or more. Unset: the one the embedded mode keeps in \
      <db file>.secret (see --db-file and --database-url)"
@@ -17,17 +18,23 @@ use jobwire_store::StoreUrl;
 pub struct Args {
     /// The tenant the token grants access to. With --worker: a tenant whose jobs the worker may
     /// take (repeat it for more; none: every tenant).
-    #[arg(long, required_unless_present = "worker")]
+    #[arg(long, required_unless_present_any = ["worker", "operator"])]
     tenant: Vec<String>,
     /// A worker token (`role: worker`) for the /v1/worker/ routes, instead of a tenant's.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "operator")]
     worker: bool,
+    /// An operator token (`role: operator`) for the operators' routes (`GET /v1/tenants`: every
+    /// tenant's queued, running and scheduled jobs), instead of a tenant's. It reads no tenant's
+    /// jobs.
+    #[arg(long, conflicts_with = "tenant")]
+    operator: bool,
     /// With --worker: a job type the worker may take (repeat it for more; none: every type).
     #[arg(long = "type", value_name = "TYPE", requires = "worker")]
     types: Vec<String>,
-    /// With --worker: the worker's name, shown in logs and counted among live workers.
-    #[arg(long, default_value = "worker", requires = "worker")]
-    name: String,
+    /// With --worker: the worker's name, shown in logs and counted among live workers. With
+    /// --operator: the operator's name (`sub`). Default: worker, or operator.
+    #[arg(long, requires = "role")]
+    name: Option<String>,
     /// How long the token is valid (e.g. 30m, 1h, 7d); at most JOBWIRE_JWT_MAX_TTL.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     ttl: Duration,
@@ -65,7 +72,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .iter()
             .map(|t| t.parse().with_context(|| format!("bad --type {t:?}")))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        keys.issue_worker(&args.name, &tenants, &types, args.ttl)
+        keys.issue_worker(
+            args.name.as_deref().unwrap_or("worker"),
+            &tenants,
+            &types,
+            args.ttl,
+        )
+    } else if args.operator {
+        keys.issue_operator(args.name.as_deref().unwrap_or("operator"), args.ttl)
     } else {
         let [tenant] = tenants.as_slice() else {
             anyhow::bail!("a tenant's token is for one tenant: give --tenant once");
