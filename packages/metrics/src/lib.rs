@@ -7,13 +7,20 @@
 //! sets; job types are user strings, so only the first [`MAX_TYPE_LABELS`]
 //! distinct types seen by a process get a label of their own, the rest are
 //! counted as `other` ([`type_label`]). No job ID or tenant ID is ever a label:
-//! WebSocket connections are counted per tenant *bucket* ([`connections_bucket`]).
+//! WebSocket connections are counted per bucket of their number
+//! ([`connections_bucket`]), and jobs per tenant bucket, a stable hash of the
+//! tenant ID into 16 (`tenant_bucket="00"` to `"15"`, [`count_created`],
+//! [`record_tenant_buckets`]; `TenantId::bucket` in jobwire-core).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 
 /// Jobs created (an idempotent repeat is not), by `type` and `priority`.
 pub const JOBS_CREATED: &str = "jobwire_jobs_created_total";
+/// Jobs created, by `tenant_bucket`.
+pub const TENANT_JOBS_CREATED: &str = "jobwire_tenant_jobs_created_total";
+/// Every tenant's unfinished jobs, by `tenant_bucket` and `status`.
+pub const TENANT_JOBS: &str = "jobwire_tenant_jobs";
 /// Jobs that ended, by `type` and final `status`.
 pub const JOBS_FINISHED: &str = "jobwire_jobs_finished_total";
 /// Attempts started (claims), by `type`.
@@ -136,6 +143,10 @@ const fn series(
 pub const SERIES: &[Series] = &[
     series(JOBS_CREATED, Kind::Counter, &["type", "priority"], Role::Api,
         "Jobs created (an idempotent repeat is not counted)."),
+    series(TENANT_JOBS_CREATED, Kind::Counter, &["tenant_bucket"], Role::Api,
+        "Jobs created per tenant bucket, `00` to `15`: a stable hash of the tenant ID (`tenantBucket` in /v1/stats and /v1/tenants)."),
+    series(TENANT_JOBS, Kind::Gauge, &["tenant_bucket", "status"], Role::Api,
+        "Scheduled, queued and running jobs of every tenant per tenant bucket (one grouped count), read at scrape time."),
     series(JOBS_FINISHED, Kind::Counter, &["type", "status"], Role::Both,
         "Jobs that ended: succeeded or failed (worker, or API for remote workers), cancelled (API)."),
     series(JOB_ATTEMPTS, Kind::Counter, &["type"], Role::Both,
@@ -337,6 +348,37 @@ pub fn type_series(job_type: &str) -> Arc<TypeSeries> {
             ..TypeSeries::default()
         })
     }))
+}
+
+/// Counts a job created for a tenant of bucket `bucket` (its
+/// `TenantId::bucket`) in [`TENANT_JOBS_CREATED`], through a handle held
+/// per bucket (as [`TypeSeries`] does per type: this is on every create).
+pub fn count_created(bucket: u8) {
+    static HELD: [OnceLock<metrics::Counter>; jobwire_core::TENANT_BUCKETS as usize] =
+        [const { OnceLock::new() }; jobwire_core::TENANT_BUCKETS as usize];
+    let label = jobwire_core::bucket_label(bucket);
+    let at = usize::from(bucket % jobwire_core::TENANT_BUCKETS);
+    HELD[at]
+        .get_or_init(|| metrics::counter!(TENANT_JOBS_CREATED, "tenant_bucket" => label))
+        .increment(1);
+}
+
+/// The statuses [`TENANT_JOBS`] counts, in the order
+/// [`record_tenant_buckets`] takes them.
+pub const UNFINISHED_STATUSES: [&str; 3] = ["scheduled", "queued", "running"];
+
+/// Sets [`TENANT_JOBS`] from the scheduled, queued and running jobs of each
+/// tenant bucket, indexed by bucket; every bucket and status is set, empty
+/// ones to zero, so that a bucket that emptied shows 0 rather than its last
+/// value.
+pub fn record_tenant_buckets(per_bucket: &[[i64; 3]]) {
+    for (bucket, label) in jobwire_core::TENANT_BUCKET_LABELS.iter().enumerate() {
+        let counts = per_bucket.get(bucket).copied().unwrap_or_default();
+        for (status, jobs) in UNFINISHED_STATUSES.iter().zip(counts) {
+            metrics::gauge!(TENANT_JOBS, "tenant_bucket" => *label, "status" => *status)
+                .set(jobs as f64);
+        }
+    }
 }
 
 /// The buckets of [`WS_TENANTS`], smallest first.

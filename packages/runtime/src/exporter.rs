@@ -7,7 +7,8 @@
 //! it on a small listener of its own (`JOBWIRE_METRICS_ADDR`). A few gauges
 //! are read when scraped, so that they cost nothing between scrapes: the
 //! queue depth per priority (one `LLEN` each), the scheduled jobs past due
-//! (one bounded count) and the Postgres pool's connections.
+//! (one bounded count), the Postgres pool's connections and, on the API, the
+//! unfinished jobs per tenant bucket (one grouped count).
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -60,15 +61,27 @@ pub fn install_metrics(role: Role) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("the metrics recorder was installed twice"))
 }
 
+/// Which gauges a process reads at scrape time beyond those every process
+/// reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sampled {
+    /// A separate worker: the shared gauges only.
+    Shared,
+    /// An API (or the all-in-one): also the jobs per tenant bucket, a count
+    /// over every unfinished job, read by the API alone so that a deployment
+    /// of many workers does not run it once per worker and scrape.
+    WithTenantBuckets,
+}
+
 /// Samples the gauges read at scrape time and renders every series; `None`
 /// when this process installed no recorder.
-pub(crate) fn scrape(backends: &Backends) -> Option<Scrape> {
+pub(crate) fn scrape(backends: &Backends, sampled: Sampled) -> Option<Scrape> {
     let handle = HANDLE.get()?.clone();
     let backends = backends.clone();
     Some(Scrape::new(move || {
         let (handle, backends) = (handle.clone(), backends.clone());
         async move {
-            sample(&backends).await;
+            sample(&backends, sampled).await;
             handle.render()
         }
     }))
@@ -77,12 +90,26 @@ pub(crate) fn scrape(backends: &Backends) -> Option<Scrape> {
 /// Reads the gauges that are only worth reading when scraped. One that
 /// cannot be read keeps its last value; the failure is counted in
 /// `jobwire_store_errors_total` or `jobwire_broker_errors_total`.
-async fn sample(backends: &Backends) {
+async fn sample(backends: &Backends, sampled: Sampled) {
     let broker = &backends.broker;
-    let (depths, due) = tokio::join!(
+    let buckets = async {
+        match sampled {
+            Sampled::WithTenantBuckets => Some(backends.store.bucket_counts().await),
+            Sampled::Shared => None,
+        }
+    };
+    let (depths, due, buckets) = tokio::join!(
         broker.queue_depths(),
         backends.store.count_due(MAX_DUE_COUNTED),
+        buckets,
     );
+    if let Some(Ok(buckets)) = buckets {
+        let counts: Vec<[i64; 3]> = buckets
+            .iter()
+            .map(|b| [b.scheduled, b.queued, b.running])
+            .collect();
+        jobwire_metrics::record_tenant_buckets(&counts);
+    }
     if let Ok(depths) = depths {
         for priority in Priority::ALL {
             let depth: usize = depths
@@ -123,7 +150,8 @@ pub async fn serve_metrics(
     backends: Backends,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let scrape = scrape(&backends).context("install the metrics recorder first")?;
+    let scrape =
+        scrape(&backends, Sampled::Shared).context("install the metrics recorder first")?;
     let routes = Router::new()
         .route(
             "/metrics",

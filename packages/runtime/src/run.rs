@@ -80,7 +80,7 @@ pub async fn run_api(
         .map(str::parse)
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let scrape = crate::exporter::scrape(&backends);
+    let scrape = crate::exporter::scrape(&backends, crate::exporter::Sampled::WithTenantBuckets);
     let mut limits = api.limits();
     limits.quotas = api.quotas()?;
     let state = AppState::new(

@@ -187,4 +187,5 @@ fn record_created(job: &Job) {
         "priority" => job.priority.as_str()
     )
     .increment(1);
+    jobwire_metrics::count_created(job.tenant_id.bucket());
 }
