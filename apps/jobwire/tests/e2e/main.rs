@@ -48,6 +48,7 @@ mod limits;
 mod logs;
 mod lost_ids;
 mod metrics;
+mod operators;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod processes;

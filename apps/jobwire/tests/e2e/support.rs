@@ -331,6 +331,25 @@ impl TestApp {
             .expect("no maximum lifetime in tests")
     }
 
+    /// An operator token (`role: operator`), for `/v1/tenants`.
+    pub fn operator_token(&self) -> String {
+        self.keys
+            .issue_operator("ops", Duration::from_secs(3600))
+            .expect("no maximum lifetime in tests")
+    }
+
+    /// GETs `path` with `token` (an operator's, say).
+    pub async fn get_with(&self, token: &str, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET reaches the API");
+        read(response).await
+    }
+
     /// POSTs `body` with `token` (a worker's, say).
     pub async fn post_with(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
         let response = self
