@@ -647,3 +647,151 @@ async fn the_sweeper_counts_what_it_deleted_and_the_size_of_the_jobs_table() {
     promtool_check("jobwire-worker after a sweep", &work.text).await;
     drop(worker.process);
 }
+
+/// The tenants of the bucket workload: their jobs created, queued, running
+/// and scheduled, as (tenant, created, scheduled, queued, running, cancelled).
+const BUCKET_WORKLOAD: [(&str, usize, usize, usize, usize, usize); 3] = [
+    ("acme", 5, 0, 3, 0, 2),
+    ("globex", 4, 0, 1, 3, 0),
+    ("initech", 2, 2, 0, 0, 0),
+];
+
+/// Runs [`BUCKET_WORKLOAD`] against the API at `addr` (jobs of types no
+/// worker runs, so they stay as the test leaves them: leased by the test as a
+/// remote worker to be `running`, delayed to be `scheduled`), then checks the
+/// per-bucket series of a scrape and that no tenant ID is anywhere in it.
+async fn check_tenant_buckets(
+    addr: &str,
+    tenant_token: impl Fn(&str) -> String,
+    worker_token: &str,
+) {
+    for (tenant, created, scheduled, queued, running, cancelled) in BUCKET_WORKLOAD {
+        assert_eq!(created, scheduled + queued + running + cancelled);
+        let token = tenant_token(tenant);
+        for _ in 0..queued + cancelled {
+            create(addr, &token, json!({"type": "wait"})).await;
+        }
+        for _ in 0..scheduled {
+            create(addr, &token, json!({"type": "wait", "delayMs": 3_600_000})).await;
+        }
+        for _ in 0..running {
+            create(addr, &token, json!({"type": "hold"})).await;
+        }
+        // Cancel `cancelled` of the queued ones (the newest).
+        let listed: Value = reqwest::Client::new()
+            .get(format!("http://{addr}/v1/jobs?status=queued&type=wait"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for job in listed["jobs"].as_array().unwrap().iter().take(cancelled) {
+            let id = job["id"].as_str().unwrap();
+            post(addr, &token, &format!("/v1/jobs/{id}/cancel"), json!({})).await;
+        }
+        if running > 0 {
+            let worker = reqwest::Client::new();
+            let leased: Value = worker
+                .post(format!("http://{addr}/v1/worker/lease"))
+                .bearer_auth(worker_token)
+                .json(&json!({"max": running, "waitMs": 5000, "leaseMs": 600_000}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(leased.as_array().unwrap().len(), running, "{leased}");
+        }
+    }
+
+    let all = scrape(&format!("http://{addr}/metrics")).await;
+    let mut expected = vec![[0_usize; 4]; usize::from(jobwire_core::TENANT_BUCKETS)];
+    for (tenant, created, scheduled, queued, running, _) in BUCKET_WORKLOAD {
+        let bucket = tenant.parse::<jobwire_core::TenantId>().unwrap().bucket();
+        let counts = &mut expected[usize::from(bucket)];
+        counts[0] += created;
+        counts[1] += scheduled;
+        counts[2] += queued;
+        counts[3] += running;
+    }
+    for (bucket, label) in jobwire_core::TENANT_BUCKET_LABELS.iter().enumerate() {
+        let [created, scheduled, queued, running] = expected[bucket];
+        assert_eq!(
+            all.value(
+                "jobwire_tenant_jobs_created_total",
+                &[("tenant_bucket", label)]
+            ),
+            created as f64,
+            "jobs created in bucket {label}"
+        );
+        for (status, jobs) in [
+            ("scheduled", scheduled),
+            ("queued", queued),
+            ("running", running),
+        ] {
+            let labels = [("tenant_bucket", *label), ("status", status)];
+            assert!(
+                all.has("jobwire_tenant_jobs", &labels),
+                "every bucket and status is scraped, empty ones as 0: {label} {status}"
+            );
+            assert_eq!(
+                all.value("jobwire_tenant_jobs", &labels),
+                jobs as f64,
+                "{status} jobs in bucket {label}"
+            );
+        }
+    }
+    for (tenant, ..) in BUCKET_WORKLOAD {
+        assert!(
+            !all.text.contains(tenant),
+            "the tenant ID {tenant:?} is nowhere in /metrics:\n{}",
+            all.text
+        );
+    }
+    for sample in &all.parsed.samples {
+        if let Some(bucket) = sample.labels.get("tenant_bucket") {
+            assert!(
+                jobwire_core::TENANT_BUCKET_LABELS.contains(&bucket),
+                "{sample:?}"
+            );
+        }
+    }
+    promtool_check("tenant buckets", &all.text).await;
+}
+
+#[tokio::test]
+async fn tenant_buckets_count_jobs_and_never_name_a_tenant_on_postgres_and_redis() {
+    let app = spawn_app_with(Options::without_worker()).await;
+    let (_api, addr) = start_api(&app).await;
+    let worker = app.worker_token("holder", &[], &["hold"]);
+    check_tenant_buckets(&addr, |tenant| app.token(tenant), &worker).await;
+}
+
+#[tokio::test]
+async fn tenant_buckets_count_jobs_and_never_name_a_tenant_embedded() {
+    let dir = crate::embedded::TempDir::new();
+    let jobwire = crate::embedded::start(&dir.0).await;
+    // Tokens as a user of the embedded mode makes them: signed with the
+    // secret it keeps beside its database.
+    let token = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_jobwire"))
+            .current_dir(&dir.0)
+            .env_clear()
+            .arg("token")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let worker = token(&["--worker", "--type", "hold"]);
+    check_tenant_buckets(
+        &jobwire.addr,
+        |tenant| token(&["--tenant", tenant]),
+        &worker,
+    )
+    .await;
+}

@@ -32,7 +32,11 @@ async fn create_many(app: &TestApp, tenant: &str, job_type: &str, n: usize) {
 }
 
 fn bucket(tenant: &str) -> String {
-    tenant.parse::<jobwire_core::TenantId>().unwrap().bucket_label().to_owned()
+    tenant
+        .parse::<jobwire_core::TenantId>()
+        .unwrap()
+        .bucket_label()
+        .to_owned()
 }
 
 /// The rows of a `/v1/tenants` answer as (tenant, scheduled, queued, running).
@@ -55,9 +59,7 @@ fn rows(list: &Value) -> Vec<(String, i64, i64, i64)> {
         .collect()
 }
 
-async fn the_operator_view_lists_each_tenants_unfinished_jobs_most_queued_first(
-    backend: Backend,
-) {
+async fn the_operator_view_lists_each_tenants_unfinished_jobs_most_queued_first(backend: Backend) {
     // No built-in worker: jobs stay queued unless the test leases them.
     let app = spawn_app_with(Options {
         worker: false,
@@ -68,7 +70,11 @@ async fn the_operator_view_lists_each_tenants_unfinished_jobs_most_queued_first(
     // queued, 1 running. umbrella: one cancelled job only, so not listed.
     create_many(&app, "acme", "wait", 4).await;
     let (status, _) = app
-        .post("acme", "/v1/jobs", json!({"type": "wait", "delayMs": 3_600_000}))
+        .post(
+            "acme",
+            "/v1/jobs",
+            json!({"type": "wait", "delayMs": 3_600_000}),
+        )
         .await;
     assert_eq!(status, 201);
     create_many(&app, "globex", "hold", 2).await;
@@ -79,7 +85,11 @@ async fn the_operator_view_lists_each_tenants_unfinished_jobs_most_queued_first(
     create_many(&app, "initech", "wait", 6).await;
     let cancelled = app.create("umbrella", job("wait", json!({}))).await;
     let (status, _) = app
-        .post("umbrella", &format!("/v1/jobs/{cancelled}/cancel"), json!({}))
+        .post(
+            "umbrella",
+            &format!("/v1/jobs/{cancelled}/cancel"),
+            json!({}),
+        )
         .await;
     assert_eq!(status, 200);
 
@@ -147,7 +157,10 @@ async fn the_operator_view_refuses_tenant_tokens_and_operator_tokens_reach_no_te
         );
         let problem: Value = response.json().await.unwrap();
         assert!(
-            problem["detail"].as_str().unwrap().contains("operator token"),
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("operator token"),
             "{who}: {problem}"
         );
     }
@@ -190,7 +203,10 @@ async fn the_operator_view_refuses_tenant_tokens_and_operator_tokens_reach_no_te
         other => panic!("not an HTTP refusal: {other}"),
     }
     let (_, job) = app.get("acme", &format!("/v1/jobs/{id}")).await;
-    assert_eq!(job["status"], "queued", "nothing the operator sent touched it");
+    assert_eq!(
+        job["status"], "queued",
+        "nothing the operator sent touched it"
+    );
 }
 
 in_both_modes!(
