@@ -82,11 +82,27 @@ export interface ListFilter {
 }
 /** Queue depth per priority: the tenant's scheduled, queued and running jobs. */
 export interface Stats {
+    /** The tenant's bucket, "00" to "15": the `tenant_bucket` label its jobs are counted under in `/metrics`. */
+    tenantBucket: string;
     queues: Record<Priority, {
         scheduled: number;
         queued: number;
         running: number;
     }>;
+}
+/** One tenant's unfinished jobs and its bucket, as the operators' view lists them. */
+export interface TenantDepth {
+    tenantId: string;
+    /** "00" to "15": the `tenant_bucket` label of its jobs in `/metrics`. */
+    tenantBucket: string;
+    scheduled: number;
+    queued: number;
+    running: number;
+}
+/** The tenants with unfinished jobs, most queued first, and how many there are in all. */
+export interface TenantList {
+    tenants: TenantDepth[];
+    total: number;
 }
 /**
  * How a reconnect caught up: `replayed` changes since the last cursor, or
@@ -251,6 +267,14 @@ export declare class JobwireClient {
     retry(id: string): Promise<Job>;
     /** The tenant's queue depth per priority. */
     stats(): Promise<Stats>;
+    /**
+     * Every tenant with scheduled, queued or running jobs, most queued first, at most `limit`
+     * (100 by default, 1000 at most). Needs an operator token (`jobwire token --operator`);
+     * a tenant's token gets 403.
+     */
+    tenants(options?: {
+        limit?: number;
+    }): Promise<TenantList>;
     /** The tenant's jobs, newest first, fetched a page at a time as you iterate. */
     list(filter?: ListFilter): AsyncGenerator<Job>;
     /**

@@ -93,6 +93,15 @@ export class JobwireClient {
     stats() {
         return this.request("GET", "/v1/stats");
     }
+    /**
+     * Every tenant with scheduled, queued or running jobs, most queued first, at most `limit`
+     * (100 by default, 1000 at most). Needs an operator token (`jobwire token --operator`);
+     * a tenant's token gets 403.
+     */
+    tenants(options = {}) {
+        const query = options.limit === undefined ? "" : `?limit=${encodeURIComponent(String(options.limit))}`;
+        return this.request("GET", `/v1/tenants${query}`);
+    }
     /** The tenant's jobs, newest first, fetched a page at a time as you iterate. */
     async *list(filter = {}) {
         let cursor;

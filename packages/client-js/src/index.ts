@@ -83,7 +83,25 @@ export interface ListFilter {
 
 /** Queue depth per priority: the tenant's scheduled, queued and running jobs. */
 export interface Stats {
+  /** The tenant's bucket, "00" to "15": the `tenant_bucket` label its jobs are counted under in `/metrics`. */
+  tenantBucket: string;
   queues: Record<Priority, { scheduled: number; queued: number; running: number }>;
+}
+
+/** One tenant's unfinished jobs and its bucket, as the operators' view lists them. */
+export interface TenantDepth {
+  tenantId: string;
+  /** "00" to "15": the `tenant_bucket` label of its jobs in `/metrics`. */
+  tenantBucket: string;
+  scheduled: number;
+  queued: number;
+  running: number;
+}
+
+/** The tenants with unfinished jobs, most queued first, and how many there are in all. */
+export interface TenantList {
+  tenants: TenantDepth[];
+  total: number;
 }
 
 /**
@@ -306,6 +324,16 @@ export class JobwireClient {
   /** The tenant's queue depth per priority. */
   stats(): Promise<Stats> {
     return this.request("GET", "/v1/stats");
+  }
+
+  /**
+   * Every tenant with scheduled, queued or running jobs, most queued first, at most `limit`
+   * (100 by default, 1000 at most). Needs an operator token (`jobwire token --operator`);
+   * a tenant's token gets 403.
+   */
+  tenants(options: { limit?: number } = {}): Promise<TenantList> {
+    const query = options.limit === undefined ? "" : `?limit=${encodeURIComponent(String(options.limit))}`;
+    return this.request("GET", `/v1/tenants${query}`);
   }
 
   /** The tenant's jobs, newest first, fetched a page at a time as you iterate. */

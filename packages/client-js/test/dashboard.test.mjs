@@ -9,7 +9,7 @@ import { chromium } from "playwright-core";
 import WebSocket from "ws";
 
 import { JobwireClient } from "../dist/index.js";
-import { embedded, shared, token } from "./servers.mjs";
+import { embedded, operatorToken, shared, token, workerToken } from "./servers.mjs";
 
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
@@ -27,11 +27,16 @@ after(async () => {
 
 /** A page signed in as `tenant` through `?token=`, with the live connection up. */
 async function openBoard(server, tenant) {
+  return openWith(server, token(tenant));
+}
+
+/** A page signed in with `bearer` through `?token=`, with the live connection up. */
+async function openWith(server, bearer) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (error) => errors.push(error));
-  await page.goto(`${server.url}/?token=${token(tenant)}`);
+  await page.goto(`${server.url}/?token=${bearer}`);
   await page.waitForSelector('#connection[data-state="connected"]');
   assert.equal(new URL(page.url()).searchParams.get("token"), null, "the token leaves the address bar");
   // Gone after a reload: the checks below prove the page never reloaded.
@@ -80,6 +85,62 @@ async function shownStatuses(page) {
   return new Map(
     await page.$$eval("#jobs tbody tr", (rows) => rows.map((tr) => [tr.dataset.jobId, tr.dataset.status])),
   );
+}
+
+/**
+ * The operators' view: opened with an operator token, the page shows a Tenants table (no job
+ * list) that follows every tenant's queued, running and scheduled jobs as they change, most queued
+ * first, without a reload. Jobs of types no worker runs stay as the test leaves them; `hold` jobs
+ * are leased by the test as a remote worker, so they are running.
+ */
+async function operatorView(server) {
+  const prefix = `ops-${server.name}`;
+  const [a, b, c] = ["a", "b", "c"].map((t) => `${prefix}-${t}`);
+  const board = await openWith(server, operatorToken());
+  const { page } = board;
+  await page.waitForSelector("#operators:not([hidden])");
+  assert.equal(await page.isHidden("#board"), true, "no tenant's board for an operator");
+  assert.equal(await page.textContent("#tenant strong"), "client-js-ops");
+
+  const ids = { [a]: [], [b]: [], [c]: [] };
+  for (let i = 0; i < 3; i += 1) ids[a].push((await client(server, a).create({ type: "wait" })).id);
+  await client(server, b).create({ type: "wait" });
+  for (let i = 0; i < 2; i += 1) await client(server, b).create({ type: "hold" });
+  const leased = await fetch(`${server.url}/v1/worker/lease`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${workerToken(["hold"], { tenants: [b] })}`, "content-type": "application/json" },
+    body: JSON.stringify({ max: 2, waitMs: 5000, leaseMs: 600000 }),
+  });
+  assert.equal((await leased.json()).length, 2);
+  await client(server, c).create({ type: "wait", delayMs: 3_600_000 });
+
+  const cells = (tenant) => `#tenants tr[data-tenant="${tenant}"]`;
+  const shows = async (tenant, queued, running, scheduled) => {
+    await page.waitForSelector(`${cells(tenant)} td.queued:text-is("${queued}")`);
+    await page.waitForSelector(`${cells(tenant)} td.running:text-is("${running}")`);
+    await page.waitForSelector(`${cells(tenant)} td.scheduled:text-is("${scheduled}")`);
+  };
+  await shows(a, 3, 0, 0);
+  await shows(b, 1, 2, 0);
+  await shows(c, 0, 0, 1);
+  const ours = async () =>
+    (await page.$$eval("#tenants tbody tr", (rows) => rows.map((tr) => tr.dataset.tenant))).filter((t) => t.startsWith(prefix));
+  assert.deepEqual(await ours(), [a, b, c], "most queued first");
+  // Each tenant's bucket, as its own stats tell it.
+  for (const tenant of [a, b, c]) {
+    const { tenantBucket } = await client(server, tenant).stats();
+    assert.match(tenantBucket, /^[0-9]{2}$/);
+    assert.equal(await page.textContent(`${cells(tenant)} td.bucket`), tenantBucket);
+  }
+
+  // Live: c gets 5 queued jobs and moves to the top; a's jobs are cancelled and its row goes.
+  for (let i = 0; i < 5; i += 1) await client(server, c).create({ type: "wait" });
+  await shows(c, 5, 0, 1);
+  for (const id of ids[a]) await client(server, a).cancel(id);
+  await page.waitForSelector(cells(a), { state: "detached" });
+  assert.deepEqual(await ours(), [c, b]);
+  assert.match(await page.textContent("#tenants-summary"), /tenants? with unfinished jobs/);
+  await board.close();
 }
 
 describe("dashboard (Postgres + Redis)", () => {
@@ -158,6 +219,10 @@ describe("dashboard (Postgres + Redis)", () => {
     await board.close();
   });
 
+  test("an operator token shows the Tenants table, live: queued, running and scheduled per tenant", async () => {
+    await operatorView(server);
+  });
+
   test("500 jobs created by a script while the page is open all end in their final state on it", async () => {
     server.startWorker();
     const board = await openBoard(server, "umbrella");
@@ -195,6 +260,10 @@ describe("dashboard (embedded)", () => {
   });
   after(async () => {
     await server?.close();
+  });
+
+  test("an operator token shows the Tenants table, live: queued, running and scheduled per tenant", async () => {
+    await operatorView(server);
   });
 
   test("a second tenant's page shows nothing of the first", async () => {

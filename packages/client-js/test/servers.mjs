@@ -34,6 +34,12 @@ export function workerToken(types, { tenants = ["*"], name = "client-js-test", t
   return sign({ role: "worker", sub: name, tenants, types, iat: now, exp: now + ttlSeconds });
 }
 
+/** An operator's token (`role: operator`), as `jobwire token --operator` mints it. */
+export function operatorToken({ name = "client-js-ops", ttlSeconds = 3600 } = {}) {
+  const now = Math.floor(Date.now() / 1000);
+  return sign({ role: "operator", sub: name, iat: now, exp: now + ttlSeconds });
+}
+
 async function freePort() {
   const server = createServer();
   await new Promise((done) => server.listen(0, "127.0.0.1", done));

@@ -14,6 +14,8 @@ const SPARK_SECONDS = 120;
 /** Rows kept on the page at most; the oldest go first. */
 const MAX_ROWS = 2000;
 const STATS_EVERY_MS = 2000;
+/** Tenants the operators' view lists: the most queued. */
+const TENANTS_SHOWN = 100;
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -56,8 +58,14 @@ function takeToken() {
   return localStorage.getItem(TOKEN_KEY);
 }
 
+/** Whether a token's claims open a page: a tenant's board, or the operators' view. */
+function signsIn(claims) {
+  return Boolean(claims?.tenant) || claims?.role === "operator";
+}
+
 function showSignIn(message) {
   $("#board").hidden = true;
+  $("#operators").hidden = true;
   $("#tenant").hidden = true;
   $("#sign-out").hidden = true;
   $("#sign-in").hidden = false;
@@ -71,8 +79,8 @@ $("#sign-in-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const token = $("#token-input").value.trim();
   const claims = claimsOf(token);
-  if (!claims?.tenant) {
-    showSignIn("That is not a jobwire token (a JWT with a `tenant` claim).");
+  if (!signsIn(claims)) {
+    showSignIn("That is not a jobwire token (a JWT with a `tenant` claim, or an operator's).");
     return;
   }
   localStorage.setItem(TOKEN_KEY, token);
@@ -623,6 +631,103 @@ function applyUpdate(row, update) {
   row.version = update.version;
 }
 
+// ---- the operators' view ----
+
+/**
+ * Every tenant with unfinished jobs, most queued first, for an operator
+ * token (which reads no tenant's jobs, so there is no job list or WebSocket
+ * here): `GET /v1/tenants`, read again every few seconds like the queue
+ * cards of a tenant's board, rows patched in place by tenant.
+ */
+class OperatorBoard {
+  constructor(client, claims) {
+    this.client = client;
+    this.claims = claims;
+    /** tenant → its <tr>. */
+    this.rowEls = new Map();
+  }
+
+  start() {
+    $("#tenant").hidden = false;
+    $("#tenant").replaceChildren("operator ", el("strong", {}, this.claims.sub ?? "operator"));
+    $("#sign-out").hidden = false;
+    $("#operators").hidden = false;
+    this.showConnection("connecting");
+    this.refresh();
+    setInterval(() => this.refresh(), STATS_EVERY_MS);
+  }
+
+  showConnection(state, text) {
+    $("#connection").dataset.state = state;
+    $("#connection-text").textContent = text ?? { connecting: "connecting…", connected: "live", reconnecting: "retrying…" }[state];
+  }
+
+  async refresh() {
+    if (document.hidden) return;
+    let list;
+    try {
+      list = await this.client.tenants({ limit: TENANTS_SHOWN });
+    } catch (e) {
+      if (e instanceof JobwireError && (e.status === 401 || e.status === 403)) {
+        localStorage.removeItem(TOKEN_KEY);
+        showSignIn("The server refused this token (expired, or signed with another secret). Paste a new one.");
+        return;
+      }
+      this.showConnection("reconnecting");
+      const box = $("#tenants-error");
+      box.hidden = false;
+      box.textContent = e instanceof JobwireError ? `${e.title || "error"}: ${e.detail}` : String(e);
+      return;
+    }
+    $("#tenants-error").hidden = true;
+    this.showConnection("connected", `live · every ${STATS_EVERY_MS / 1000} s`);
+    this.render(list);
+  }
+
+  render(list) {
+    const body = $("#tenants tbody");
+    const shown = new Set();
+    let previous = null;
+    for (const t of list.tenants) {
+      shown.add(t.tenantId);
+      const tr = el(
+        "tr",
+        { "data-tenant": t.tenantId, "data-bucket": t.tenantBucket },
+        el("td", { class: "mono" }, t.tenantId),
+        el("td", { class: "num queued" }, t.queued),
+        el("td", { class: "num running" }, t.running),
+        el("td", { class: "num scheduled" }, t.scheduled),
+        el("td", { class: "num mono bucket" }, t.tenantBucket),
+      );
+      let existing = this.rowEls.get(t.tenantId);
+      if (existing) {
+        // Only the cells whose number changed are replaced.
+        [...tr.children].forEach((cell, i) => {
+          const old = existing.children[i];
+          if (old.outerHTML !== cell.outerHTML) old.replaceWith(cell);
+        });
+      } else {
+        this.rowEls.set(t.tenantId, (existing = tr));
+      }
+      // In the answer's order (most queued first): move only what moved.
+      const want = previous ? previous.nextSibling : body.firstChild;
+      if (want !== existing) body.insertBefore(existing, want);
+      previous = existing;
+    }
+    for (const [tenant, tr] of this.rowEls) {
+      if (!shown.has(tenant)) {
+        tr.remove();
+        this.rowEls.delete(tenant);
+      }
+    }
+    const total = list.total;
+    $("#tenants-summary").textContent =
+      `${total} tenant${total === 1 ? "" : "s"} with unfinished jobs` +
+      (list.tenants.length < total ? ` · the ${list.tenants.length} with the most queued shown` : "");
+    $("#tenants-empty").hidden = list.tenants.length > 0;
+  }
+}
+
 // ---- detail parts ----
 
 /**
@@ -691,11 +796,13 @@ function timeline(job, live) {
 
 const token = takeToken();
 const claims = token ? claimsOf(token) : null;
-if (!token || !claims?.tenant) {
+if (!token || !signsIn(claims)) {
   showSignIn(token ? "The saved token is not a jobwire token. Paste a new one." : undefined);
 } else if (claims.exp && claims.exp * 1000 < Date.now()) {
   localStorage.removeItem(TOKEN_KEY);
   showSignIn("Your token has expired. Paste a new one.");
+} else if (claims.role === "operator") {
+  new OperatorBoard(new JobwireClient({ url: location.origin, token }), claims).start();
 } else {
   new Board(new JobwireClient({ url: location.origin, token }), claims).start();
 }
