@@ -95,6 +95,8 @@ token=$(env -i PATH="$PATH" "${settings[@]}" "$FUZZ_BIN" token --tenant fuzz --t
 # none takes the token's).
 worker_token=$(env -i PATH="$PATH" "${settings[@]}" "$FUZZ_BIN" token --worker --name fuzz \
   --type thumbnail --type fuzz --ttl 1h)
+# The operators' routes take an operator token.
+operator_token=$(env -i PATH="$PATH" "${settings[@]}" "$FUZZ_BIN" token --operator --name fuzz --ttl 1h)
 
 # `GET /v1/ws` is left out: an upgrade answers 101 and the connection then speaks WebSocket, which
 # an HTTP fuzzer neither expects nor can read (it would reuse the connection for its next request).
@@ -121,8 +123,9 @@ fuzz() { # <token> <schemathesis filter options...>
         --no-color
   )
 }
-fuzz "$token" --exclude-tag workers || status=$?
+fuzz "$token" --exclude-tag workers --exclude-tag operators || status=$?
 fuzz "$worker_token" --include-tag workers || status=$?
+fuzz "$operator_token" --include-tag operators || status=$?
 if ((status != 0)); then
   echo "--- jobwire's log (warnings and errors) ---"
   cat "$work/server.log"
