@@ -224,6 +224,7 @@ async fn every_setting_is_a_flag_named_after_its_environment_variable() {
                 "tenant",
                 "ttl",
                 "worker",
+                "operator",
                 "name",
                 "type",
                 "payload",

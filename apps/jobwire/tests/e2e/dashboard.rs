@@ -51,9 +51,15 @@ async fn stats_count_each_priority_of_the_tenant_only(backend: Backend) {
     let (status, stats) = app.get("acme", "/v1/stats").await;
     assert_eq!(status, 200, "{stats}");
     let zero = json!({"scheduled": 0, "queued": 0, "running": 0});
+    let bucket = |tenant: &str| {
+        tenant
+            .parse::<jobwire_core::TenantId>()
+            .unwrap()
+            .bucket_label()
+    };
     assert_eq!(
         stats,
-        json!({"queues": {
+        json!({"tenantBucket": bucket("acme"), "queues": {
             "critical": zero,
             "high": {"scheduled": 0, "queued": 2, "running": 0},
             "default": {"scheduled": 1, "queued": 0, "running": 0},
@@ -68,6 +74,7 @@ async fn stats_count_each_priority_of_the_tenant_only(backend: Backend) {
         assert_eq!(stats["queues"][priority], zero, "{stats}");
     }
     assert_eq!(stats["types"], json!([]));
+    assert_eq!(stats["tenantBucket"], bucket("nobody"));
 }
 
 in_both_modes!(stats_count_each_priority_of_the_tenant_only);
