@@ -682,6 +682,14 @@ impl Store {
         delegate!(self.bucket_counts())
     }
 
+    /// The query plans of [`Store::tenant_counts`] and
+    /// [`Store::bucket_counts`], in that order: to check that they read the
+    /// unfinished jobs through indexes, never the whole table of finished
+    /// ones (Postgres's `EXPLAIN`, SQLite's `EXPLAIN QUERY PLAN`).
+    pub async fn explain_counts(&self) -> Result<Vec<String>, StoreError> {
+        delegate!(self.explain_counts())
+    }
+
     /// The current state of the tenant's jobs changed after `after` (a
     /// `change_seq`), in the order of their last change, at most `limit`;
     /// as updates, without payloads.
