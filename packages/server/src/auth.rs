@@ -74,7 +74,8 @@ pub const OPERATOR_ROLE: &str = "operator";
 
 /// What a token's claims are read for; `aud` and `iss` are checked by
 /// jsonwebtoken itself, whatever their JSON shape. A tenant's token has a
-/// `tenant`; a worker's has `role: worker` and its scope instead.
+/// `tenant`; a worker's has `role: worker` and its scope instead; an
+/// operator's has `role: operator` (and `sub`).
 #[derive(Deserialize)]
 struct Verified {
     #[serde(default)]

@@ -213,3 +213,36 @@ in_both_modes!(
     the_operator_view_lists_each_tenants_unfinished_jobs_most_queued_first,
     the_operator_view_refuses_tenant_tokens_and_operator_tokens_reach_no_tenant,
 );
+
+/// `jobwire token --operator` makes the token the operators' view takes,
+/// and `--name` without a role is a bad command line.
+#[tokio::test]
+async fn jobwire_token_operator_makes_a_token_for_the_operator_view() {
+    let app = spawn_app_with(Options::without_worker()).await;
+    app.create("acme", job("wait", json!({}))).await;
+    let token = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_jobwire"))
+            .env_clear()
+            .env("JOBWIRE_JWT_SECRET", crate::support::SECRET)
+            .arg("token")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let output = token(&["--operator", "--name", "alice", "--ttl", "10m"]);
+    assert!(output.status.success(), "{output:?}");
+    let operator = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let (status, list) = app.get_with(&operator, "/v1/tenants").await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["tenants"][0]["tenantId"], "acme");
+    assert_eq!(list["tenants"][0]["queued"], 1);
+
+    for args in [
+        &["--name", "alice", "--tenant", "acme"][..],
+        &["--operator", "--tenant", "acme"],
+        &["--operator", "--worker"],
+    ] {
+        let output = token(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+    }
+}
