@@ -76,9 +76,11 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
     let flood_secs = started.elapsed().as_secs_f64();
 
     let mut waits = Vec::with_capacity(p.probes);
+    let mut creates = Vec::with_capacity(p.probes);
     for _ in 0..p.probes {
         let sent = Instant::now();
         let id = quiet.create_one(job_body()).await?;
+        creates.push(sent.elapsed().as_secs_f64() * 1000.0);
         loop {
             let (done, at) = tokio::time::timeout(Duration::from_secs(600), watch.next())
                 .await
@@ -92,6 +94,7 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_millis(p.probe_every_ms)).await;
     }
     let waits = Percentiles::of(waits).context("no probe")?;
+    let creates = Percentiles::of(creates).context("no probe")?;
     let logs = run.log_summary();
     let mut json = json!({
         "mode": "fairness",
@@ -104,6 +107,8 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
         "b_wait_p50_ms": round2(waits.p50),
         "b_wait_p99_ms": round2(waits.p99),
         "b_wait_max_ms": round2(waits.max),
+        "b_create_p50_ms": round2(creates.p50),
+        "b_create_p99_ms": round2(creates.p99),
         "bench_build": crate::BUILD,
     });
     logs.add_to(&mut json);
@@ -124,6 +129,10 @@ pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
             "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             waits.p50, waits.p99, waits.max
         ),
+    )
+    .row(
+        "… of which the create call",
+        format!("p50 {:.1} ms, p99 {:.1} ms", creates.p50, creates.p99),
     )
     .row("log lines WARN / ERROR", logs.row()))
 }

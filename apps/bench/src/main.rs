@@ -68,7 +68,7 @@ enum Mode {
     /// 100,000 expired jobs written straight into the store.
     Retention(retention::Params),
     /// Tenant A floods the queue (1,000,000 jobs by default); B's jobs, created one at a time
-    /// after it, are timed from the create call to `succeeded`.
+    /// after it, are timed from the create call to their start (`running` seen).
     Fairness(fairness::Params),
 }
 

@@ -19,6 +19,8 @@ use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 pub const JOBS_CREATED: &str = "jobwire_jobs_created_total";
 /// Jobs created, by `tenant_bucket`.
 pub const TENANT_JOBS_CREATED: &str = "jobwire_tenant_jobs_created_total";
+/// Creates refused by a tenant's quota, by `tenant_bucket` and `reason`.
+pub const TENANT_REFUSED: &str = "jobwire_tenant_creates_refused_total";
 /// Every tenant's unfinished jobs, by `tenant_bucket` and `status`.
 pub const TENANT_JOBS: &str = "jobwire_tenant_jobs";
 /// Jobs that ended, by `type` and final `status`.
@@ -145,6 +147,8 @@ pub const SERIES: &[Series] = &[
         "Jobs created (an idempotent repeat is not counted)."),
     series(TENANT_JOBS_CREATED, Kind::Counter, &["tenant_bucket"], Role::Api,
         "Jobs created per tenant bucket, `00` to `15`: a stable hash of the tenant ID (`tenantBucket` in /v1/stats and /v1/tenants)."),
+    series(TENANT_REFUSED, Kind::Counter, &["tenant_bucket", "reason"], Role::Api,
+        "Create requests refused by the tenant's quota, per tenant bucket: `queue_full` and `rate` (429), `burst` (422)."),
     series(TENANT_JOBS, Kind::Gauge, &["tenant_bucket", "status"], Role::Api,
         "Scheduled, queued and running jobs of every tenant per tenant bucket (one grouped count), read at scrape time."),
     series(JOBS_FINISHED, Kind::Counter, &["type", "status"], Role::Both,

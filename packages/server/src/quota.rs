@@ -28,7 +28,21 @@ pub(crate) async fn admit(
         return Ok(());
     }
     let jobs = jobs as u64;
-    match state.broker().admit(tenant, jobs, &quota).await? {
+    let refusal = state.broker().admit(tenant, jobs, &quota).await?;
+    if let Some(refusal) = &refusal {
+        let reason = match refusal {
+            Refusal::QueueFull { .. } => "queue_full",
+            Refusal::RateLimited { .. } => "rate",
+            Refusal::OverBurst { .. } => "burst",
+        };
+        metrics::counter!(
+            jobwire_metrics::TENANT_REFUSED,
+            "tenant_bucket" => tenant.bucket_label(),
+            "reason" => reason
+        )
+        .increment(1);
+    }
+    match refusal {
         None => Ok(()),
         Some(Refusal::QueueFull { queued, max }) => Err(ApiError::TooManyRequests {
             detail: format!(

@@ -795,3 +795,62 @@ async fn tenant_buckets_count_jobs_and_never_name_a_tenant_embedded() {
     )
     .await;
 }
+
+/// A create refused by the tenant's quota is counted by its tenant bucket
+/// and reason, and the tenant is not named.
+#[tokio::test]
+async fn creates_refused_by_a_quota_are_counted_by_bucket_and_reason() {
+    let app = spawn_app_with(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let (_api, addr) = start_api_with(
+        &app,
+        &[
+            ("JOBWIRE_TENANT_RATE", "0.01"),
+            ("JOBWIRE_TENANT_BURST", "2"),
+        ],
+    )
+    .await;
+    let token = app.token("throttled-tenant");
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for body in [
+        json!({"type": "noop"}),
+        json!({"type": "noop"}),
+        json!({"type": "noop"}),
+    ] {
+        let response = http
+            .post(format!("http://{addr}/v1/jobs"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    let batch = json!({"jobs": [{"type": "noop"}, {"type": "noop"}, {"type": "noop"}]});
+    let response = http
+        .post(format!("http://{addr}/v1/jobs/batch"))
+        .bearer_auth(&token)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    statuses.push(response.status().as_u16());
+    assert_eq!(statuses, [201, 201, 429, 422]);
+    let bucket = "throttled-tenant"
+        .parse::<jobwire_core::TenantId>()
+        .unwrap()
+        .bucket_label();
+    let api = scrape(&format!("http://{addr}/metrics")).await;
+    let refused = |reason| {
+        api.value(
+            jobwire_metrics::TENANT_REFUSED,
+            &[("tenant_bucket", bucket), ("reason", reason)],
+        )
+    };
+    assert_eq!((refused("rate"), refused("burst")), (1.0, 1.0));
+    assert!(!api.text.contains("throttled-tenant"), "{}", api.text);
+}
