@@ -6,6 +6,12 @@
 //!
 //! The hub is generic over the message it carries, so the server can pass its
 //! ready-to-send WebSocket text and clone it cheaply per client.
+//!
+//! Each tenant's clients sit under a lock of their own, reached through the
+//! tenant map only for a lookup: a tenant with thousands of clients and an
+//! update storm holds its own lock while it hands out a message, and another
+//! tenant's delivery, joins and leaves never wait for that (they would if
+//! both tenants' clients sat in one map shard, locked for the whole loop).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -56,8 +62,35 @@ impl<M> Client<M> {
     }
 }
 
+/// One tenant's clients. `closed` marks a set that became empty and is
+/// being removed from the tenant map: a client registering meanwhile goes
+/// into a fresh set instead of this one.
+struct Clients<M> {
+    by_id: HashMap<ClientId, Client<M>>,
+    closed: bool,
+}
+
+type Shared<M> = Arc<RwLock<Clients<M>>>;
+
+fn new_clients<M>() -> Shared<M> {
+    Arc::new(RwLock::new(Clients {
+        by_id: HashMap::new(),
+        closed: false,
+    }))
+}
+
+// A poisoned lock only means a panic between two plain map calls; the map is intact.
+fn read<M>(clients: &Shared<M>) -> std::sync::RwLockReadGuard<'_, Clients<M>> {
+    clients.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<M>(clients: &Shared<M>) -> std::sync::RwLockWriteGuard<'_, Clients<M>> {
+    clients.write().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Inner<M> {
-    tenants: DashMap<TenantId, HashMap<ClientId, Client<M>>>,
+    /// Locked only to find a tenant's set (never while a set's lock is held).
+    tenants: DashMap<TenantId, Shared<M>>,
     next_id: AtomicU64,
     /// The newest version of each job this hub passed on: an older one
     /// (a late duplicate, a replay) is dropped.
@@ -130,11 +163,17 @@ impl<M: Clone + Weight> Hub<M> {
             queued: Arc::clone(&queued),
             max_bytes: limit.bytes,
         };
-        self.inner
-            .tenants
-            .entry(tenant.clone())
-            .or_default()
-            .insert(id, client);
+        loop {
+            let clients = self.clients_or_new(&tenant);
+            let mut held = write(&clients);
+            if !held.closed {
+                held.by_id.insert(id, client);
+                break;
+            }
+            // Emptied and on its way out: make sure it is gone, then take a fresh one.
+            drop(held);
+            self.remove_set(&tenant, &clients);
+        }
         Subscription {
             hub: self.clone(),
             tenant,
@@ -167,8 +206,9 @@ impl<M: Clone + Weight> Hub<M> {
             }
         }
         let mut gone = Vec::new();
-        if let Some(clients) = self.inner.tenants.get(tenant) {
-            for (id, client) in clients.iter() {
+        if let Some(clients) = self.clients(tenant) {
+            let clients = read(&clients);
+            for (id, client) in clients.by_id.iter() {
                 if !client.wants(job) {
                     continue;
                 }
@@ -206,25 +246,76 @@ impl<M: Clone + Weight> Hub<M> {
         delivery
     }
 
+    /// Drops every client of `tenant` as too slow (each one's
+    /// [`Subscription::kicked`] token fires); returns how many. For when the
+    /// tenant's updates come faster than they can be handed out at all: its
+    /// clients resume from their cursors, from the store.
+    pub fn kick_tenant(&self, tenant: &TenantId) -> usize {
+        let Some(clients) = self.clients(tenant) else {
+            return 0;
+        };
+        let mut held = write(&clients);
+        let kicked = held.by_id.len();
+        for client in held.by_id.values() {
+            client.kicked.cancel();
+        }
+        held.by_id.clear();
+        held.closed = true;
+        drop(held);
+        self.remove_set(tenant, &clients);
+        kicked
+    }
+
     /// The tenants with clients connected now.
     pub fn tenants(&self) -> Vec<TenantId> {
         self.inner
             .tenants
             .iter()
+            .filter(|entry| !read(entry.value()).by_id.is_empty())
             .map(|entry| entry.key().clone())
             .collect()
     }
 
     /// How many clients a tenant has connected.
     pub fn client_count(&self, tenant: &TenantId) -> usize {
-        self.inner.tenants.get(tenant).map_or(0, |c| c.len())
+        self.clients(tenant).map_or(0, |c| read(&c).by_id.len())
+    }
+
+    /// The tenant's set, if it has one; the map's lock is released on return.
+    fn clients(&self, tenant: &TenantId) -> Option<Shared<M>> {
+        self.inner
+            .tenants
+            .get(tenant)
+            .map(|c| Arc::clone(c.value()))
+    }
+
+    fn clients_or_new(&self, tenant: &TenantId) -> Shared<M> {
+        let entry = self
+            .inner
+            .tenants
+            .entry(tenant.clone())
+            .or_insert_with(new_clients);
+        Arc::clone(entry.value())
+    }
+
+    /// Removes `clients` from the map if it is still the tenant's set.
+    fn remove_set(&self, tenant: &TenantId, clients: &Shared<M>) {
+        self.inner
+            .tenants
+            .remove_if(tenant, |_, held| Arc::ptr_eq(held, clients));
     }
 
     fn unregister(&self, tenant: &TenantId, id: ClientId) {
-        self.inner.tenants.remove_if_mut(tenant, |_, clients| {
-            clients.remove(&id);
-            clients.is_empty()
-        });
+        let Some(clients) = self.clients(tenant) else {
+            return;
+        };
+        let mut held = write(&clients);
+        held.by_id.remove(&id);
+        if held.by_id.is_empty() {
+            held.closed = true;
+            drop(held);
+            self.remove_set(tenant, &clients);
+        }
     }
 }
 
@@ -360,6 +451,27 @@ mod tests {
             assert_eq!(fast.recv().await, Some(n));
         }
         assert!(slow.kicked().is_cancelled());
+        assert_eq!(hub.client_count(&tenant("a")), 1);
+    }
+
+    #[tokio::test]
+    async fn kicking_a_tenant_drops_only_its_clients_and_it_can_come_back() {
+        let hub: Hub<u32> = Hub::new();
+        let stormy = [
+            hub.register(tenant("a"), limit(8)),
+            hub.register(tenant("a"), limit(8)),
+        ];
+        let mut quiet = hub.register(tenant("b"), limit(8));
+        assert_eq!(hub.kick_tenant(&tenant("a")), 2);
+        assert!(stormy.iter().all(|s| s.kicked().is_cancelled()));
+        assert_eq!(hub.tenants(), vec![tenant("b")]);
+        hub.publish(&tenant("b"), JobId::new(), 1, &7);
+        assert_eq!(quiet.recv().await, Some(7));
+        // A kicked client leaving late does not disturb the tenant's next clients.
+        let mut back = hub.register(tenant("a"), limit(8));
+        drop(stormy);
+        hub.publish(&tenant("a"), JobId::new(), 1, &8);
+        assert_eq!(back.recv().await, Some(8));
         assert_eq!(hub.client_count(&tenant("a")), 1);
     }
 
