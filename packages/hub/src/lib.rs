@@ -13,7 +13,7 @@
 //! tenant's delivery, joins and leaves never wait for that (they would if
 //! both tenants' clients sat in one map shard, locked for the whole loop).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -62,11 +62,14 @@ impl<M> Client<M> {
     }
 }
 
-/// One tenant's clients. `closed` marks a set that became empty and is
+/// One tenant's clients, in the order they came (IDs only grow): a publish
+/// handed out in steps resumes after the last client it reached, so a client
+/// that leaves between two steps is skipped and none is reached twice.
+/// `closed` marks a set that became empty and is
 /// being removed from the tenant map: a client registering meanwhile goes
 /// into a fresh set instead of this one.
 struct Clients<M> {
-    by_id: HashMap<ClientId, Client<M>>,
+    by_id: BTreeMap<ClientId, Client<M>>,
     closed: bool,
 }
 
@@ -74,7 +77,7 @@ type Shared<M> = Arc<RwLock<Clients<M>>>;
 
 fn new_clients<M>() -> Shared<M> {
     Arc::new(RwLock::new(Clients {
-        by_id: HashMap::new(),
+        by_id: BTreeMap::new(),
         closed: false,
     }))
 }
@@ -189,14 +192,38 @@ impl<M: Clone + Weight> Hub<M> {
     /// client of that tenant that wants it, unless a newer or equal version
     /// already went out. Never waits: a full queue gets its client kicked.
     pub fn publish(&self, tenant: &TenantId, job: JobId, version: i64, message: &M) -> Delivery {
-        let mut delivery = Delivery::default();
+        let mut publishing = self.publishing(tenant, job, version, message);
+        while publishing.step(usize::MAX) {}
+        publishing.delivery
+    }
+
+    /// [`Hub::publish`] a step at a time ([`Publishing::step`]), so that a
+    /// caller can let other work run between steps: a tenant with thousands
+    /// of clients then wakes them a few at a time instead of putting all
+    /// their sessions in the runtime's queue ahead of another tenant's. The
+    /// version is checked (and noted) here, once.
+    pub fn publishing<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        job: JobId,
+        version: i64,
+        message: &'a M,
+    ) -> Publishing<'a, M> {
+        let mut publishing = Publishing {
+            hub: self,
+            tenant,
+            job,
+            message,
+            next: Some(0),
+            delivery: Delivery::default(),
+        };
         if self.inner.latest.len() > MAX_REMEMBERED {
             self.inner.latest.clear();
         }
         match self.inner.latest.entry(job) {
             dashmap::Entry::Occupied(held) if *held.get() >= version => {
-                delivery.stale = true;
-                return delivery;
+                publishing.delivery.stale = true;
+                publishing.next = None;
             }
             dashmap::Entry::Occupied(mut held) => {
                 held.insert(version);
@@ -205,45 +232,7 @@ impl<M: Clone + Weight> Hub<M> {
                 slot.insert(version);
             }
         }
-        let mut gone = Vec::new();
-        if let Some(clients) = self.clients(tenant) {
-            let clients = read(&clients);
-            for (id, client) in clients.by_id.iter() {
-                if !client.wants(job) {
-                    continue;
-                }
-                // Counted before it is queued (the reader subtracts as soon as
-                // it takes it), and a lone message bigger than the bound still
-                // goes to an empty queue.
-                let weight = message.weight();
-                let queued = client.queued.fetch_add(weight, Ordering::AcqRel);
-                if queued > 0 && queued.saturating_add(weight) > client.max_bytes {
-                    client.queued.fetch_sub(weight, Ordering::AcqRel);
-                    client.kicked.cancel();
-                    delivery.kicked += 1;
-                    gone.push(*id);
-                    continue;
-                }
-                let sent = client.tx.try_send(message.clone());
-                if sent.is_err() {
-                    client.queued.fetch_sub(weight, Ordering::AcqRel);
-                }
-                match sent {
-                    Ok(()) => delivery.delivered += 1,
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        client.kicked.cancel();
-                        delivery.kicked += 1;
-                        gone.push(*id);
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => gone.push(*id),
-                }
-            }
-        }
-        // The read guard above is dropped before removing, which takes a write guard.
-        for id in gone {
-            self.unregister(tenant, id);
-        }
-        delivery
+        publishing
     }
 
     /// Drops every client of `tenant` as too slow (each one's
@@ -316,6 +305,80 @@ impl<M: Clone + Weight> Hub<M> {
             drop(held);
             self.remove_set(tenant, &clients);
         }
+    }
+}
+
+/// A publish under way: see [`Hub::publishing`].
+pub struct Publishing<'a, M> {
+    hub: &'a Hub<M>,
+    tenant: &'a TenantId,
+    job: JobId,
+    message: &'a M,
+    /// The first client not reached yet; `None` once every client was.
+    next: Option<ClientId>,
+    delivery: Delivery,
+}
+
+impl<M: Clone + Weight> Publishing<'_, M> {
+    /// Hands the message to the next `max` clients at most (those that do
+    /// not want it count too); returns whether any client is left.
+    pub fn step(&mut self, max: usize) -> bool {
+        let Some(from) = self.next else {
+            return false;
+        };
+        let (job, message) = (self.job, self.message);
+        let delivery = &mut self.delivery;
+        let mut gone = Vec::new();
+        let (mut reached, mut last) = (0, None);
+        if let Some(clients) = self.hub.clients(self.tenant) {
+            let clients = read(&clients);
+            for (id, client) in clients.by_id.range(from..).take(max) {
+                reached += 1;
+                last = Some(*id);
+                if !client.wants(job) {
+                    continue;
+                }
+                // Counted before it is queued (the reader subtracts as soon as
+                // it takes it), and a lone message bigger than the bound still
+                // goes to an empty queue.
+                let weight = message.weight();
+                let queued = client.queued.fetch_add(weight, Ordering::AcqRel);
+                if queued > 0 && queued.saturating_add(weight) > client.max_bytes {
+                    client.queued.fetch_sub(weight, Ordering::AcqRel);
+                    client.kicked.cancel();
+                    delivery.kicked += 1;
+                    gone.push(*id);
+                    continue;
+                }
+                let sent = client.tx.try_send(message.clone());
+                if sent.is_err() {
+                    client.queued.fetch_sub(weight, Ordering::AcqRel);
+                }
+                match sent {
+                    Ok(()) => delivery.delivered += 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        client.kicked.cancel();
+                        delivery.kicked += 1;
+                        gone.push(*id);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => gone.push(*id),
+                }
+            }
+        }
+        // The read guard above is dropped before removing, which takes a write guard.
+        for id in gone {
+            self.hub.unregister(self.tenant, id);
+        }
+        self.next = match last {
+            Some(last) if reached == max => last.checked_add(1),
+            _ => None,
+        };
+        self.next.is_some()
+    }
+
+    /// What the steps so far did.
+    pub fn delivery(&self) -> Delivery {
+        self.delivery
     }
 }
 
@@ -473,6 +536,33 @@ mod tests {
         hub.publish(&tenant("a"), JobId::new(), 1, &8);
         assert_eq!(back.recv().await, Some(8));
         assert_eq!(hub.client_count(&tenant("a")), 1);
+    }
+
+    #[tokio::test]
+    async fn a_publish_in_steps_reaches_each_client_once_as_they_come_and_go() {
+        let hub: Hub<u32> = Hub::new();
+        let mut clients: Vec<_> = (0..5)
+            .map(|_| hub.register(tenant("a"), limit(8)))
+            .collect();
+        let a = tenant("a");
+        let mut publishing = hub.publishing(&a, JobId::new(), 1, &7);
+        assert!(publishing.step(2));
+        // One reached already and one not yet leave; one joins.
+        let left_early = clients.remove(0);
+        let left_late = clients.remove(2);
+        drop((left_early, left_late));
+        clients.push(hub.register(tenant("a"), limit(8)));
+        while publishing.step(2) {}
+        // Two in the first step, then the three left of those it had not reached.
+        assert_eq!(publishing.delivery().delivered, 2 + 3);
+        for client in &mut clients {
+            assert_eq!(client.try_recv(), Some(7));
+            assert_eq!(client.try_recv(), None, "once");
+        }
+        assert!(
+            !hub.publishing(&a, JobId::new(), 1, &8).step(usize::MAX),
+            "one unbounded step reaches all"
+        );
     }
 
     #[tokio::test]

@@ -193,9 +193,14 @@ fn deliver(state: &AppState, lanes: &mut Lanes, bytes: Vec<u8>) -> Option<i64> {
 /// Messages routed between two looks for lanes whose tenant has no client left.
 const PRUNE_EVERY: u64 = 4096;
 
-/// How long a lane hands out updates before it lets other tasks run: a
-/// tenant with thousands of clients spends that long on a few updates.
+/// How long a lane hands out updates before it lets other tasks run.
 const LANE_SLICE: Duration = Duration::from_millis(1);
+
+/// Clients a lane hands one update to before it lets other tasks run: each
+/// one's session is woken, and a tenant with thousands of clients would
+/// otherwise put all of them in the runtime's queue ahead of another
+/// tenant's sessions.
+const LANE_STEP: usize = 64;
 
 /// The subscriber's per-tenant lanes, owned by its callback alone.
 #[derive(Default)]
@@ -290,7 +295,11 @@ async fn run_lane(
     let mut slice = Instant::now();
     while let Some(frame) = rx.recv().await {
         queued.fetch_sub(frame.text.len(), Ordering::AcqRel);
-        hub.publish(&tenant, frame.job, frame.version, &frame);
+        let mut publishing = hub.publishing(&tenant, frame.job, frame.version, &frame);
+        while publishing.step(LANE_STEP) {
+            tokio::task::yield_now().await;
+            slice = Instant::now();
+        }
         if slice.elapsed() > LANE_SLICE {
             tokio::task::yield_now().await;
             slice = Instant::now();
