@@ -69,8 +69,12 @@ async fn jobs_of_many_tenants_survive(failpoint: Failpoint) {
         jobs.push((tenant, ws, id));
     }
     app.start_worker();
-    for (tenant, ws, id) in &mut jobs {
-        ws.until_status(id, "succeeded").await;
+    // Every client read at once: one left unread for long would be dropped as silent.
+    let done = jobs
+        .iter_mut()
+        .map(|(_, ws, id)| ws.until_status(id, "succeeded"));
+    futures_util::future::join_all(done).await;
+    for (tenant, _, id) in &jobs {
         let (status, attempt) = row_of(&app, tenant, id).await;
         assert_eq!(
             (status.as_str(), attempt),
@@ -139,8 +143,12 @@ async fn re_dispatch_does_not_fire_without_a_fault() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start jobwire-worker");
-    for (tenant, ws, last) in &mut lasts {
-        ws.until_status(last, "succeeded").await;
+    // Every client read at once: one left unread for long would be dropped as silent.
+    let done = lasts
+        .iter_mut()
+        .map(|(_, ws, last)| ws.until_status(last, "succeeded"));
+    futures_util::future::join_all(done).await;
+    for (tenant, _, _) in &lasts {
         let (_, queued) = app.get(tenant, "/v1/jobs?status=queued&limit=1").await;
         assert_eq!(queued["jobs"], json!([]), "every job of {tenant} ran");
     }

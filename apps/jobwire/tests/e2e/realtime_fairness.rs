@@ -142,7 +142,9 @@ async fn one_tenants_update_storm_does_not_hold_back_anothers_frames(backend: Ba
     for reader in reading {
         read.push(reader.await.unwrap());
     }
-    // The stalled clients, reading at last, find their streams cut off as slow consumers.
+    // The stalled clients, reading at last, find their streams cut off as
+    // slow consumers: closed with 4008, or just dropped when they did not
+    // read within the server's timeout for that close frame.
     let mut cut_off = 0;
     for mut ws in stalled {
         let closed = tokio::time::timeout(WAIT, async {
@@ -164,18 +166,18 @@ async fn one_tenants_update_storm_does_not_hold_back_anothers_frames(backend: Ba
             "a stalled client was cut off ({} of {STORM})",
             closed.0
         );
-        assert_eq!(
-            closed.1,
-            Some(CloseCode::from(4008)),
-            "closed as a slow consumer"
+        assert!(
+            matches!(closed.1, None | Some(CloseCode::Library(4008))),
+            "closed as a slow consumer: {:?}",
+            closed.1
         );
-        cut_off += 1;
+        cut_off += usize::from(closed.1.is_some());
     }
 
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
     eprintln!(
-        "{backend:?}: {QUIET} quiet updates amid {STORM} stormy ones ({STALLED} stalled clients cut off: {cut_off}, \
+        "{backend:?}: {QUIET} quiet updates amid {STORM} stormy ones ({STALLED} stalled clients cut off, {cut_off} with 4008; \
          readers got {read:?}): publish -> frame p50 {:?}, p99 {:?}, max {:?}; the storm's readers had {} when the last quiet update arrived",
         at(0.5),
         at(0.99),
