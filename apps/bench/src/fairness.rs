@@ -35,9 +35,19 @@ pub struct Params {
     /// Jobs the worker runs at once (`JOBWIRE_WORKER_CONCURRENCY`).
     #[arg(long, default_value_t = 50)]
     pub worker_concurrency: usize,
+    /// The realtime path instead of dispatch: B's update frames timed from
+    /// PUBLISH to received while A storms updates (shared engine; the
+    /// `--storm-*`, `--quiet-*` and `--secs` flags shape it).
+    #[arg(long)]
+    pub realtime: bool,
+    #[command(flatten)]
+    pub storm: crate::fairness_realtime::StormParams,
 }
 
 pub async fn measure(run: &mut Run, p: &Params) -> anyhow::Result<Report> {
+    if p.realtime {
+        return crate::fairness_realtime::measure(run, &p.storm).await;
+    }
     ensure!(
         p.flood >= 1 && p.batch >= 1 && p.probes >= 1,
         "--flood, --batch and --probes must be at least 1"

@@ -9,6 +9,7 @@
 //! with `cargo build --release --bins` (`just bench …` does both).
 
 mod fairness;
+mod fairness_realtime;
 mod fanout;
 mod idle_conns;
 mod latency;
@@ -68,7 +69,9 @@ enum Mode {
     /// 100,000 expired jobs written straight into the store.
     Retention(retention::Params),
     /// Tenant A floods the queue (1,000,000 jobs by default); B's jobs, created one at a time
-    /// after it, are timed from the create call to their start (`running` seen).
+    /// after it, are timed from the create call to their start (`running` seen). With
+    /// `--realtime`: A storms updates at its WebSocket clients; B's are timed from PUBLISH to
+    /// frame received.
     Fairness(fairness::Params),
 }
 

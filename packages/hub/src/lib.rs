@@ -6,8 +6,14 @@
 //!
 //! The hub is generic over the message it carries, so the server can pass its
 //! ready-to-send WebSocket text and clone it cheaply per client.
+//!
+//! Each tenant's clients sit under a lock of their own, reached through the
+//! tenant map only for a lookup: a tenant with thousands of clients and an
+//! update storm holds its own lock while it hands out a message, and another
+//! tenant's delivery, joins and leaves never wait for that (they would if
+//! both tenants' clients sat in one map shard, locked for the whole loop).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -56,8 +62,38 @@ impl<M> Client<M> {
     }
 }
 
+/// One tenant's clients, in the order they came (IDs only grow): a publish
+/// handed out in steps resumes after the last client it reached, so a client
+/// that leaves between two steps is skipped and none is reached twice.
+/// `closed` marks a set that became empty and is
+/// being removed from the tenant map: a client registering meanwhile goes
+/// into a fresh set instead of this one.
+struct Clients<M> {
+    by_id: BTreeMap<ClientId, Client<M>>,
+    closed: bool,
+}
+
+type Shared<M> = Arc<RwLock<Clients<M>>>;
+
+fn new_clients<M>() -> Shared<M> {
+    Arc::new(RwLock::new(Clients {
+        by_id: BTreeMap::new(),
+        closed: false,
+    }))
+}
+
+// A poisoned lock only means a panic between two plain map calls; the map is intact.
+fn read<M>(clients: &Shared<M>) -> std::sync::RwLockReadGuard<'_, Clients<M>> {
+    clients.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<M>(clients: &Shared<M>) -> std::sync::RwLockWriteGuard<'_, Clients<M>> {
+    clients.write().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Inner<M> {
-    tenants: DashMap<TenantId, HashMap<ClientId, Client<M>>>,
+    /// Locked only to find a tenant's set (never while a set's lock is held).
+    tenants: DashMap<TenantId, Shared<M>>,
     next_id: AtomicU64,
     /// The newest version of each job this hub passed on: an older one
     /// (a late duplicate, a replay) is dropped.
@@ -130,11 +166,17 @@ impl<M: Clone + Weight> Hub<M> {
             queued: Arc::clone(&queued),
             max_bytes: limit.bytes,
         };
-        self.inner
-            .tenants
-            .entry(tenant.clone())
-            .or_default()
-            .insert(id, client);
+        loop {
+            let clients = self.clients_or_new(&tenant);
+            let mut held = write(&clients);
+            if !held.closed {
+                held.by_id.insert(id, client);
+                break;
+            }
+            // Emptied and on its way out: make sure it is gone, then take a fresh one.
+            drop(held);
+            self.remove_set(&tenant, &clients);
+        }
         Subscription {
             hub: self.clone(),
             tenant,
@@ -150,14 +192,38 @@ impl<M: Clone + Weight> Hub<M> {
     /// client of that tenant that wants it, unless a newer or equal version
     /// already went out. Never waits: a full queue gets its client kicked.
     pub fn publish(&self, tenant: &TenantId, job: JobId, version: i64, message: &M) -> Delivery {
-        let mut delivery = Delivery::default();
+        let mut publishing = self.publishing(tenant, job, version, message);
+        while publishing.step(usize::MAX) {}
+        publishing.delivery
+    }
+
+    /// [`Hub::publish`] a step at a time ([`Publishing::step`]), so that a
+    /// caller can let other work run between steps: a tenant with thousands
+    /// of clients then wakes them a few at a time instead of putting all
+    /// their sessions in the runtime's queue ahead of another tenant's. The
+    /// version is checked (and noted) here, once.
+    pub fn publishing<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        job: JobId,
+        version: i64,
+        message: &'a M,
+    ) -> Publishing<'a, M> {
+        let mut publishing = Publishing {
+            hub: self,
+            tenant,
+            job,
+            message,
+            next: Some(0),
+            delivery: Delivery::default(),
+        };
         if self.inner.latest.len() > MAX_REMEMBERED {
             self.inner.latest.clear();
         }
         match self.inner.latest.entry(job) {
             dashmap::Entry::Occupied(held) if *held.get() >= version => {
-                delivery.stale = true;
-                return delivery;
+                publishing.delivery.stale = true;
+                publishing.next = None;
             }
             dashmap::Entry::Occupied(mut held) => {
                 held.insert(version);
@@ -166,9 +232,109 @@ impl<M: Clone + Weight> Hub<M> {
                 slot.insert(version);
             }
         }
+        publishing
+    }
+
+    /// Drops every client of `tenant` as too slow (each one's
+    /// [`Subscription::kicked`] token fires); returns how many. For when the
+    /// tenant's updates come faster than they can be handed out at all: its
+    /// clients resume from their cursors, from the store.
+    pub fn kick_tenant(&self, tenant: &TenantId) -> usize {
+        let Some(clients) = self.clients(tenant) else {
+            return 0;
+        };
+        let mut held = write(&clients);
+        let kicked = held.by_id.len();
+        for client in held.by_id.values() {
+            client.kicked.cancel();
+        }
+        held.by_id.clear();
+        held.closed = true;
+        drop(held);
+        self.remove_set(tenant, &clients);
+        kicked
+    }
+
+    /// The tenants with clients connected now.
+    pub fn tenants(&self) -> Vec<TenantId> {
+        self.inner
+            .tenants
+            .iter()
+            .filter(|entry| !read(entry.value()).by_id.is_empty())
+            .map(|entry| entry.key().clone())
+            .collect()
+    }
+
+    /// How many clients a tenant has connected.
+    pub fn client_count(&self, tenant: &TenantId) -> usize {
+        self.clients(tenant).map_or(0, |c| read(&c).by_id.len())
+    }
+
+    /// The tenant's set, if it has one; the map's lock is released on return.
+    fn clients(&self, tenant: &TenantId) -> Option<Shared<M>> {
+        self.inner
+            .tenants
+            .get(tenant)
+            .map(|c| Arc::clone(c.value()))
+    }
+
+    fn clients_or_new(&self, tenant: &TenantId) -> Shared<M> {
+        let entry = self
+            .inner
+            .tenants
+            .entry(tenant.clone())
+            .or_insert_with(new_clients);
+        Arc::clone(entry.value())
+    }
+
+    /// Removes `clients` from the map if it is still the tenant's set.
+    fn remove_set(&self, tenant: &TenantId, clients: &Shared<M>) {
+        self.inner
+            .tenants
+            .remove_if(tenant, |_, held| Arc::ptr_eq(held, clients));
+    }
+
+    fn unregister(&self, tenant: &TenantId, id: ClientId) {
+        let Some(clients) = self.clients(tenant) else {
+            return;
+        };
+        let mut held = write(&clients);
+        held.by_id.remove(&id);
+        if held.by_id.is_empty() {
+            held.closed = true;
+            drop(held);
+            self.remove_set(tenant, &clients);
+        }
+    }
+}
+
+/// A publish under way: see [`Hub::publishing`].
+pub struct Publishing<'a, M> {
+    hub: &'a Hub<M>,
+    tenant: &'a TenantId,
+    job: JobId,
+    message: &'a M,
+    /// The first client not reached yet; `None` once every client was.
+    next: Option<ClientId>,
+    delivery: Delivery,
+}
+
+impl<M: Clone + Weight> Publishing<'_, M> {
+    /// Hands the message to the next `max` clients at most (those that do
+    /// not want it count too); returns whether any client is left.
+    pub fn step(&mut self, max: usize) -> bool {
+        let Some(from) = self.next else {
+            return false;
+        };
+        let (job, message) = (self.job, self.message);
+        let delivery = &mut self.delivery;
         let mut gone = Vec::new();
-        if let Some(clients) = self.inner.tenants.get(tenant) {
-            for (id, client) in clients.iter() {
+        let (mut reached, mut last) = (0, None);
+        if let Some(clients) = self.hub.clients(self.tenant) {
+            let clients = read(&clients);
+            for (id, client) in clients.by_id.range(from..).take(max) {
+                reached += 1;
+                last = Some(*id);
                 if !client.wants(job) {
                     continue;
                 }
@@ -201,30 +367,18 @@ impl<M: Clone + Weight> Hub<M> {
         }
         // The read guard above is dropped before removing, which takes a write guard.
         for id in gone {
-            self.unregister(tenant, id);
+            self.hub.unregister(self.tenant, id);
         }
-        delivery
+        self.next = match last {
+            Some(last) if reached == max => last.checked_add(1),
+            _ => None,
+        };
+        self.next.is_some()
     }
 
-    /// The tenants with clients connected now.
-    pub fn tenants(&self) -> Vec<TenantId> {
-        self.inner
-            .tenants
-            .iter()
-            .map(|entry| entry.key().clone())
-            .collect()
-    }
-
-    /// How many clients a tenant has connected.
-    pub fn client_count(&self, tenant: &TenantId) -> usize {
-        self.inner.tenants.get(tenant).map_or(0, |c| c.len())
-    }
-
-    fn unregister(&self, tenant: &TenantId, id: ClientId) {
-        self.inner.tenants.remove_if_mut(tenant, |_, clients| {
-            clients.remove(&id);
-            clients.is_empty()
-        });
+    /// What the steps so far did.
+    pub fn delivery(&self) -> Delivery {
+        self.delivery
     }
 }
 
@@ -361,6 +515,54 @@ mod tests {
         }
         assert!(slow.kicked().is_cancelled());
         assert_eq!(hub.client_count(&tenant("a")), 1);
+    }
+
+    #[tokio::test]
+    async fn kicking_a_tenant_drops_only_its_clients_and_it_can_come_back() {
+        let hub: Hub<u32> = Hub::new();
+        let stormy = [
+            hub.register(tenant("a"), limit(8)),
+            hub.register(tenant("a"), limit(8)),
+        ];
+        let mut quiet = hub.register(tenant("b"), limit(8));
+        assert_eq!(hub.kick_tenant(&tenant("a")), 2);
+        assert!(stormy.iter().all(|s| s.kicked().is_cancelled()));
+        assert_eq!(hub.tenants(), vec![tenant("b")]);
+        hub.publish(&tenant("b"), JobId::new(), 1, &7);
+        assert_eq!(quiet.recv().await, Some(7));
+        // A kicked client leaving late does not disturb the tenant's next clients.
+        let mut back = hub.register(tenant("a"), limit(8));
+        drop(stormy);
+        hub.publish(&tenant("a"), JobId::new(), 1, &8);
+        assert_eq!(back.recv().await, Some(8));
+        assert_eq!(hub.client_count(&tenant("a")), 1);
+    }
+
+    #[tokio::test]
+    async fn a_publish_in_steps_reaches_each_client_once_as_they_come_and_go() {
+        let hub: Hub<u32> = Hub::new();
+        let mut clients: Vec<_> = (0..5)
+            .map(|_| hub.register(tenant("a"), limit(8)))
+            .collect();
+        let a = tenant("a");
+        let mut publishing = hub.publishing(&a, JobId::new(), 1, &7);
+        assert!(publishing.step(2));
+        // One reached already and one not yet leave; one joins.
+        let left_early = clients.remove(0);
+        let left_late = clients.remove(2);
+        drop((left_early, left_late));
+        clients.push(hub.register(tenant("a"), limit(8)));
+        while publishing.step(2) {}
+        // Two in the first step, then the three left of those it had not reached.
+        assert_eq!(publishing.delivery().delivered, 2 + 3);
+        for client in &mut clients {
+            assert_eq!(client.try_recv(), Some(7));
+            assert_eq!(client.try_recv(), None, "once");
+        }
+        assert!(
+            !hub.publishing(&a, JobId::new(), 1, &8).step(usize::MAX),
+            "one unbounded step reaches all"
+        );
     }
 
     #[tokio::test]

@@ -4,16 +4,25 @@
 //! every connected tenant is resynced from the store; and a change whose
 //! update never arrived (see [`crate::gaps`]) is read from the store and
 //! passed on, so no client is left showing a stale status.
+//!
+//! The subscriber itself only parses and routes: handing a message to each of
+//! a tenant's clients happens in that tenant's own lane (a task with a
+//! bounded queue), so one tenant's update storm over thousands of clients
+//! keeps its own lane busy while every other tenant's updates go straight on
+//! through theirs. Done inline, that work sat in front of every later message
+//! of every tenant on the one subscriber.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use chrono::{DateTime, Utc};
 use jobwire_broker::SubscriberEvent;
 use jobwire_core::{JobId, JobUpdate, Status, TenantId};
 use serde::Deserialize;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::gaps::Gaps;
@@ -61,6 +70,7 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
     };
     let gaps = Arc::new(Mutex::new(gaps));
     let mut lost_at: Option<i64> = None;
+    let mut lanes = Lanes::default();
     let subscriber = broker.run_subscriber(shutdown.clone(), |event| match event {
         SubscriberEvent::Subscribed => {
             state.set_subscribed(true);
@@ -77,7 +87,7 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
             lost_at.get_or_insert(seen.load(Ordering::Relaxed));
         }
         SubscriberEvent::Message(bytes) => {
-            if let Some(seq) = deliver(&state, bytes) {
+            if let Some(seq) = deliver(&state, &mut lanes, bytes) {
                 seen.fetch_max(seq, Ordering::Relaxed);
                 lock(&gaps).saw(seq);
             }
@@ -142,8 +152,8 @@ fn publish(state: &AppState, update: &JobUpdate) {
     );
 }
 
-/// Routes one message to the hub; returns its place in the change feed.
-fn deliver(state: &AppState, bytes: Vec<u8>) -> Option<i64> {
+/// Routes one message to its tenant's lane; returns its place in the change feed.
+fn deliver(state: &AppState, lanes: &mut Lanes, bytes: Vec<u8>) -> Option<i64> {
     let route: Route = match serde_json::from_slice(&bytes) {
         Ok(route) => route,
         Err(e) => {
@@ -176,8 +186,125 @@ fn deliver(state: &AppState, bytes: Vec<u8>) -> Option<i64> {
         version,
         text: Utf8Bytes::from(text),
     };
-    state.hub().publish(&tenant_id, job_id, version, &frame);
+    lanes.send(state, tenant_id, frame);
     cursor.and_then(|cursor| cursor.parse().ok())
+}
+
+/// Messages routed between two looks for lanes whose tenant has no client left.
+const PRUNE_EVERY: u64 = 4096;
+
+/// How long a lane hands out updates before it lets other tasks run.
+const LANE_SLICE: Duration = Duration::from_millis(1);
+
+/// Clients a lane hands one update to before it lets other tasks run: each
+/// one's session is woken, and a tenant with thousands of clients would
+/// otherwise put all of them in the runtime's queue ahead of another
+/// tenant's sessions.
+const LANE_STEP: usize = 64;
+
+/// The subscriber's per-tenant lanes, owned by its callback alone.
+#[derive(Default)]
+struct Lanes {
+    lanes: HashMap<TenantId, Lane>,
+    routed: u64,
+}
+
+/// One tenant's queue of updates on their way to its clients.
+struct Lane {
+    tx: mpsc::Sender<Frame>,
+    /// Bytes of the frames queued in `tx` now.
+    queued: Arc<AtomicUsize>,
+    max_bytes: usize,
+}
+
+impl Lanes {
+    /// Queues `frame` on its tenant's lane, without waiting. A tenant with
+    /// no client takes no lane; one whose lane is full (its updates come in
+    /// faster than they can be handed to its clients at all) has every client
+    /// dropped as a slow consumer: they resume from their cursors, and the
+    /// subscriber, like every other tenant, never waits for it.
+    fn send(&mut self, state: &AppState, tenant: TenantId, frame: Frame) {
+        let hub = state.hub();
+        self.routed += 1;
+        if self.routed.is_multiple_of(PRUNE_EVERY) {
+            // A dropped sender ends its lane once the lane has handed out what it holds.
+            self.lanes.retain(|tenant, _| hub.client_count(tenant) > 0);
+        }
+        if hub.client_count(&tenant) == 0 {
+            self.lanes.remove(&tenant);
+            // Nobody to hand it to: the hub only notes the version, at once.
+            hub.publish(&tenant, frame.job, frame.version, &frame);
+            return;
+        }
+        let lane = self
+            .lanes
+            .entry(tenant.clone())
+            .or_insert_with(|| Lane::start(state, tenant.clone()));
+        let weight = frame.text.len();
+        let queued = lane.queued.fetch_add(weight, Ordering::AcqRel);
+        let sent = if queued > 0 && queued.saturating_add(weight) > lane.max_bytes {
+            Err(mpsc::error::TrySendError::Full(frame))
+        } else {
+            lane.tx.try_send(frame)
+        };
+        if sent.is_err() {
+            lane.queued.fetch_sub(weight, Ordering::AcqRel);
+        }
+        match sent {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let kicked = hub.kick_tenant(&tenant);
+                tracing::warn!(%tenant, kicked, "a tenant's updates come faster than its clients can be served; dropping its clients");
+            }
+            // The lane's task is gone (only if the runtime is shutting down): start another.
+            Err(mpsc::error::TrySendError::Closed(frame)) => {
+                self.lanes.remove(&tenant);
+                self.send(state, tenant, frame);
+            }
+        }
+    }
+}
+
+impl Lane {
+    /// A lane holds as much as one client's queue: a client of the tenant is
+    /// then never more than twice its own bound behind.
+    fn start(state: &AppState, tenant: TenantId) -> Lane {
+        let limit = state.ws().queue_limit();
+        let (tx, rx) = mpsc::channel(limit.messages.max(1));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let hub = state.hub().clone();
+        state
+            .tasks()
+            .spawn(run_lane(hub, tenant, rx, Arc::clone(&queued)));
+        Lane {
+            tx,
+            queued,
+            max_bytes: limit.bytes,
+        }
+    }
+}
+
+/// Hands each queued update of `tenant` to the hub, in order, until the
+/// subscriber drops the lane.
+async fn run_lane(
+    hub: jobwire_hub::Hub<Frame>,
+    tenant: TenantId,
+    mut rx: mpsc::Receiver<Frame>,
+    queued: Arc<AtomicUsize>,
+) {
+    let mut slice = Instant::now();
+    while let Some(frame) = rx.recv().await {
+        queued.fetch_sub(frame.text.len(), Ordering::AcqRel);
+        let mut publishing = hub.publishing(&tenant, frame.job, frame.version, &frame);
+        while publishing.step(LANE_STEP) {
+            tokio::task::yield_now().await;
+            slice = Instant::now();
+        }
+        if slice.elapsed() > LANE_SLICE {
+            tokio::task::yield_now().await;
+            slice = Instant::now();
+        }
+    }
 }
 
 /// Sends every connected tenant the jobs that changed after `after` (what

@@ -1,9 +1,11 @@
 //! The fault-injection suite: real `jobwire-api` and `jobwire-worker`
-//! processes under load, one fault each. After the fault, every scenario
-//! waits for quiescence and asserts that every created job is terminal in
-//! Postgres, that no job had two attempts running at once (from the workers'
-//! `trace` log), and that every WebSocket client's last view of every job
-//! equals Postgres. It prints the figures.
+//! processes under load, one fault each, with the jobs spread over
+//! [`TENANTS`] tenants (each tenant's own queue lists, turns and WebSocket
+//! clients). After the fault, every scenario waits for quiescence and asserts,
+//! per tenant, that every created job is terminal in Postgres, that no job
+//! had two attempts running at once (from the workers' `trace` log), and that
+//! every WebSocket client's last view of its tenant's jobs equals Postgres and
+//! holds no other tenant's. It prints the figures.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -25,6 +27,19 @@ use crate::support::{Options, PrivateRedis, Proc, SpawnProc, TestApp, spawn_app_
 const SETTLE: Duration = Duration::from_secs(60);
 const BATCHES: usize = 12;
 const PER_BATCH: usize = 10;
+/// Tenants the jobs of every scenario are spread over: job `n` is tenant `n mod TENANTS`'s.
+const TENANTS: usize = 25;
+
+/// One created job and its tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Created {
+    tenant: String,
+    id: String,
+}
+
+fn tenant_name(n: usize) -> String {
+    format!("tenant-{:02}", n % TENANTS)
+}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -44,7 +59,8 @@ struct Cluster {
     /// When each killed worker process died, by PID.
     killed: HashMap<u32, u64>,
     http: reqwest::Client,
-    token: String,
+    /// Each tenant's name and token, tenant `i` at `i`.
+    tenants: Vec<(String, String)>,
     /// Last, so that the processes above are gone before its database is dropped.
     app: TestApp,
 }
@@ -59,7 +75,9 @@ impl Cluster {
         let trace = std::env::temp_dir().join(format!("jobwire-trace-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&trace).unwrap();
         let (api, api_addr) = start_api(&app).await;
-        let token = app.token("acme");
+        let tenants = (0..TENANTS)
+            .map(|i| (tenant_name(i), app.token(&tenant_name(i))))
+            .collect();
         let mut cluster = Cluster {
             _api: api,
             api_addr,
@@ -67,7 +85,7 @@ impl Cluster {
             trace,
             killed: HashMap::new(),
             http: reqwest::Client::new(),
-            token,
+            tenants,
             app,
         };
         for _ in 0..workers {
@@ -104,29 +122,36 @@ impl Cluster {
         index.is_some()
     }
 
-    /// Creates jobs in batches, each job with an idempotency key, retrying a
-    /// failed request with the same keys; returns every created job's ID.
-    async fn create(&self, addr: &str, first: usize, batches: usize) -> Vec<String> {
-        let mut ids = Vec::new();
+    /// Creates jobs in rounds of [`PER_BATCH`], job `n` for tenant `n mod
+    /// TENANTS` (a round's jobs of one tenant in one batch, the tenants'
+    /// batches at once), each job with an idempotency key, retrying a failed
+    /// request with the same keys; returns every created job.
+    async fn create(&self, addr: &str, first: usize, batches: usize) -> Vec<Created> {
+        let mut created = Vec::new();
         for batch in 0..batches {
-            let jobs: Vec<Value> = (0..PER_BATCH)
-                .map(|i| {
-                    let n = first + batch * PER_BATCH + i;
+            let mut by_tenant: HashMap<usize, Vec<Value>> = HashMap::new();
+            for i in 0..PER_BATCH {
+                let n = first + batch * PER_BATCH + i;
+                by_tenant.entry(n % TENANTS).or_default().push(
                     json!({"type": "trace", "payload": {"ms": 40 + n % 80}, "maxAttempts": 10,
-                        "idempotencyKey": format!("job-{n}")})
-                })
-                .collect();
-            ids.extend(self.create_batch(addr, &jobs).await);
+                        "idempotencyKey": format!("job-{n}")}),
+                );
+            }
+            let batches = by_tenant
+                .iter()
+                .map(|(tenant, jobs)| self.create_batch(addr, *tenant, jobs));
+            created.extend(futures_util::future::join_all(batches).await.concat());
         }
-        ids
+        created
     }
 
-    async fn create_batch(&self, addr: &str, jobs: &[Value]) -> Vec<String> {
+    async fn create_batch(&self, addr: &str, tenant: usize, jobs: &[Value]) -> Vec<Created> {
+        let (name, token) = &self.tenants[tenant];
         for _ in 0..100 {
             let sent = self
                 .http
                 .post(format!("http://{addr}/v1/jobs/batch"))
-                .bearer_auth(&self.token)
+                .bearer_auth(token)
                 .json(&json!({"jobs": jobs}))
                 .timeout(Duration::from_secs(10))
                 .send()
@@ -139,7 +164,10 @@ impl Cluster {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .map(|j| j["id"].as_str().unwrap().to_owned())
+                    .map(|j| Created {
+                        tenant: name.clone(),
+                        id: j["id"].as_str().unwrap().to_owned(),
+                    })
                     .collect();
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -148,7 +176,7 @@ impl Cluster {
     }
 
     /// Waits until every job is terminal in Postgres; returns `(status, version)` by ID.
-    async fn settle(&self, ids: &[String]) -> HashMap<String, (String, i64)> {
+    async fn settle(&self, ids: &[Created]) -> HashMap<String, (String, i64)> {
         let deadline = Instant::now() + SETTLE;
         loop {
             let rows = self.rows(ids).await;
@@ -165,16 +193,35 @@ impl Cluster {
         }
     }
 
-    async fn rows(&self, ids: &[String]) -> HashMap<String, (String, i64)> {
-        let tenant = "acme".parse().unwrap();
-        let ids: Vec<jobwire_core::JobId> = ids.iter().map(|id| id.parse().unwrap()).collect();
+    /// Each job's row, read as its own tenant's (a job under another tenant is missing).
+    async fn rows(&self, ids: &[Created]) -> HashMap<String, (String, i64)> {
+        let mut by_tenant: HashMap<&str, Vec<jobwire_core::JobId>> = HashMap::new();
+        for job in ids {
+            by_tenant
+                .entry(&job.tenant)
+                .or_default()
+                .push(job.id.parse().unwrap());
+        }
         let mut rows = HashMap::new();
-        for chunk in ids.chunks(500) {
-            for job in self.app.store.get_many(&tenant, chunk).await.unwrap() {
-                rows.insert(job.id.to_string(), (job.status.to_string(), job.version));
+        for (tenant, ids) in by_tenant {
+            let tenant = tenant.parse().unwrap();
+            for chunk in ids.chunks(500) {
+                for job in self.app.store.get_many(&tenant, chunk).await.unwrap() {
+                    rows.insert(job.id.to_string(), (job.status.to_string(), job.version));
+                }
             }
         }
         rows
+    }
+
+    /// A watcher per tenant, `per_tenant` times over.
+    fn watchers(&self, per_tenant: usize) -> Vec<Watcher> {
+        (0..per_tenant)
+            .flat_map(|_| &self.tenants)
+            .map(|(tenant, token)| {
+                Watcher::start(self.api_addr.clone(), tenant.clone(), token.clone())
+            })
+            .collect()
     }
 
     /// Checks the trace: no job had two attempts running at once. Returns
@@ -262,13 +309,14 @@ fn busy_pids(dir: &PathBuf) -> HashSet<u32> {
 /// A WebSocket client that keeps its last view of every job, and reconnects
 /// with its cursor whenever its connection ends (or it is told to drop it).
 struct Watcher {
+    tenant: String,
     view: Arc<Mutex<HashMap<String, (i64, String)>>>,
     drop_now: Arc<Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Watcher {
-    fn start(addr: String, token: String) -> Watcher {
+    fn start(addr: String, tenant: String, token: String) -> Watcher {
         let view: Arc<Mutex<HashMap<String, (i64, String)>>> = Arc::default();
         let drop_now = Arc::new(Notify::new());
         let (seen, dropper) = (Arc::clone(&view), Arc::clone(&drop_now));
@@ -313,31 +361,48 @@ impl Watcher {
             }
         });
         Watcher {
+            tenant,
             view,
             drop_now,
             task,
         }
     }
 
-    /// Waits until this client's view of every job equals Postgres.
-    async fn converge(&self, truth: &HashMap<String, (String, i64)>) {
+    /// Waits until this client's view of every job of its tenant equals
+    /// Postgres; it must hold no other job.
+    async fn converge(&self, ids: &[Created], truth: &HashMap<String, (String, i64)>) {
+        let own: HashSet<&str> = ids
+            .iter()
+            .filter(|job| job.tenant == self.tenant)
+            .map(|job| job.id.as_str())
+            .collect();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let differing = {
+            let (differing, foreign) = {
                 let view = self.view.lock().unwrap();
-                truth
+                let differing = own
                     .iter()
-                    .filter(|(id, (status, version))| {
-                        view.get(*id) != Some(&(*version, status.clone()))
+                    .filter(|id| {
+                        let (status, version) = &truth[**id];
+                        view.get(**id) != Some(&(*version, status.clone()))
                     })
-                    .count()
+                    .count();
+                let foreign = view.keys().filter(|id| !own.contains(id.as_str())).count();
+                (differing, foreign)
             };
+            assert_eq!(
+                foreign, 0,
+                "{}'s client saw {foreign} jobs of other tenants",
+                self.tenant
+            );
             if differing == 0 {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "a client's view differs from Postgres for {differing} jobs"
+                "{}'s client's view differs from Postgres for {differing} of its {} jobs",
+                self.tenant,
+                own.len()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -350,30 +415,54 @@ impl Drop for Watcher {
     }
 }
 
-/// Checks and reports a scenario's end state; returns the re-executions.
+/// Checks and reports a scenario's end state, tenant by tenant; returns the re-executions.
 async fn verify(
     name: &str,
     cluster: &Cluster,
     watchers: &[Watcher],
-    ids: &[String],
+    ids: &[Created],
     fault_at: Instant,
 ) -> usize {
     let truth = cluster.settle(ids).await;
     let recovery = fault_at.elapsed();
     for watcher in watchers {
-        watcher.converge(&truth).await;
+        watcher.converge(ids, &truth).await;
     }
     let (attempts, reruns, overlaps) = cluster.executions();
-    let lost = ids.len() - truth.values().filter(|(s, _)| s == "succeeded").count();
-    let unique: HashSet<&String> = ids.iter().collect();
+    // Per tenant: (jobs created, jobs that did not succeed).
+    let mut tenants: HashMap<&str, (usize, usize)> = HashMap::new();
+    for job in ids {
+        let counts = tenants.entry(&job.tenant).or_default();
+        counts.0 += 1;
+        if truth[&job.id].0 != "succeeded" {
+            counts.1 += 1;
+        }
+    }
+    let lost: usize = tenants.values().map(|(_, lost)| lost).sum();
+    let sizes = tenants.values().map(|(n, _)| *n);
+    let (fewest, most) = (sizes.clone().min().unwrap_or(0), sizes.max().unwrap_or(0));
+    let unique: HashSet<&str> = ids.iter().map(|job| job.id.as_str()).collect();
     println!(
-        "fault `{name}`: jobs created {}, lost {lost}, attempts {attempts}, re-executions {reruns}, \
-         overlapping executions {overlaps}, settled {:.2} s after the fault",
+        "fault `{name}`: jobs created {} over {} tenants ({fewest}–{most} each), lost {lost}, \
+         attempts {attempts}, re-executions {reruns}, overlapping executions {overlaps}, \
+         settled {:.2} s after the fault",
         ids.len(),
+        tenants.len(),
         recovery.as_secs_f64()
     );
     assert_eq!(unique.len(), ids.len(), "no job was created twice");
-    assert_eq!(lost, 0, "every job succeeded");
+    let mut losing: Vec<(&str, usize)> = tenants
+        .iter()
+        .filter(|(_, (_, lost))| *lost > 0)
+        .map(|(tenant, (_, lost))| (*tenant, *lost))
+        .collect();
+    losing.sort();
+    assert_eq!(losing, [], "every job of every tenant succeeded");
+    assert_eq!(
+        tenants.len(),
+        TENANTS.min(ids.len()),
+        "the jobs were spread over the tenants"
+    );
     assert_eq!(overlaps, 0, "no job ran in two places at once");
     reruns
 }
@@ -381,10 +470,7 @@ async fn verify(
 #[tokio::test]
 async fn sigkill_workers_mid_job_repeatedly() {
     let mut cluster = Cluster::start(None, 3).await;
-    let watchers = [Watcher::start(
-        cluster.api_addr.clone(),
-        cluster.token.clone(),
-    )];
+    let watchers = cluster.watchers(1);
     let mut ids = cluster
         .create(&cluster.api_addr.clone(), 0, BATCHES / 2)
         .await;
@@ -415,10 +501,7 @@ async fn sigkill_workers_mid_job_repeatedly() {
 #[tokio::test]
 async fn api_killed_between_commit_and_enqueue() {
     let cluster = Cluster::start(None, 2).await;
-    let watchers = [Watcher::start(
-        cluster.api_addr.clone(),
-        cluster.token.clone(),
-    )];
+    let watchers = cluster.watchers(1);
     let mut ids = cluster.create(&cluster.api_addr, 0, BATCHES / 2).await;
 
     // A second API with the failpoint: it commits one batch and dies before enqueueing it.
@@ -433,25 +516,36 @@ async fn api_killed_between_commit_and_enqueue() {
         crate::support::wait_ready(&cluster.http, &format!("http://{addr}/readyz")).await;
         (child, addr)
     };
-    let orphans: Vec<Value> = (0..PER_BATCH)
-        .map(|i| json!({"type": "trace", "payload": {"ms": 20}, "maxAttempts": 10, "idempotencyKey": format!("orphan-{i}")}))
+    // Orphans of several tenants, sent at once: the first commit kills the API.
+    let orphans: Vec<(usize, Vec<Value>)> = (0..PER_BATCH)
+        .map(|i| {
+            let job = json!({"type": "trace", "payload": {"ms": 20}, "maxAttempts": 10,
+                "idempotencyKey": format!("orphan-{i}")});
+            (i % TENANTS, vec![job])
+        })
         .collect();
-    let died = cluster
-        .http
-        .post(format!("http://{doomed_addr}/v1/jobs/batch"))
-        .bearer_auth(&cluster.token)
-        .json(&json!({"jobs": orphans}))
-        .send()
-        .await;
-    assert!(died.is_err(), "the API died before answering");
+    let sends = orphans.iter().map(|(tenant, jobs)| {
+        cluster
+            .http
+            .post(format!("http://{doomed_addr}/v1/jobs/batch"))
+            .bearer_auth(&cluster.tenants[*tenant].1)
+            .json(&json!({"jobs": jobs}))
+            .send()
+    });
+    for died in futures_util::future::join_all(sends).await {
+        assert!(died.is_err(), "the API died before answering: {died:?}");
+    }
     let status = doomed.wait().await.unwrap();
     assert_eq!(status.code(), Some(86), "exited at the failpoint");
     let fault_at = Instant::now();
-    // The client retries against a restarted API: the same keys return the committed jobs.
+    // The client retries against a restarted API: the same keys return the
+    // committed jobs (and create those that never were).
     let (_restarted, restarted_addr) = start_api(&cluster.app).await;
-    let recovered = cluster.create_batch(&restarted_addr, &orphans).await;
-    assert_eq!(recovered.len(), PER_BATCH);
-    ids.extend(recovered);
+    for (tenant, jobs) in &orphans {
+        let recovered = cluster.create_batch(&restarted_addr, *tenant, jobs).await;
+        assert_eq!(recovered.len(), jobs.len());
+        ids.extend(recovered);
+    }
     ids.extend(cluster.create(&cluster.api_addr, 500, 2).await);
     verify(
         "API killed between commit and enqueue",
@@ -468,10 +562,7 @@ async fn api_killed_between_commit_and_enqueue() {
 async fn redis_restarted_empty_during_load() {
     let mut redis = PrivateRedis::start().await;
     let cluster = Cluster::start(Some(&redis), 2).await;
-    let watchers = [Watcher::start(
-        cluster.api_addr.clone(),
-        cluster.token.clone(),
-    )];
+    let watchers = cluster.watchers(1);
     let mut ids = cluster.create(&cluster.api_addr, 0, BATCHES / 2).await;
     redis.restart_empty().await;
     let fault_at = Instant::now();
@@ -483,10 +574,7 @@ async fn redis_restarted_empty_during_load() {
 async fn the_apis_subscriber_is_killed_during_load() {
     let redis = PrivateRedis::start().await;
     let cluster = Cluster::start(Some(&redis), 2).await;
-    let watchers = [Watcher::start(
-        cluster.api_addr.clone(),
-        cluster.token.clone(),
-    )];
+    let watchers = cluster.watchers(1);
     let mut ids = Vec::new();
     let mut fault_at = Instant::now();
     for round in 0..4 {
@@ -507,9 +595,7 @@ async fn the_apis_subscriber_is_killed_during_load() {
 #[tokio::test]
 async fn every_websocket_client_drops_and_resumes_with_its_cursor() {
     let cluster = Cluster::start(None, 2).await;
-    let watchers: Vec<Watcher> = (0..3)
-        .map(|_| Watcher::start(cluster.api_addr.clone(), cluster.token.clone()))
-        .collect();
+    let watchers = cluster.watchers(2);
     let mut ids = Vec::new();
     let mut fault_at = Instant::now();
     for round in 0..3 {
@@ -532,10 +618,7 @@ async fn every_websocket_client_drops_and_resumes_with_its_cursor() {
 #[tokio::test]
 async fn postgres_connections_are_killed_during_load() {
     let cluster = Cluster::start(None, 2).await;
-    let watchers = [Watcher::start(
-        cluster.api_addr.clone(),
-        cluster.token.clone(),
-    )];
+    let watchers = cluster.watchers(1);
     let admin = sqlx::PgPool::connect(&format!("{}/postgres", crate::support::pg_server_url()))
         .await
         .unwrap();

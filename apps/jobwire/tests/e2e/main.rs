@@ -56,6 +56,7 @@ mod python_worker;
 mod queue;
 mod quotas;
 mod realtime;
+mod realtime_fairness;
 mod reliability;
 mod remote_workers;
 mod resume_memory;
