@@ -201,7 +201,7 @@ impl Broker {
         delegate!(self.publish_quotas(quotas))
     }
 
-    /// Running slots taken more than `age` ago: a sweep checks each against
+    /// Running slots taken `age` ago or earlier: a sweep checks each against
     /// the store, since a slot whose release was lost (the broker down when
     /// its job ended) would hold its tenant back for ever.
     pub async fn stale_slots(&self, age: Duration) -> Result<Vec<(TenantId, JobId)>, BrokerError> {

@@ -416,7 +416,7 @@ impl MemoryBroker {
             .flat_map(|(tenant, slots)| {
                 slots
                     .iter()
-                    .filter(|(_, at)| now.duration_since(**at) > age)
+                    .filter(|(_, at)| now.duration_since(**at) >= age)
                     .map(|(id, _)| (tenant.clone(), *id))
             })
             .collect())

@@ -46,8 +46,8 @@ return {0}
 
 static ADMIT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ADMIT));
 
-/// Per tenant with running slots, those taken before ARGV[2] (ms since the
-/// epoch), as `{tenant, id}` pairs; a tenant with none left leaves the set
+/// Per tenant with running slots, those taken at or before ARGV[2] (ms
+/// since the epoch), as `{tenant, id}` pairs; a tenant with none left leaves the set
 /// (KEYS[1]). ARGV[1]: prefix.
 const STALE_SLOTS: &str = r"
 local out = {}
@@ -56,7 +56,7 @@ for _, tenant in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if redis.call('ZCARD', key) == 0 then
     redis.call('SREM', KEYS[1], tenant)
   else
-    for _, id in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. ARGV[2], 'LIMIT', 0, 1000)) do
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', ARGV[2], 'LIMIT', 0, 1000)) do
       out[#out + 1] = {tenant, id}
     end
   end
@@ -126,7 +126,7 @@ impl RedisBroker {
             .map_err(BrokerError::command("DEL+HSET limits"))
     }
 
-    /// Running slots taken more than `age` ago (at most 1,000 per tenant).
+    /// Running slots taken `age` ago or earlier (at most 1,000 per tenant).
     pub(crate) async fn stale_slots(
         &self,
         age: Duration,
