@@ -10,7 +10,9 @@
 //! bounded queue), so one tenant's update storm over thousands of clients
 //! keeps its own lane busy while every other tenant's updates go straight on
 //! through theirs. Done inline, that work sat in front of every later message
-//! of every tenant on the one subscriber.
+//! of every tenant on the one subscriber. A tenant with no more clients than
+//! a lane's step and nothing in its lane is served inline all the same: that
+//! is as short as a lane's step, and spares every update a task switch.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -214,6 +216,9 @@ struct Lane {
     tx: mpsc::Sender<Frame>,
     /// Bytes of the frames queued in `tx` now.
     queued: Arc<AtomicUsize>,
+    /// Frames sent to the lane and not yet handed to every client: while
+    /// there are any, the tenant's next frame goes behind them.
+    pending: Arc<AtomicUsize>,
     max_bytes: usize,
 }
 
@@ -230,9 +235,20 @@ impl Lanes {
             // A dropped sender ends its lane once the lane has handed out what it holds.
             self.lanes.retain(|tenant, _| hub.client_count(tenant) > 0);
         }
-        if hub.client_count(&tenant) == 0 {
+        let clients = hub.client_count(&tenant);
+        if clients == 0 {
             self.lanes.remove(&tenant);
             // Nobody to hand it to: the hub only notes the version, at once.
+            hub.publish(&tenant, frame.job, frame.version, &frame);
+            return;
+        }
+        let idle = self
+            .lanes
+            .get(&tenant)
+            .is_none_or(|lane| lane.pending.load(Ordering::Acquire) == 0);
+        if idle && clients <= LANE_STEP {
+            // As short as a lane's step, and nothing of the tenant's still
+            // on its way: handed out here, in order, without a task switch.
             hub.publish(&tenant, frame.job, frame.version, &frame);
             return;
         }
@@ -249,6 +265,8 @@ impl Lanes {
         };
         if sent.is_err() {
             lane.queued.fetch_sub(weight, Ordering::AcqRel);
+        } else {
+            lane.pending.fetch_add(1, Ordering::AcqRel);
         }
         match sent {
             Ok(()) => {}
@@ -272,13 +290,19 @@ impl Lane {
         let limit = state.ws().queue_limit();
         let (tx, rx) = mpsc::channel(limit.messages.max(1));
         let queued = Arc::new(AtomicUsize::new(0));
+        let pending = Arc::new(AtomicUsize::new(0));
         let hub = state.hub().clone();
-        state
-            .tasks()
-            .spawn(run_lane(hub, tenant, rx, Arc::clone(&queued)));
+        state.tasks().spawn(run_lane(
+            hub,
+            tenant,
+            rx,
+            Arc::clone(&queued),
+            Arc::clone(&pending),
+        ));
         Lane {
             tx,
             queued,
+            pending,
             max_bytes: limit.bytes,
         }
     }
@@ -291,6 +315,7 @@ async fn run_lane(
     tenant: TenantId,
     mut rx: mpsc::Receiver<Frame>,
     queued: Arc<AtomicUsize>,
+    pending: Arc<AtomicUsize>,
 ) {
     let mut slice = Instant::now();
     while let Some(frame) = rx.recv().await {
@@ -300,6 +325,7 @@ async fn run_lane(
             tokio::task::yield_now().await;
             slice = Instant::now();
         }
+        pending.fetch_sub(1, Ordering::AcqRel);
         if slice.elapsed() > LANE_SLICE {
             tokio::task::yield_now().await;
             slice = Instant::now();
