@@ -239,19 +239,19 @@ impl Lanes {
         self.routed += 1;
         if self.routed.is_multiple_of(PRUNE_EVERY) {
             // A dropped sender ends its lane once the lane has handed out what it holds.
-            self.lanes.retain(|tenant, _| hub.client_count(tenant) > 0);
+            self.lanes
+                .retain(|tenant, lane| hub.client_count(tenant) > 0 || !lane.is_idle());
         }
         let clients = hub.client_count(&tenant);
-        if clients == 0 {
+        // A lane still handing out earlier frames gets this one too, so the
+        // tenant's frames keep their order (a client may join meanwhile).
+        let idle = self.lanes.get(&tenant).is_none_or(Lane::is_idle);
+        if idle && clients == 0 {
             self.lanes.remove(&tenant);
             // Nobody to hand it to: the hub only notes the version, at once.
             hub.publish(&tenant, frame.job, frame.version, &frame);
             return;
         }
-        let idle = self
-            .lanes
-            .get(&tenant)
-            .is_none_or(|lane| lane.pending.load(Ordering::Acquire) == 0);
         if idle && clients <= INLINE_CLIENTS {
             // Short, and nothing of the tenant's still on its way: handed
             // out here, in order, without a task switch.
@@ -290,6 +290,11 @@ impl Lanes {
 }
 
 impl Lane {
+    /// Whether every frame sent to the lane has been handed out.
+    fn is_idle(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0
+    }
+
     /// A lane holds as much as one client's queue: a client of the tenant is
     /// then never more than twice its own bound behind.
     fn start(state: &AppState, tenant: TenantId) -> Lane {
