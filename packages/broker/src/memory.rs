@@ -372,6 +372,9 @@ impl MemoryBroker {
     ) -> Result<Option<Refusal>, BrokerError> {
         let mut state = self.state();
         if let Some(max) = quota.max_queued {
+            if jobs > max {
+                return Ok(Some(Refusal::OverQueue { jobs, max }));
+            }
             let queued = state.depth.get(tenant).copied().unwrap_or_default();
             if queued + jobs > max {
                 return Ok(Some(Refusal::QueueFull { queued, max }));

@@ -533,3 +533,65 @@ async fn a_dead_workers_unacknowledged_ids_are_released_for_redispatch() {
     );
     broker.forget_worker("living").await.unwrap();
 }
+
+/// Redis left by jobwire before weighted turns scored its tenants by a
+/// global counter and counted no tenant's queued IDs: on upgrade, tenants
+/// already queued are set level with newcomers, and their IDs counted.
+#[tokio::test]
+async fn queues_of_an_older_jobwire_are_set_level_and_counted() {
+    let (broker, purge) = redis().await;
+    let prefix = purge.as_ref().unwrap().0.clone();
+    let old: Vec<JobId> = (0..3).map(|_| JobId::new()).collect();
+    let client = ::redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let ids: Vec<String> = old.iter().map(JobId::to_string).collect();
+    ::redis::pipe()
+        .lpush(format!("{prefix}job_queue:default:old/noop"), &ids)
+        .sadd(format!("{prefix}job_queue:pending"), &ids)
+        .zadd(
+            format!("{prefix}job_tenants:default:noop"),
+            "old",
+            5_000_000,
+        )
+        .sadd(format!("{prefix}job_types"), "noop")
+        .set(format!("{prefix}job_turns"), 5_000_000)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let capped = Quota {
+        max_queued: Some(3),
+        ..Quota::default()
+    };
+    let old_tenant: TenantId = "old".parse().unwrap();
+    assert_eq!(
+        broker.admit(&old_tenant, 1, &capped).await.unwrap(),
+        None,
+        "not counted yet"
+    );
+
+    broker.drop_legacy_queues().await.unwrap();
+    assert_eq!(
+        broker.admit(&old_tenant, 1, &capped).await.unwrap(),
+        Some(Refusal::QueueFull { queued: 3, max: 3 }),
+        "its 3 queued IDs are counted"
+    );
+    let new = vec![
+        of("new", "noop", Priority::Default),
+        of("new", "noop", Priority::Default),
+    ];
+    broker.enqueue(&new, &[]).await.unwrap();
+    let popped = drain(&broker).await;
+    let first_two: HashSet<bool> = popped[..2].iter().map(|id| old.contains(id)).collect();
+    assert_eq!(
+        first_two.len(),
+        2,
+        "old and new take turns from the start: {popped:?}"
+    );
+    assert_eq!(popped.len(), 5);
+    let turns: bool = ::redis::cmd("EXISTS")
+        .arg(format!("{prefix}job_turns"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!turns, "done once");
+}

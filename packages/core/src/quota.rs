@@ -104,6 +104,8 @@ pub enum Refusal {
     RateLimited { retry_after: Duration },
     /// More jobs in one request than the tenant's bucket ever holds.
     OverBurst { jobs: u64, burst: u32 },
+    /// More jobs in one request than the tenant may ever have queued.
+    OverQueue { jobs: u64, max: u64 },
 }
 
 #[cfg(test)]

@@ -148,7 +148,7 @@ pub const SERIES: &[Series] = &[
     series(TENANT_JOBS_CREATED, Kind::Counter, &["tenant_bucket"], Role::Api,
         "Jobs created per tenant bucket, `00` to `15`: a stable hash of the tenant ID (`tenantBucket` in /v1/stats and /v1/tenants)."),
     series(TENANT_REFUSED, Kind::Counter, &["tenant_bucket", "reason"], Role::Api,
-        "Create requests refused by the tenant's quota, per tenant bucket: `queue_full` and `rate` (429), `burst` (422)."),
+        "Create requests refused by the tenant's quota, per tenant bucket: `queue_full` and `rate` (429), `burst` and `over_queue` (422)."),
     series(TENANT_JOBS, Kind::Gauge, &["tenant_bucket", "status"], Role::Api,
         "Scheduled, queued and running jobs of every tenant per tenant bucket (one grouped count), read at scrape time."),
     series(JOBS_FINISHED, Kind::Counter, &["type", "status"], Role::Both,

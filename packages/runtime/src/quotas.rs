@@ -96,13 +96,19 @@ fn section(name: &str, table: toml::Value) -> anyhow::Result<(TenantId, QuotaOve
 /// already the other's starvation.
 const MAX_WEIGHT: u32 = 1000;
 
-/// A create rate: jobs per second, over zero and finite.
+/// A create rate: jobs per second, from one in about 17 minutes to a
+/// billion (a bucket's refill time must stay a number Redis can expire by).
 pub(crate) fn check_rate(rate: f64) -> anyhow::Result<f64> {
-    if !(rate.is_finite() && rate > 0.0) {
-        anyhow::bail!("a rate is a number of jobs per second over 0, not {rate}");
+    if !(MIN_RATE..=MAX_RATE).contains(&rate) {
+        anyhow::bail!(
+            "a rate is a number of jobs per second from {MIN_RATE} to {MAX_RATE}, not {rate}"
+        );
     }
     Ok(rate)
 }
+
+const MIN_RATE: f64 = 0.001;
+const MAX_RATE: f64 = 1e9;
 
 #[cfg(test)]
 mod tests {
@@ -132,7 +138,7 @@ mod tests {
                 "[tenants.acme]\nweight = 0\n",
                 "`weight` must be at least 1",
             ),
-            ("[tenants.acme]\nrate = -1.0\n", "over 0"),
+            ("[tenants.acme]\nrate = -1.0\n", "from 0.001"),
             ("[tenants.\"a b\"]\nrate = 1.0\n", "not a tenant ID"),
         ] {
             let e = parse_overrides(Path::new("q.toml"), text).expect_err(text);

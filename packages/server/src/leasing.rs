@@ -99,10 +99,20 @@ impl Leasing {
                 .attempts()
                 .increment(1);
         }
+        let popped_ids = popped.clone();
         let mut acks = popped;
         acks.extend(std::mem::take(&mut *self.unacked()));
-        let outbox = Outbox::announcing(claimed.iter().flatten().map(|claim| &claim.job))
+        let mut outbox = Outbox::announcing(claimed.iter().flatten().map(|claim| &claim.job))
             .acknowledging(&self.id, acks.clone());
+        let held: std::collections::HashSet<JobId> =
+            claimed.iter().flatten().map(|claim| claim.job.id).collect();
+        let unclaimed: Vec<JobId> = popped_ids
+            .into_iter()
+            .filter(|id| !held.contains(id))
+            .collect();
+        if !unclaimed.is_empty() {
+            outbox.released = store.not_running(&unclaimed).await;
+        }
         if let Err(e) = broker.send(outbox).await {
             tracing::warn!(error = %e, "cannot announce jobs leased to a remote worker");
             self.unacked().extend(acks);

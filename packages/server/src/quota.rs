@@ -34,6 +34,7 @@ pub(crate) async fn admit(
             Refusal::QueueFull { .. } => "queue_full",
             Refusal::RateLimited { .. } => "rate",
             Refusal::OverBurst { .. } => "burst",
+            Refusal::OverQueue { .. } => "over_queue",
         };
         metrics::counter!(
             jobwire_metrics::TENANT_REFUSED,
@@ -60,6 +61,10 @@ pub(crate) async fn admit(
             ),
             retry_after,
         }),
+        Some(Refusal::OverQueue { jobs, max }) => Err(ApiError::Unprocessable(format!(
+            "{jobs} jobs at once is more than tenant {tenant} may ever have queued ({max}): \
+             send at most {max} per request"
+        ))),
         Some(Refusal::OverBurst { jobs, burst }) => Err(ApiError::Unprocessable(format!(
             "{jobs} jobs at once is more than tenant {tenant}'s create burst of {burst}: \
              send at most {burst} per request"

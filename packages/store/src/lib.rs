@@ -626,6 +626,26 @@ impl Store {
         delegate!(self.release(id, lease))
     }
 
+    /// Of `ids`, popped but not claimed, the jobs that are not running:
+    /// their tenants' running slots (taken by the pop) are to be freed at
+    /// once. A job running elsewhere (a duplicate ID) keeps its slot; one
+    /// that cannot be read is left to the broker's sweep of stale slots.
+    pub async fn not_running(&self, ids: &[JobId]) -> Vec<QueueEntry> {
+        let mut entries = Vec::new();
+        for id in ids {
+            match self.find(*id).await {
+                Ok(Some(job)) if job.status != Status::Running => {
+                    entries.push(QueueEntry::from(&job))
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(job_id = %id, error = %e, "cannot read a popped job to free its running slot")
+                }
+            }
+        }
+        entries
+    }
+
     /// A job by its ID alone, whatever its tenant: for a worker holding (or
     /// having held) one of its attempts, never for a tenant's request.
     pub async fn find(&self, id: JobId) -> Result<Option<Job>, StoreError> {

@@ -75,8 +75,12 @@ impl Worker {
         // state) protects each job from here, and re-dispatch covers a failed claim.
         let mut acks = popped;
         acks.extend(self.take_unacked());
-        let outbox = Outbox::announcing(claims.iter().map(|claim| &claim.job))
+        let mut outbox = Outbox::announcing(claims.iter().map(|claim| &claim.job))
             .acknowledging(&self.id, acks.clone());
+        if !unclaimed.is_empty() {
+            let ids: Vec<JobId> = unclaimed.iter().map(|(id, _)| *id).collect();
+            outbox.released = self.store.not_running(&ids).await;
+        }
         let sent = if self.failpoint.fire(Failpoint::FailFirstAck) {
             Err("failpoint: failing an acknowledgement".to_owned())
         } else {

@@ -84,6 +84,9 @@ async fn a_tenant_at_its_queued_cap_gets_429_until_its_workers_take_some(backend
         "nothing refused was written"
     );
 
+    let (status, _, _, body) = post(&app, "other", "/v1/jobs/batch", noops(6)).await;
+    assert_eq!(status, 422, "more than may ever be queued: {body}");
+
     // Another tenant's queue is its own.
     let (status, _, _, _) = post(&app, "other", "/v1/jobs/batch", noops(5)).await;
     assert_eq!(status, 201);
@@ -237,7 +240,35 @@ async fn a_running_cap_holds_across_two_workers(backend: Backend) {
     );
 }
 
+/// A capped tenant's queued job cancelled before a worker pops it holds no
+/// running slot: the tenant's next job starts at once, not after the sweep
+/// of stale slots (10 s and more).
+async fn a_cancelled_job_holds_no_running_slot(backend: Backend) {
+    let app = spawn_app_with(Options {
+        backend,
+        quota_file: Some(quota_file("[tenants.capped]\nmax_running = 1\n")),
+        ..Options::without_worker()
+    })
+    .await;
+    let mut ws = app.ws("capped").await;
+    let cancelled = app.create("capped", job("noop", json!({}))).await;
+    let next = app.create("capped", job("noop", json!({}))).await;
+    let (status, body) = app
+        .post("capped", &format!("/v1/jobs/{cancelled}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let started = Instant::now();
+    app.start_worker();
+    ws.until_status(&next, "succeeded").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the next job waited {:?} behind the cancelled one's slot",
+        started.elapsed()
+    );
+}
+
 in_both_modes!(
+    a_cancelled_job_holds_no_running_slot,
     a_tenant_at_its_queued_cap_gets_429_until_its_workers_take_some,
     a_tenant_over_its_create_rate_gets_429_and_one_with_an_override_does_not,
     a_running_cap_holds_across_two_workers,

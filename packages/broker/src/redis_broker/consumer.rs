@@ -71,11 +71,11 @@ local function serve(p, t, index, tenant, base)
   end
   local start = math.max(tonumber(redis.call('ZSCORE', index, tenant)) or 0,
                          tonumber(redis.call('HGET', clocks, index)) or 0)
-  redis.call('HSET', clocks, index, tostring(start))
+  redis.call('HSET', clocks, index, string.format('%.17g', start))
   if redis.call('LLEN', queue) == 0 then
     redis.call('ZREM', index, tenant)
   else
-    redis.call('ZADD', index, tostring(start + #got / weight), tenant)
+    redis.call('ZADD', index, string.format('%.17g', start + #got / weight), tenant)
   end
   return true
 end

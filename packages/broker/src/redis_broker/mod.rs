@@ -22,15 +22,22 @@ use crate::{BrokerError, Keys, Outbox, QueueDepth};
 /// of its running jobs still hold.
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Frees the running slots of jobs that stopped running, and wakes a worker
-/// of the job's type for each slot there was (only capped tenants have
-/// them, so most releases change nothing). EVAL, not EVALSHA: it runs inside
-/// the send's MULTI, where a missing script could not be loaded and retried.
-/// ARGV: prefix, the last wake marker's index, then (tenant, id, type) triples.
-const RELEASE_SLOTS: &str = r"
-for i = 3, #ARGV, 3 do
-  if redis.call('ZREM', ARGV[1] .. 'job_running:' .. ARGV[i], ARGV[i + 1]) == 1 then
-    local wake = ARGV[1] .. 'job_wake:' .. ARGV[i + 2]
+/// Frees running slots: of jobs that stopped running, or found stale by the
+/// sweep. Where one was held (only capped tenants have them, so most
+/// releases change nothing), a worker of every type is woken: the tenant's
+/// next job may be of another type than the one that ended, and the pop
+/// that passed the tenant over took the markers away. EVAL, not EVALSHA: it
+/// runs inside the send's MULTI, where a missing script could not be loaded
+/// and retried. ARGV: prefix, the last wake marker's index, then (tenant,
+/// id) pairs.
+pub(crate) const RELEASE_SLOTS: &str = r"
+local freed = false
+for i = 3, #ARGV, 2 do
+  if redis.call('ZREM', ARGV[1] .. 'job_running:' .. ARGV[i], ARGV[i + 1]) == 1 then freed = true end
+end
+if freed then
+  for _, t in ipairs(redis.call('SMEMBERS', ARGV[1] .. 'job_types')) do
+    local wake = ARGV[1] .. 'job_wake:' .. t
     redis.call('LPUSH', wake, '1')
     redis.call('LTRIM', wake, 0, tonumber(ARGV[2]))
   end
@@ -218,10 +225,7 @@ impl RedisBroker {
                 .arg(self.keys.prefix())
                 .arg(Self::MAX_WAKE_MARKERS - 1);
             for entry in &outbox.released {
-                release
-                    .arg(entry.tenant.as_str())
-                    .arg(entry.id.to_string())
-                    .arg(entry.job_type.as_str());
+                release.arg(entry.tenant.as_str()).arg(entry.id.to_string());
             }
             release.ignore();
         }
@@ -417,10 +421,26 @@ impl RedisBroker {
         for key in self.keys.legacy() {
             invocation.key(key);
         }
-        invocation
+        let dropped = invocation
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(BrokerError::command("EVALSHA drop legacy queues"))
+            .map_err(BrokerError::command("EVALSHA drop legacy queues"))?;
+        let mut upgrade = TURNS_UPGRADE_SCRIPT.prepare_invoke();
+        upgrade.arg(self.keys.prefix());
+        for priority in Priority::ALL {
+            upgrade.arg(priority.as_str());
+        }
+        let upgraded: usize = upgrade
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(BrokerError::command("EVALSHA upgrade turns"))?;
+        if upgraded > 0 {
+            tracing::info!(
+                tenants = upgraded,
+                "queued tenants of an older jobwire set level for weighted turns; their queued jobs counted"
+            );
+        }
+        Ok(dropped)
     }
 }
 
@@ -463,7 +483,35 @@ end
 return n
 ";
 
+/// Once, on Redis left by jobwire before weighted turns (it kept the
+/// `job_turns` counter): its turns were scored by that counter, in the
+/// millions, against today's virtual times from 0, so every tenant already
+/// queued is set level at 0; and its queued IDs were not counted per tenant,
+/// so `tenant_depth` is counted afresh from the lists. Returns how many
+/// (type, priority, tenant) queues it saw. ARGV: prefix, the 4 priorities.
+const TURNS_UPGRADE: &str = r"
+local prefix = ARGV[1]
+if redis.call('EXISTS', prefix .. 'job_turns') == 0 then return 0 end
+local depth = prefix .. 'tenant_depth'
+redis.call('DEL', depth)
+local seen = 0
+for _, t in ipairs(redis.call('SMEMBERS', prefix .. 'job_types')) do
+  for i = 2, 5 do
+    local index = prefix .. 'job_tenants:' .. ARGV[i] .. ':' .. t
+    for _, tenant in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+      redis.call('ZADD', index, 0, tenant)
+      local n = redis.call('LLEN', prefix .. 'job_queue:' .. ARGV[i] .. ':' .. tenant .. '/' .. t)
+      if n > 0 then redis.call('HINCRBY', depth, tenant, n) end
+      seen = seen + 1
+    end
+  end
+end
+redis.call('DEL', prefix .. 'job_turns')
+return seen
+";
+
 static DEPTHS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(DEPTHS));
+static TURNS_UPGRADE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TURNS_UPGRADE));
 static LEGACY_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LEGACY));
 
 #[cfg(test)]

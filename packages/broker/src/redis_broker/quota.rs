@@ -16,7 +16,8 @@ use crate::BrokerError;
 /// (KEYS[1], the depth hash) against `max`, then its token bucket (KEYS[2]),
 /// refilled by Redis's clock, from which `n` tokens are taken. Returns
 /// `{0}` admitted, `{1, queued}` queue full, `{2, ms}` rate limited (enough
-/// tokens in `ms`), `{3}` more than the bucket holds.
+/// tokens in `ms`), `{3}` more than the bucket holds, `{4}` more than may
+/// ever be queued.
 ///
 /// ARGV: tenant, n, max queued (empty: none), rate per second (empty:
 /// none), burst.
@@ -24,6 +25,7 @@ const ADMIT: &str = r"
 local n = tonumber(ARGV[2])
 local max = tonumber(ARGV[3])
 if max then
+  if n > max then return {4} end
   local queued = tonumber(redis.call('HGET', KEYS[1], ARGV[1])) or 0
   if queued + n > max then return {1, queued} end
 end
@@ -38,7 +40,7 @@ if rate then
   local at = tonumber(bucket[2]) or now
   tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
   if tokens < n then return {2, math.ceil((n - tokens) / rate * 1000)} end
-  redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - n), 'at', tostring(now))
+  redis.call('HSET', KEYS[2], 'tokens', string.format('%.17g', tokens - n), 'at', string.format('%.17g', now))
   redis.call('PEXPIRE', KEYS[2], math.ceil(burst / rate * 1000) + 1000)
 end
 return {0}
@@ -92,6 +94,10 @@ impl RedisBroker {
             }),
             [2, ms] => Some(Refusal::RateLimited {
                 retry_after: Duration::from_millis(*ms),
+            }),
+            [4] => Some(Refusal::OverQueue {
+                jobs,
+                max: quota.max_queued.unwrap_or_default(),
             }),
             [3] => Some(Refusal::OverBurst {
                 jobs,
@@ -172,12 +178,20 @@ impl RedisBroker {
                 .arg(id.to_string())
                 .ignore();
         }
-        for (tenant, id) in release {
-            pipe.zrem(self.keys.running(tenant.as_str()), id.to_string())
-                .ignore();
+        if !release.is_empty() {
+            let script = pipe.cmd("EVAL");
+            script
+                .arg(super::RELEASE_SLOTS)
+                .arg(0)
+                .arg(self.keys.prefix())
+                .arg(Self::MAX_WAKE_MARKERS - 1);
+            for (tenant, id) in release {
+                script.arg(tenant.as_str()).arg(id.to_string());
+            }
+            script.ignore();
         }
         pipe.query_async::<()>(&mut self.conn.clone())
             .await
-            .map_err(BrokerError::command("ZADD+ZREM slots"))
+            .map_err(BrokerError::command("ZADD+EVAL release slots"))
     }
 }
