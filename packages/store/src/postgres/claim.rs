@@ -4,7 +4,7 @@ use jobwire_core::JobId;
 use uuid::Uuid;
 
 use super::PgStore;
-use super::row::{JobRow, bump, columns};
+use super::row::{JobRow, bump, columns, index_walk};
 use crate::{Claim, LeaseToken, StoreError};
 
 /// The lease token as Postgres stores it; a token that is not a UUID matches nothing.
@@ -77,6 +77,9 @@ impl PgStore {
         lease: Duration,
     ) -> Result<Vec<(JobId, LeaseToken)>, StoreError> {
         let (ids, _) = in_id_order(jobs.iter().map(|id| (id.as_uuid(), ())));
+        // Found by ID; the partial index of running jobs must not be walked
+        // by a bitmap scan (see `index_walk`).
+        let mut tx = index_walk(self).await?;
         let rows: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(concat!(
             "update jobs set lease_expires_at = now() + $2::bigint * interval '1 millisecond' ",
             "from unnest($3::uuid[]) as renewed(job) ",
@@ -87,9 +90,12 @@ impl PgStore {
         .bind(worker)
         .bind(lease.as_millis() as i64)
         .bind(ids)
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut *tx)
         .await
         .map_err(StoreError::query("renew leases"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::query("renew leases"))?;
         Ok(rows
             .into_iter()
             .filter_map(|(id, token)| Some((JobId::from(id), LeaseToken(token?.to_string()))))

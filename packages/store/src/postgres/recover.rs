@@ -4,7 +4,10 @@ use jobwire_core::{Job, JobId, QueueEntry};
 use uuid::Uuid;
 
 use super::PgStore;
-use super::row::{append_attempt_error, bump, columns, expires_now, fetch_jobs, lock_in_order};
+use super::row::{
+    append_attempt_error, bump, columns, expires_now, fetch_jobs, fetch_jobs_walking, index_walk,
+    lock_in_order,
+};
 use crate::{LEASE_LOST, StoreError};
 
 impl PgStore {
@@ -28,7 +31,7 @@ impl PgStore {
         ))
         .persistent(false)
         .bind(LEASE_LOST);
-        fetch_jobs(query, self, "reap expired leases").await
+        fetch_jobs_walking(query, self, "reap expired leases").await
     }
 
     pub(crate) async fn promote_due(&self) -> Result<Vec<Job>, StoreError> {
@@ -40,7 +43,7 @@ impl PgStore {
             columns!()
         ))
         .persistent(false);
-        fetch_jobs(query, self, "promote due jobs").await
+        fetch_jobs_walking(query, self, "promote due jobs").await
     }
 
     pub(crate) async fn queued_older_than(
@@ -49,6 +52,7 @@ impl PgStore {
         after: Option<JobId>,
         limit: u32,
     ) -> Result<Vec<QueueEntry>, StoreError> {
+        let mut tx = index_walk(self).await?;
         let rows: Vec<(Uuid, String, String, String)> = sqlx::query_as(
             "select id, priority, tenant_id, job_type from jobs where status = 'queued' \
              and updated_at < now() - $1::bigint * interval '1 millisecond' \
@@ -57,9 +61,12 @@ impl PgStore {
         .bind(age.as_millis() as i64)
         .bind(after.map(|id| id.as_uuid()))
         .bind(i64::from(limit))
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut *tx)
         .await
         .map_err(StoreError::query("list queued jobs"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::query("list queued jobs"))?;
         rows.into_iter()
             .map(|(id, p, tenant, job_type)| crate::queued_entry(id.into(), &p, &tenant, &job_type))
             .collect()

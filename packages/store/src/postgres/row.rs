@@ -100,6 +100,45 @@ pub(crate) async fn fetch_jobs<'q>(
         .collect()
 }
 
+/// Runs a query that returns job rows by walking a partial index of `jobs`
+/// (see [`index_walk`]).
+pub(crate) async fn fetch_jobs_walking<'q>(
+    query: sqlx::query::QueryAs<'q, sqlx::Postgres, JobRow, sqlx::postgres::PgArguments>,
+    store: &PgStore,
+    op: &'static str,
+) -> Result<Vec<Job>, StoreError> {
+    let mut tx = index_walk(store).await?;
+    let rows = query
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(StoreError::query(op))?;
+    tx.commit().await.map_err(StoreError::query(op))?;
+    rows.into_iter().map(Job::try_from).collect()
+}
+
+/// A transaction for a sweep that reads one of the partial indexes of
+/// `jobs` (`status = 'running'`, `'queued'`, `'scheduled'`), with bitmap scans off. While a
+/// backlog drains, every job leaves those indexes within seconds and the
+/// planner's row estimates lag far behind; it then picks a bitmap scan,
+/// which visits the heap page of every dead index entry on every run (a
+/// million-job drain made the lease reaper take 100 ms every 250 ms and the
+/// lost-ID sweep 400 ms, the time the claims wait for). A plain index scan
+/// marks dead entries as it passes them, so the next run skips them.
+pub(crate) async fn index_walk(
+    store: &PgStore,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+    let mut tx = store
+        .pool()
+        .begin()
+        .await
+        .map_err(StoreError::query("begin index walk"))?;
+    sqlx::query("set local enable_bitmapscan = off")
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::query("turn bitmap scans off"))?;
+    Ok(tx)
+}
+
 /// Runs a query that returns at most one job row.
 pub(crate) async fn fetch_optional_job<'q>(
     query: sqlx::query::QueryAs<'q, sqlx::Postgres, JobRow, sqlx::postgres::PgArguments>,

@@ -61,10 +61,11 @@ impl SqliteStore {
     ) -> Result<Vec<QueueEntry>, StoreError> {
         let rows: Vec<(String, String, String, String)> = sqlx::query_as(
             "select id, priority, tenant_id, job_type from jobs where status = 'queued' and updated_at < ?1 \
-             and (?2 is null or id > ?2) order by id limit ?3",
+             and id > ?2 order by id limit ?3",
         )
         .bind(text(now() - age))
-        .bind(after.map(|id| id.to_string()))
+        // Every ID sorts after the empty string: from the start.
+        .bind(after.map(|id| id.to_string()).unwrap_or_default())
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
