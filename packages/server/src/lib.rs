@@ -30,6 +30,7 @@ mod tenants;
 mod ws;
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -79,6 +80,14 @@ pub async fn serve(
     };
     quota::publish(&state).await;
     let quotas = tokio::spawn(quota::keep_published(state.clone(), shutdown.clone()));
+    // Without TCP_NODELAY, a frame written while the one before it is not
+    // yet acknowledged waits for the client's delayed ACK: a job's `running`
+    // right after its `queued` reached the WebSocket 40 ms late.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     let result = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
