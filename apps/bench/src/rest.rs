@@ -37,6 +37,15 @@ struct Created {
     id: String,
 }
 
+/// When a job was created and when its last attempt started, as the store
+/// recorded them.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Times {
+    created_at: chrono::DateTime<chrono::Utc>,
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 #[derive(Deserialize)]
 struct CreatedBatch {
     jobs: Vec<IgnoredAny>,
@@ -103,6 +112,28 @@ impl Api {
         }
         let created: Created = response.json().await.context("the created job")?;
         Ok(created.id)
+    }
+
+    /// `GET /v1/jobs/{id}`: from the job's creation to its start, in
+    /// milliseconds, by the store's own record of both.
+    pub async fn start_delay_ms(&self, id: &str) -> anyhow::Result<f64> {
+        let response = self
+            .http
+            .get(format!("{}/v1/jobs/{id}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .context("GET /v1/jobs/{id}")?;
+        let status = response.status();
+        if status != reqwest::StatusCode::OK {
+            let text = response.text().await.unwrap_or_default();
+            bail!("GET /v1/jobs/{id} answered {status}: {text}");
+        }
+        let times: Times = response.json().await.context("the job")?;
+        let started = times
+            .started_at
+            .with_context(|| format!("job {id} has not started"))?;
+        Ok((started - times.created_at).as_seconds_f64() * 1000.0)
     }
 
     /// `POST /v1/jobs/{id}/cancel`: true if cancelled, false if it had ended already (409).
