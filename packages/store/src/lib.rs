@@ -710,6 +710,14 @@ impl Store {
         delegate!(self.explain_counts())
     }
 
+    /// The query plans of the worker maintenance's reads, by name: `sweep`
+    /// (a batch of the lost-ID sweep) on both engines, `reap` (the lease
+    /// reaper) and `heartbeat` on Postgres; to check that a backlog does not
+    /// make them walk every queued job or every dead index entry.
+    pub async fn explain_maintenance(&self) -> Result<Vec<(&'static str, String)>, StoreError> {
+        delegate!(self.explain_maintenance())
+    }
+
     /// The current state of the tenant's jobs changed after `after` (a
     /// `change_seq`), in the order of their last change, at most `limit`;
     /// as updates, without payloads.

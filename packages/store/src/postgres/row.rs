@@ -122,7 +122,7 @@ pub(crate) async fn fetch_jobs_walking<'q>(
 /// planner's row estimates lag far behind; it then picks a bitmap scan,
 /// which visits the heap page of every dead index entry on every run (a
 /// million-job drain made the lease reaper take 100 ms every 250 ms and the
-/// lost-ID sweep 400 ms, the time the claims wait for). A plain index scan
+/// lost-ID sweep 400 ms: Postgres time the claims waited for). A plain index scan
 /// marks dead entries as it passes them, so the next run skips them.
 pub(crate) async fn index_walk(
     store: &PgStore,

@@ -17,6 +17,11 @@ fn entries(rows: Vec<(String, String, String, String)>) -> Result<Vec<QueueEntry
         .collect()
 }
 
+/// The lost-ID sweep's batch: queued jobs last changed before `?1`, after ID
+/// `?2`, at most `?3`, in ID order.
+const QUEUED_OLDER_THAN: &str = "select id, priority, tenant_id, job_type from jobs \
+     where status = 'queued' and updated_at < ?1 and id > ?2 order by id limit ?3";
+
 impl SqliteStore {
     pub(crate) async fn reap_expired(&self) -> Result<Vec<Job>, StoreError> {
         let at = now();
@@ -59,18 +64,32 @@ impl SqliteStore {
         after: Option<JobId>,
         limit: u32,
     ) -> Result<Vec<QueueEntry>, StoreError> {
-        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
-            "select id, priority, tenant_id, job_type from jobs where status = 'queued' and updated_at < ?1 \
-             and id > ?2 order by id limit ?3",
-        )
-        .bind(text(now() - age))
-        // Every ID sorts after the empty string: from the start.
-        .bind(after.map(|id| id.to_string()).unwrap_or_default())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::query("list queued jobs"))?;
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(QUEUED_OLDER_THAN)
+            .bind(text(now() - age))
+            // Every ID sorts after the empty string: from the start.
+            .bind(after.map(|id| id.to_string()).unwrap_or_default())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query("list queued jobs"))?;
         entries(rows)
+    }
+
+    /// The plan of the lost-ID sweep's batch (SQLite keeps no dead index
+    /// entries: only the order of the walk matters here).
+    pub(crate) async fn explain_maintenance(
+        &self,
+    ) -> Result<Vec<(&'static str, String)>, StoreError> {
+        let lines: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("explain query plan {QUEUED_OLDER_THAN}"))
+                .bind(text(now()))
+                .bind("")
+                .bind(5000_i64)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::query("explain the maintenance"))?;
+        let plan = lines.into_iter().map(|(_, _, _, detail)| detail);
+        Ok(vec![("sweep", plan.collect::<Vec<_>>().join("\n"))])
     }
 
     pub(crate) async fn queued_among(
