@@ -1,7 +1,9 @@
 use jobwire_core::{Job, JobId, JobType, Status, TenantId};
 
 use super::PgStore;
-use super::row::{JobRow, columns, fetch_changes, fetch_jobs, fetch_optional_job, update_columns};
+use super::row::{
+    JobRow, columns, fetch_changes, fetch_jobs, fetch_optional_job, plan_text, update_columns,
+};
 use crate::{ActiveCount, BucketCounts, Change, ListFilter, Page, StoreError, TenantPage};
 
 impl PgStore {
@@ -210,13 +212,7 @@ impl PgStore {
                 .fetch_all(&mut *self.conn().await?)
                 .await
                 .map_err(StoreError::query("explain the counts"))?;
-            plans.push(
-                lines
-                    .into_iter()
-                    .map(|(line,)| line)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            );
+            plans.push(plan_text(lines));
         }
         Ok(plans)
     }

@@ -7,7 +7,7 @@ use super::PgStore;
 use super::claim::HEARTBEAT;
 use super::row::{
     append_attempt_error, bump, columns, expires_now, fetch_jobs, fetch_jobs_walking, index_walk,
-    lock_in_order,
+    lock_in_order, plan_text,
 };
 use crate::{LEASE_LOST, StoreError};
 
@@ -118,8 +118,7 @@ impl PgStore {
             tx.rollback()
                 .await
                 .map_err(StoreError::query("explain the maintenance"))?;
-            let plan = lines.into_iter().map(|(line,)| line).collect::<Vec<_>>();
-            plans.push((name, plan.join("\n")));
+            plans.push((name, plan_text(lines)));
         }
         Ok(plans)
     }

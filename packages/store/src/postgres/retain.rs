@@ -4,6 +4,7 @@
 use jobwire_core::{Retention, TenantId};
 
 use super::PgStore;
+use super::row::plan_text;
 use crate::{RETENTION_STEPS, StoreError, SweepStep, Swept, TableSize, keyed_ms, retention_ms};
 
 /// One sweep statement around the `select` of the rows it deletes (an index
@@ -142,13 +143,7 @@ impl PgStore {
                 .fetch_all(&mut *self.conn().await?)
                 .await
                 .map_err(StoreError::query("explain the sweep"))?;
-            plans.push(
-                lines
-                    .into_iter()
-                    .map(|(line,)| line)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            );
+            plans.push(plan_text(lines));
         }
         Ok(plans)
     }

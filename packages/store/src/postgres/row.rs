@@ -139,6 +139,12 @@ pub(crate) async fn index_walk(
     Ok(tx)
 }
 
+/// The text of a plan, as `EXPLAIN` returned it a line per row.
+pub(crate) fn plan_text(lines: Vec<(String,)>) -> String {
+    let lines: Vec<String> = lines.into_iter().map(|(line,)| line).collect();
+    lines.join("\n")
+}
+
 /// Runs a query that returns at most one job row.
 pub(crate) async fn fetch_optional_job<'q>(
     query: sqlx::query::QueryAs<'q, sqlx::Postgres, JobRow, sqlx::postgres::PgArguments>,

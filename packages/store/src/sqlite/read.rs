@@ -1,7 +1,9 @@
 use jobwire_core::{Job, JobId, JobType, Status, TenantId};
 
 use super::SqliteStore;
-use super::row::{JobRow, columns, fetch_changes, fetch_jobs, fetch_optional_job, update_columns};
+use super::row::{
+    JobRow, columns, fetch_changes, fetch_jobs, fetch_optional_job, plan_text, update_columns,
+};
 use crate::{ActiveCount, BucketCounts, Change, ListFilter, Page, StoreError, TenantPage};
 
 impl SqliteStore {
@@ -202,13 +204,7 @@ impl SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(StoreError::query("explain the counts"))?;
-            plans.push(
-                lines
-                    .into_iter()
-                    .map(|(_, _, _, detail)| detail)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            );
+            plans.push(plan_text(lines));
         }
         Ok(plans)
     }

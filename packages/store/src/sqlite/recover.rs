@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use jobwire_core::{Job, JobId, QueueEntry};
 
-use super::row::{append_attempt_error, bump, columns, expires_now, fetch_jobs};
+use super::row::{append_attempt_error, bump, columns, expires_now, fetch_jobs, plan_text};
 use super::{SqliteStore, now, text};
 use crate::{LEASE_LOST, StoreError, queued_entry};
 
@@ -88,8 +88,7 @@ impl SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(StoreError::query("explain the maintenance"))?;
-        let plan = lines.into_iter().map(|(_, _, _, detail)| detail);
-        Ok(vec![("sweep", plan.collect::<Vec<_>>().join("\n"))])
+        Ok(vec![("sweep", plan_text(lines))])
     }
 
     pub(crate) async fn queued_among(

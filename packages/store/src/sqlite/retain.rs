@@ -4,6 +4,7 @@
 use jobwire_core::{Retention, TenantId};
 use sqlx::types::Json;
 
+use super::row::plan_text;
 use super::{SqliteStore, now, text};
 use crate::{RETENTION_STEPS, StoreError, SweepStep, Swept, TableSize, keyed_ms, retention_ms};
 
@@ -153,13 +154,7 @@ impl SqliteStore {
                     .fetch_all(&self.pool)
                     .await
                     .map_err(StoreError::query("explain the sweep"))?;
-            plans.push(
-                lines
-                    .into_iter()
-                    .map(|(_, _, _, detail)| detail)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            );
+            plans.push(plan_text(lines));
         }
         Ok(plans)
     }

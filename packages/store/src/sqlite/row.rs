@@ -76,6 +76,12 @@ macro_rules! expires_now {
 }
 pub(crate) use expires_now;
 
+/// The text of a plan, as `EXPLAIN QUERY PLAN` returned it a step per row.
+pub(crate) fn plan_text(lines: Vec<(i64, i64, i64, String)>) -> String {
+    let steps: Vec<String> = lines.into_iter().map(|(_, _, _, detail)| detail).collect();
+    steps.join("\n")
+}
+
 /// Runs a query that returns job rows.
 pub(crate) async fn fetch_jobs<'q>(
     query: sqlx::query::QueryAs<'q, sqlx::Sqlite, JobRow, sqlx::sqlite::SqliteArguments<'q>>,
